@@ -1,0 +1,128 @@
+"""COCO-60: the parseCOCO outputs and the dataset LPG is trained on."""
+import json
+import os
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .boxes import box_mask
+from .constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
+from .io import chw_tensor, read_image_bgr, read_label
+from .transforms import ScalePadCropFlip, resize_nearest
+
+# LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
+LPG_OUTPUT_STRIDE = 4
+
+
+def coco_image_id(image_id):
+    """COCO image id (int or string) -> the 12-digit zero-padded file name stem."""
+    try:
+        return f'{int(image_id):012d}'
+    except (TypeError, ValueError):
+        raise ValueError(f'not a COCO image id: {image_id!r}') from None
+
+
+def bbox_annos_path(coco_root, split='train2017'):
+    return os.path.join(coco_root, 'annotations', f'coco_{split}_bbox_annos.json')
+
+
+def seg60_dir(coco_root, split='train2017'):
+    return os.path.join(coco_root, f'{split}_seg60')
+
+
+def bbox60_dir(coco_root, split='train2017'):
+    return os.path.join(coco_root, f'{split}_bbox60')
+
+
+def load_bbox_annos(coco_root, split='train2017'):
+    """Read annotations/coco_<split>_bbox_annos.json: {image id string: [[x1, y1, x2, y2, cat_id], ...]}."""
+    path = bbox_annos_path(coco_root, split)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'COCO box annotations not found: {path}; create them with '
+                                f'`python utils/parseCOCO.py --dataRoot {coco_root} --split {split}`')
+    try:
+        with open(path) as annos_file:
+            annotations = json.load(annos_file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f'could not read COCO box annotations {path}: {error}') from error
+    if not isinstance(annotations, dict):
+        raise ValueError(f'{path}: expected a JSON object mapping image ids to box lists')
+    known = set(COCO_CATEGORY_IDS)
+    for image_id, boxes in annotations.items():
+        if not isinstance(boxes, list) or any(not isinstance(box, list) or len(box) != 5 for box in boxes):
+            raise ValueError(f'{path}: image {image_id}: expected a list of [x1, y1, x2, y2, category_id]')
+        for box in boxes:
+            if box[4] not in known:
+                raise ValueError(f'{path}: image {image_id} has a box of unknown COCO category {box[4]!r}')
+    return annotations
+
+
+def non_voc_boxes(boxes):
+    """[[x1, y1, x2, y2, coco_cat]] -> [(class60, x1, y1, x2, y2)] for the non-VOC categories, in order."""
+    return [(COCO_ID_TO_60[int(cat)], x1, y1, x2, y2) for x1, y1, x2, y2, cat in boxes
+            if int(cat) not in COCO_VOC_IDS]
+
+
+class COCO60LPGDataset(Dataset):
+    """LPG training samples: one per (image, non-VOC class present in it) (DESIGN, LPG training samples).
+
+    Images are those with a <split>_seg60/ID12.png, in the order of the bbox json; max_images keeps
+    the first N (--coco_train_size). Returns (image 3xSxS float, box_mask 1xSxS float 0/1,
+    target (S/4)x(S/4) long 0/1, class60 int) with S = crop_size."""
+
+    def __init__(self, coco_root, split='train2017', crop_size=512, scales=(0.5, 0.75, 1.0, 1.25, 1.5),
+                 flip=True, max_images=None, seed=0):
+        if crop_size % LPG_OUTPUT_STRIDE:
+            raise ValueError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
+        self.coco_root, self.split, self.crop_size = coco_root, split, int(crop_size)
+        self.image_dir = os.path.join(coco_root, split)
+        self.seg_dir = seg60_dir(coco_root, split)
+        if not os.path.isdir(self.seg_dir):
+            raise FileNotFoundError(f'COCO-60 masks not found: {self.seg_dir}; create them with '
+                                    f'`python utils/parseCOCO.py --dataRoot {coco_root} --split {split}`')
+        annotations = load_bbox_annos(coco_root, split)
+        with_masks = set(os.listdir(self.seg_dir))
+
+        self.boxes = {}  # image_id12 -> [(class60, x1, y1, x2, y2)]
+        self.samples = []  # (image_id12, class60)
+        for key, boxes in annotations.items():
+            if max_images is not None and len(self.boxes) >= max_images:
+                break
+            name = coco_image_id(key)
+            boxes = non_voc_boxes(boxes)
+            if not boxes or f'{name}.png' not in with_masks:
+                continue
+            self.boxes[name] = boxes
+            for class60 in dict.fromkeys(box[0] for box in boxes):
+                self.samples.append((name, class60))
+        if not self.samples:
+            raise ValueError(f'no COCO-60 training samples: no image of {bbox_annos_path(coco_root, split)} '
+                             f'has a non-VOC box and a mask in {self.seg_dir}')
+        self.augment = ScalePadCropFlip(crop_size, scales, flip, seed=seed)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        name, class60 = self.samples[index]
+        image_path = os.path.join(self.image_dir, f'{name}.jpg')
+        seg_path = os.path.join(self.seg_dir, f'{name}.png')
+        image = read_image_bgr(image_path) - MEAN_BGR
+        seg60 = read_label(seg_path)
+        height, width = image.shape[:2]
+        if seg60.shape != (height, width):
+            raise ValueError(f'mask {seg_path} is {seg60.shape[1]}x{seg60.shape[0]} but image '
+                             f'{image_path} is {width}x{height}')
+        target = (seg60 == class60).astype(np.uint8)
+        class_boxes = [box[1:] for box in self.boxes[name] if box[0] == class60]
+        class_box_mask = box_mask(class_boxes, height, width)
+        # The crop must show part of this class's boxes; one random box guarantees an actual box
+        # (the union's bounding box alone could fall between two boxes).
+        overlap_box = class_boxes[int(self.augment.rng.integers(len(class_boxes)))]
+        image, (class_box_mask, target) = self.augment(image, [class_box_mask, target], [0, 0], overlap_box)
+        target_size = self.crop_size // LPG_OUTPUT_STRIDE
+        target = resize_nearest(target, target_size, target_size)
+        return (chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None],
+                torch.from_numpy(target.astype(np.int64)), int(class60))

@@ -1,0 +1,150 @@
+"""PASCAL VOC: paths, split lists, XML boxes, and the segmentation dataset used to train backbones."""
+import os
+import warnings
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .coco import coco_image_id
+from .constants import IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID
+from .io import chw_tensor, read_image_bgr, read_label
+
+
+def resolve_voc_root(path):
+    """Accept the VOC2012 folder itself, its parent, or the VOCdevkit's parent."""
+    for candidate in (path, os.path.join(path, 'VOC2012'), os.path.join(path, 'VOCdevkit', 'VOC2012')):
+        if os.path.isdir(os.path.join(candidate, 'JPEGImages')):
+            return candidate
+    raise FileNotFoundError(
+        f'no PASCAL VOC 2012 found at {path}: expected JPEGImages/ in it, in {path}/VOC2012 '
+        f'or in {path}/VOCdevkit/VOC2012')
+
+
+def read_split(path):
+    """Split file -> list of image ids, one per line (blank lines skipped)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'split file not found: {path}')
+    with open(path) as split:
+        ids = [line.strip() for line in split if line.strip()]
+    if not ids:
+        raise ValueError(f'split file {path} lists no image ids')
+    return ids
+
+
+def split_file(voc_root, split, split_file=None):
+    """The split list to read: split_file if given, else ImageSets/Segmentation/<split>.txt."""
+    if split_file:
+        return split_file
+    return os.path.join(voc_root, 'ImageSets', 'Segmentation', f'{split}.txt')
+
+
+def _coordinate(bndbox, tag, path, object_index):
+    node = bndbox.find(tag)
+    if node is None or node.text is None:
+        raise ValueError(f'{path}: object {object_index} has a <bndbox> without <{tag}>')
+    try:
+        return int(float(node.text.strip()))
+    except ValueError:
+        raise ValueError(f'{path}: object {object_index} has a non-numeric <{tag}> {node.text!r}') from None
+
+
+def _xml_size(root, path):
+    size = root.find('size')
+    if size is None:
+        return None, None
+    try:
+        return int(float(size.findtext('width'))), int(float(size.findtext('height')))
+    except (TypeError, ValueError):
+        raise ValueError(f'{path}: <size> has no valid <width>/<height>') from None
+
+
+def parse_voc_xml(path, width=None, height=None):
+    """VOC annotation XML -> [(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates.
+
+    Only the <object> elements directly under the root are objects: a person's <part> boxes (head,
+    hand, foot) are not. Boxes are clipped to the image (width/height if given, else the XML's
+    <size>); a box with no area left after clipping (x2 <= x1 or y2 <= y1) is skipped with a warning."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'VOC annotation file not found: {path}')
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as error:
+        raise ValueError(f'malformed VOC annotation XML {path}: {error}') from error
+    if width is None or height is None:
+        xml_width, xml_height = _xml_size(root, path)
+        width = xml_width if width is None else width
+        height = xml_height if height is None else height
+
+    boxes = []
+    for object_index, obj in enumerate(root.findall('object')):
+        name = (obj.findtext('name') or '').strip()
+        if name not in VOC_CLASS_TO_ID or name == 'background':
+            raise ValueError(f'{path}: object {object_index} has unknown class name {name!r}')
+        bndbox = obj.find('bndbox')
+        if bndbox is None:
+            raise ValueError(f'{path}: object {object_index} ({name}) has no <bndbox>')
+        x1, y1, x2, y2 = (_coordinate(bndbox, tag, path, object_index) - 1
+                          for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+        # The original aborted on boxes leaving the image; clipping keeps the object.
+        x1, y1 = max(x1, 0), max(y1, 0)
+        if width is not None:
+            x1, x2 = min(x1, width - 1), min(x2, width - 1)
+        if height is not None:
+            y1, y2 = min(y1, height - 1), min(y2, height - 1)
+        if x2 <= x1 or y2 <= y1:
+            warnings.warn(f'{path}: object {object_index} ({name}) has a zero-size box '
+                          f'({x1}, {y1}, {x2}, {y2}) after clipping; skipped')
+            continue
+        boxes.append((VOC_CLASS_TO_ID[name], x1, y1, x2, y2))
+    return boxes
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs for backbone training and evaluation.
+
+    items: list of (image_id, image_path, label_path). augment: a ScalePadCropFlip or None.
+    Returns (3xHxW float tensor, mean-subtracted BGR; HxW long tensor, 255 = ignore; image_id)."""
+
+    def __init__(self, items, augment=None):
+        self.items = list(items)
+        self.augment = augment
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image_id, image_path, label_path = self.items[index]
+        image = read_image_bgr(image_path) - MEAN_BGR
+        label = read_label(label_path)
+        if label.shape != image.shape[:2]:
+            raise ValueError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
+                             f'{image_path} is {image.shape[1]}x{image.shape[0]}')
+        if self.augment is not None:
+            image, (label,) = self.augment(image, [label], [IGNORE_LABEL])
+        return chw_tensor(image), torch.from_numpy(label.astype(np.int64)), image_id
+
+
+def _label_dir(root, label_dir):
+    directory = label_dir if os.path.isabs(label_dir) else os.path.join(root, label_dir)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f'label directory not found: {directory}')
+    return directory
+
+
+def voc_items(voc_root, ids, label_dir):
+    """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under voc_root)."""
+    directory = _label_dir(voc_root, label_dir)
+    return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
+             os.path.join(directory, f'{image_id}.png')) for image_id in ids]
+
+
+def coco_items(coco_root, ids, label_dir, split='train2017'):
+    """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under coco_root)."""
+    directory = _label_dir(coco_root, label_dir)
+    items = []
+    for image_id in ids:
+        name = coco_image_id(image_id)
+        items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), os.path.join(directory, f'{name}.png')))
+    return items

@@ -1,0 +1,192 @@
+"""Run rounds 1..N of the LPG alternation (DESIGN section 1) on a VOC root and a COCO root.
+
+    python run_rounds.py --voc_root_dir VOC2012 --coco_root_dir COCO --work_dir runs/lpg --rounds 3 \
+        --voc_init_model_path PretrainedModel/vgg16_largefov_imagenet.pth \
+        --coco_init_model_path PretrainedModel/vgg16_largefov_imagenet_61.pth
+
+Each step runs the published script in a subprocess and is skipped when its output already exists, so an
+interrupted run continues where it stopped (the training steps also resume from their last checkpoint).
+Round r: train LPG-r on COCO-60 (reading the round r-1 COCO-60 backbone when r >= 2); VOC pseudo masks with
+LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round-r VOC backbone; unless r is
+the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
+Layout under --work_dir: lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
+pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from utils.runtime import str2bool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--voc_root_dir', required=True)
+    parser.add_argument('--coco_root_dir', required=True)
+    parser.add_argument('--work_dir', required=True)
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--model_type', choices=['vgg16', 'resnet101'], default='vgg16')
+    parser.add_argument('--voc_init_model_path', help='initial weights of the 21-class VOC backbones')
+    parser.add_argument('--coco_init_model_path', help='initial weights of the 61-class COCO-60 backbones')
+    parser.add_argument('--voc_split', default='train_aug', help='VOC training split (pseudo masks, backbone)')
+    parser.add_argument('--val_split', default='val')
+    parser.add_argument('--score_masks', type=str2bool, default=True,
+                        help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
+    parser.add_argument('--baseline', type=str2bool, default=True, help='also make and score filled-box masks')
+    # Scaled-down settings (the demo and the tests use these); unset means each script's own default.
+    parser.add_argument('--lpg_iterations', type=int)
+    parser.add_argument('--lpg_batch_size', type=int)
+    parser.add_argument('--lpg_crop_size', type=int)
+    parser.add_argument('--lpg_lr', type=float)
+    parser.add_argument('--backbone_iterations', type=int)
+    parser.add_argument('--backbone_batch_size', type=int)
+    parser.add_argument('--backbone_crop_size', type=int)
+    parser.add_argument('--backbone_lr', type=float)
+    parser.add_argument('--voc_test_size', type=int)
+    parser.add_argument('--coco_test_size', type=int)
+    parser.add_argument('--n_jobs', type=int, default=2)
+    parser.add_argument('--cuda', type=str2bool, default=None)
+    parser.add_argument('--workers', type=int, default=2)
+    return parser
+
+
+def optional(flags):
+    """['--name', value, ...] without the pairs whose value is None."""
+    out = []
+    for name, value in zip(flags[::2], flags[1::2]):
+        if value is not None:
+            out += [name, str(value)]
+    return out
+
+
+class Runner:
+    """Runs the scripts as a user would and records the wall time of each step."""
+
+    def __init__(self, args):
+        self.args = args
+        self.times = {}
+
+    def common(self):
+        return optional(['--cuda', self.args.cuda, '--workers', self.args.workers])
+
+    def step(self, name, outputs, script, flags):
+        """Run `script flags` unless `outputs` is non-empty and every path in it exists."""
+        if outputs and all(os.path.exists(path) for path in outputs):
+            print(f'[skip] {name}: {outputs[0]} exists', flush=True)
+            return
+        cmd = [sys.executable, os.path.join(HERE, script)] + [str(f) for f in flags]
+        print(f'[run] {name}: {" ".join(cmd)}', flush=True)
+        tic = time.time()
+        subprocess.run(cmd, check=True, cwd=HERE)
+        self.times[name] = round(time.time() - tic, 1)
+
+
+def run_round(runner, r, work, last_round):
+    a = runner.args
+    mt = a.model_type
+    lpg_dir = os.path.join(work, 'lpg')
+    lpg_path = os.path.join(lpg_dir, f'Round_{r}', f'LPG_Round{r}.pth')
+    voc_backbone = lambda k: os.path.join(work, 'backbone_voc', f'Round_{k}', f'{mt}_final.pth')
+    coco_backbone = lambda k: os.path.join(work, 'backbone_coco', f'Round_{k}', f'{mt}_final.pth')
+    pseudo_voc = os.path.join(work, 'pseudo_voc')
+    pseudo_coco = os.path.join(work, 'pseudo_coco')
+    result = {}
+
+    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', lpg_dir, '--resume']
+    flags += optional(['--num_max_iterations', a.lpg_iterations, '--batch_size', a.lpg_batch_size,
+                       '--crop_size', a.lpg_crop_size, '--lr', a.lpg_lr])
+    if a.lpg_iterations is not None:
+        flags += ['--num_save_model', max(a.lpg_iterations, 1)]
+    if r >= 2:
+        flags += ['--init_seg_model_path', coco_backbone(r - 1), '--seg_model_type', mt,
+                  '--init_lpg_model_path', os.path.join(lpg_dir, f'Round_{r - 1}', f'LPG_Round{r - 1}.pth')]
+    runner.step(f'round {r}: train LPG', [lpg_path], 'trainLPG.py', flags + runner.common())
+
+    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', lpg_path, '--voc_root_dir', a.voc_root_dir,
+             '--voc_proposals_dir', pseudo_voc, '--model_type', mt, '--voc_split', a.voc_split]
+    flags += optional(['--voc_test_size', a.voc_test_size])
+    if r >= 2:
+        flags += ['--init_voc_model_path', voc_backbone(r - 1)]
+    runner.step(f'round {r}: VOC pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
+    voc_masks = os.path.join(pseudo_voc, f'{mt}_Round{r}')
+
+    if a.score_masks:
+        score_path = os.path.join(pseudo_voc, f'scores_masks_{mt}_Round{r}.json')
+        runner.step(f'round {r}: score VOC pseudo masks', [score_path], 'test.py',
+                    ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', voc_masks,
+                     '--split', a.voc_split, '--save_path', pseudo_voc])
+        result['pseudo_mask_scores'] = score_path
+
+    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', os.path.abspath(voc_masks),
+             '--model_type', mt, '--save_path', os.path.dirname(voc_backbone(r)), '--split', a.voc_split, '--resume']
+    flags += optional(['--init_model_path', a.voc_init_model_path, '--num_iterations', a.backbone_iterations,
+                       '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
+                       '--lr', a.backbone_lr])
+    runner.step(f'round {r}: train VOC backbone', [voc_backbone(r)], 'main.py', flags + runner.common())
+
+    eval_dir = os.path.join(os.path.dirname(voc_backbone(r)), f'eval_{a.val_split}')
+    runner.step(f'round {r}: test VOC backbone + CRF', [os.path.join(eval_dir, 'scores_crf.json')], 'test.py',
+                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt, '--model_path', voc_backbone(r),
+                 '--split', a.val_split, '--save_path', eval_dir, '--n_jobs', a.n_jobs] + optional(['--cuda', a.cuda]))
+    result['backbone_scores'] = os.path.join(eval_dir, 'scores_crf.json')
+
+    if not last_round:
+        flags = ['--dataset', 'coco', '--round', r, '--model_path_test', lpg_path, '--coco_root_dir', a.coco_root_dir,
+                 '--coco_proposals_dir', pseudo_coco, '--model_type', mt]
+        flags += optional(['--coco_test_size', a.coco_test_size])
+        if r >= 2:
+            flags += ['--init_coco_model_path', coco_backbone(r - 1)]
+        runner.step(f'round {r}: COCO-60 pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
+
+        flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
+                 '--label_path_name', os.path.abspath(os.path.join(pseudo_coco, f'{mt}_Round{r}')),
+                 '--model_type', mt, '--save_path', os.path.dirname(coco_backbone(r)), '--resume']
+        flags += optional(['--init_model_path', a.coco_init_model_path, '--num_iterations', a.backbone_iterations,
+                           '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
+                           '--lr', a.backbone_lr])
+        runner.step(f'round {r}: train COCO-60 backbone', [coco_backbone(r)], 'main.py', flags + runner.common())
+    return result
+
+
+def run_baseline(runner, work):
+    """Filled boxes: the pseudo masks LPG has to beat."""
+    a = runner.args
+    pseudo_voc = os.path.join(work, 'pseudo_voc')
+    runner.step('baseline: filled-box masks', [], 'genPseudoMasks.py',
+                ['--dataset', 'voc', '--method', 'box', '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
+                 pseudo_voc, '--voc_split', a.voc_split] + optional(['--voc_test_size', a.voc_test_size]) +
+                runner.common())
+    score_path = os.path.join(pseudo_voc, 'scores_masks_box.json')
+    if a.score_masks:
+        runner.step('baseline: score filled-box masks', [score_path], 'test.py',
+                    ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', os.path.join(pseudo_voc, 'box'),
+                     '--split', a.voc_split, '--save_path', pseudo_voc])
+    return score_path
+
+
+def main(args):
+    work = os.path.abspath(args.work_dir)
+    os.makedirs(work, exist_ok=True)
+    runner = Runner(args)
+    annos = os.path.join(args.coco_root_dir, 'annotations', 'coco_train2017_bbox_annos.json')
+    runner.step('parse COCO', [annos], os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
+    summary = {'rounds': {}}
+    if args.baseline:
+        summary['baseline_scores'] = run_baseline(runner, work)
+    for r in range(1, args.rounds + 1):
+        summary['rounds'][r] = run_round(runner, r, work, last_round=r == args.rounds)
+    summary['step_seconds'] = runner.times
+    tmp = os.path.join(work, 'summary.json.tmp')
+    with open(tmp, 'w') as handle:
+        json.dump(summary, handle, indent=2)
+    os.replace(tmp, os.path.join(work, 'summary.json'))
+    return summary
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())

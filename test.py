@@ -1,0 +1,180 @@
+"""Evaluate a segmentation backbone (optionally with DenseCRF), or score a folder of pseudo masks.
+
+    python test.py --type test --root_path VOC2012 --model_type vgg16 --model_path final.pth
+    python test.py --type crf  --root_path VOC2012 --model_type vgg16 --model_path final.pth --n_jobs 8
+    python test.py --type masks --root_path VOC2012 --pred_dir PSEUDO/vgg16_Round1 --split train_aug
+
+`test` writes the raw logits (`<save_path>/logits/ID.npz`), predictions (`pred/ID.png`) and `scores_test.json`.
+`crf` reuses those logits (computing any that are missing), refines them with DenseCRF in parallel and writes
+`crf/ID.png` and `scores_crf.json` with the scores without and with CRF. `masks` scores pseudo masks against
+the ground truth (default `SegmentationClassAug`), the pseudo-mask quality table, and writes `scores_masks.json`.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from joblib import Parallel, delayed
+from tqdm import tqdm
+
+from datasets.constants import VOC_CLASSES
+from datasets.io import read_image_bgr, read_label, save_palette_png, to_tensor_image
+from datasets.voc import read_split, resolve_voc_root, split_file
+from models import build_backbone
+from utils.checkpoint import load_weights
+from utils.crf import CRF_PARAMS, DenseCRF
+from utils.metric import confusion_matrix, scores_from_confusion
+from utils.runtime import add_device_args, select_device
+
+VGG_TEST_SIZE = 513  # the VGG16 model is evaluated on images padded to 513 x 513, as in the original
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')
+    parser.add_argument('--root_path', required=True, help='VOC2012 folder')
+    parser.add_argument('--model_type', choices=['vgg16', 'resnet101'], default='vgg16')
+    parser.add_argument('--model_path', help='backbone checkpoint (test, crf)')
+    parser.add_argument('--pred_dir', help='folder of predicted / pseudo masks to score (masks)')
+    parser.add_argument('--split', help='split under ImageSets/Segmentation; default val (train_aug for masks)')
+    parser.add_argument('--split_file', help='image id list instead of --split')
+    parser.add_argument('--gt_dir', help='ground-truth folder (relative to --root_path or absolute); '
+                        'default SegmentationClass (SegmentationClassAug for masks)')
+    parser.add_argument('--save_path', help='output folder; default <model dir>/eval_<split> or <pred_dir>/..')
+    parser.add_argument('--n_jobs', type=int, default=4, help='parallel DenseCRF processes')
+    add_device_args(parser, workers=0)
+    return parser
+
+
+def in_root(root, path):
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def compute_logits(args, root, ids, logits_dir):
+    """Raw backbone logits of every image (float32 .npz, with the network input size they cover)."""
+    device = select_device(args.cuda)
+    model = build_backbone(args.model_type, len(VOC_CLASSES))
+    load_weights(model, args.model_path, what=f'{args.model_type} VOC backbone (21 classes)')
+    model.to(device).eval()
+    os.makedirs(logits_dir, exist_ok=True)
+    for image_id in tqdm(ids, desc='logits'):
+        path = os.path.join(logits_dir, f'{image_id}.npz')
+        if os.path.exists(path):
+            continue
+        image = to_tensor_image(read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')))
+        if args.model_type == 'vgg16':
+            pad_h = max(VGG_TEST_SIZE - image.shape[1], 0)
+            pad_w = max(VGG_TEST_SIZE - image.shape[2], 0)
+            image = F.pad(image, (0, pad_w, 0, pad_h))  # zero after mean subtraction = padding with the mean
+        with torch.no_grad():
+            logits = model(image.unsqueeze(0).to(device))[0].float().cpu().numpy()
+        tmp = path + '.tmp'
+        with open(tmp, 'wb') as handle:
+            np.savez(handle, logits=logits, input_size=np.array(image.shape[-2:]))
+        os.replace(tmp, path)
+
+
+def probabilities(logits_path, height, width):
+    """Logits resized (bilinear, align_corners=True) to the network input, cropped to the image, softmax."""
+    with np.load(logits_path) as entry:
+        logits = torch.from_numpy(entry['logits'])[None]
+        input_size = tuple(int(side) for side in entry['input_size'])
+    logits = F.interpolate(logits, size=input_size, mode='bilinear', align_corners=True)
+    return torch.softmax(logits[0, :, :height, :width], dim=0).numpy()
+
+
+def evaluate_image(root, gt_dir, image_id, logits_dir, out_dirs, crf_params):
+    """Prediction without (and, given crf_params, with) CRF for one image; returns the confusion matrices."""
+    label = read_label(os.path.join(gt_dir, f'{image_id}.png'))
+    prob = probabilities(os.path.join(logits_dir, f'{image_id}.npz'), *label.shape)
+    prediction = prob.argmax(0).astype(np.uint8)
+    save_palette_png(os.path.join(out_dirs['pred'], f'{image_id}.png'), prediction)
+    hists = {'without CRF': confusion_matrix(label, prediction, len(VOC_CLASSES))}
+    if crf_params is not None:
+        image = read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')).astype(np.uint8)
+        refined = DenseCRF(**crf_params)(image, prob).argmax(0).astype(np.uint8)
+        save_palette_png(os.path.join(out_dirs['crf'], f'{image_id}.png'), refined)
+        hists['with CRF'] = confusion_matrix(label, refined, len(VOC_CLASSES))
+    return hists
+
+
+def to_json_scores(scores):
+    """Scores with class names, NaN (class absent from the ground truth) as null."""
+    clean = lambda v: None if v is None or np.isnan(v) else float(v)
+    out = {key: clean(value) for key, value in scores.items() if key != 'Class IoU'}
+    out['Class IoU'] = {VOC_CLASSES[i]: clean(v) for i, v in scores['Class IoU'].items()}
+    return out
+
+
+def print_scores(title, scores):
+    print(f'\n{title}')
+    for key in ('Pixel Accuracy', 'Mean Accuracy', 'Frequency Weighted IoU', 'Mean IoU'):
+        value = scores[key]
+        print(f'  {key:<24}{"n/a" if value is None else f"{100 * value:6.2f}"}')
+    present = {name: v for name, v in scores['Class IoU'].items() if v is not None}
+    print('  ' + '  '.join(f'{name} {100 * v:.1f}' for name, v in present.items()))
+
+
+def write_json(path, data):
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def score_masks(args, root, ids, gt_dir):
+    hist = np.zeros((len(VOC_CLASSES),) * 2, dtype=np.int64)
+    for image_id in tqdm(ids, desc='scoring masks'):
+        pred_path = os.path.join(args.pred_dir, f'{image_id}.png')
+        if not os.path.exists(pred_path):
+            raise SystemExit(f'{pred_path}: no pseudo mask for image {image_id} of the split')
+        gt = read_label(os.path.join(gt_dir, f'{image_id}.png'))
+        pred = read_label(pred_path)
+        if pred.shape != gt.shape:
+            raise SystemExit(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
+        hist += confusion_matrix(gt, pred, len(VOC_CLASSES))
+    return {'pseudo masks': to_json_scores(scores_from_confusion(hist)), 'pred_dir': args.pred_dir,
+            'num_images': len(ids)}
+
+
+def main(args):
+    root = resolve_voc_root(args.root_path)
+    split = args.split or ('train_aug' if args.type == 'masks' else 'val')
+    ids = read_split(split_file(root, split, args.split_file))
+    gt_dir = in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
+    if args.type == 'masks':
+        if not args.pred_dir:
+            raise SystemExit('--type masks needs --pred_dir')
+        save_path = args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
+        results = score_masks(args, root, ids, gt_dir)
+        print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
+        out = os.path.join(save_path, f'scores_masks_{os.path.basename(os.path.normpath(args.pred_dir))}.json')
+        write_json(out, results)
+        print(f'\nwrote {out}')
+        return results
+
+    if not args.model_path:
+        raise SystemExit(f'--type {args.type} needs --model_path')
+    save_path = args.save_path or os.path.join(os.path.dirname(os.path.abspath(args.model_path)), f'eval_{split}')
+    logits_dir = os.path.join(save_path, 'logits')
+    compute_logits(args, root, ids, logits_dir)
+    out_dirs = {'pred': os.path.join(save_path, 'pred'), 'crf': os.path.join(save_path, 'crf')}
+    crf_params = CRF_PARAMS[args.model_type] if args.type == 'crf' else None
+    per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
+        delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params)
+        for image_id in tqdm(ids, desc='CRF' if crf_params else 'scoring'))
+    results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(ids)}
+    for key in per_image[0]:
+        results[key] = to_json_scores(scores_from_confusion(sum(hists[key] for hists in per_image)))
+        print_scores(f'{args.model_type} on {split}, {key}', results[key])
+    out = os.path.join(save_path, f'scores_{args.type}.json')
+    write_json(out, results)
+    print(f'\nwrote {out}')
+    return results
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())

@@ -1,0 +1,157 @@
+"""Train the LPG generator on COCO-60 ground truth for one round.
+
+Round 1 trains the 4-channel generator (box mask + image; no backbone needed):
+    python trainLPG.py --coco_root_dir COCO --round 1 --model_save_path OUT
+Round R >= 2 trains the 5-channel generator, reading the round R-1 COCO-60 backbone's probabilities:
+    python trainLPG.py --coco_root_dir COCO --round 2 --init_seg_model_path COCO60_Round1.pth \
+        --init_lpg_model_path OUT/Round_1/LPG_Round1.pth --model_save_path OUT
+
+Checkpoints go to `<model_save_path>/Round_<R>/`: `LPG_Round<R>_iter<N>.pth` every --num_save_model
+iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume continues from it) and
+`LPG_Round<R>.pth`, the plain state dict in the format of the released weights.
+"""
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from datasets.coco import COCO60LPGDataset
+from models import LPGNet, build_backbone
+from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, save_checkpoint, unwrap_state_dict
+from utils.pseudo_masks import backbone_probs, class_channel, lpg_input
+from utils.runtime import (add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
+                           worker_init)
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--coco_root_dir', required=True, help='COCO folder, after utils/parseCOCO.py')
+    parser.add_argument('--round', type=int, default=1)
+    parser.add_argument('--init_seg_model_path', help='round R-1 COCO-60 backbone (61 classes); needed for round >= 2')
+    parser.add_argument('--seg_model_type', choices=['vgg16', 'resnet101'], default='vgg16',
+                        help='architecture of --init_seg_model_path')
+    parser.add_argument('--init_lpg_model_path',
+                        help='start from this generator (e.g. the previous round); a 4-channel one is widened to 5')
+    parser.add_argument('--model_save_path', required=True)
+    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--lr', type=float, default=1e-4)
+    parser.add_argument('--weight_decay', type=float, default=5e-4)
+    parser.add_argument('--crop_size', type=int, default=512, help='training crop; a multiple of 128')
+    parser.add_argument('--coco_train_size', type=int, default=None, help='use only the first N COCO-60 images')
+    parser.add_argument('--coco_split', default='train2017')
+    parser.add_argument('--num_print_log', type=int, default=10, help='log every N iterations')
+    parser.add_argument('--num_update_lr', type=int, default=50, help='apply the poly learning rate every N iterations')
+    parser.add_argument('--num_save_model', type=int, default=5000, help='save a checkpoint every N iterations')
+    parser.add_argument('--num_max_iterations', type=int, default=100000)
+    parser.add_argument('--resume', action='store_true', help='continue from Round_<R>/checkpoint_last.pth')
+    add_device_args(parser, workers=4)
+    return parser
+
+
+def init_generator(lpg, path):
+    """Load a generator checkpoint; a round-1 (4-channel) one seeds a 5-channel generator.
+
+    The 4 input filters go to the box and image channels and the new seg-probability filter starts at 0,
+    so the widened network computes exactly what the round-1 one did until training changes it.
+    """
+    state = unwrap_state_dict(load_checkpoint(path), path)
+    first = 'pre.0.conv.weight'
+    expected = lpg.state_dict()[first].shape
+    if first in state and state[first].shape[1] == expected[1] - 1:
+        widened = state[first].new_zeros(expected)
+        widened[:, 1:] = state[first]
+        state[first] = widened
+    problems = describe_mismatch(lpg.state_dict(), state)
+    if problems:
+        raise ValueError(f'{path} cannot initialise LPGNet(in_channels={expected[1]}):{problems}')
+    lpg.load_state_dict(state)
+    return lpg
+
+
+def build_models(args, device):
+    in_channels = 4 if args.round == 1 else 5
+    lpg = LPGNet(in_channels=in_channels)
+    if args.init_lpg_model_path:
+        init_generator(lpg, args.init_lpg_model_path)
+    backbone = None
+    if args.round >= 2:
+        if not args.init_seg_model_path:
+            raise SystemExit(f'round {args.round} needs the round {args.round - 1} COCO-60 backbone: '
+                             '--init_seg_model_path')
+        backbone = build_backbone(args.seg_model_type, 61)
+        load_weights(backbone, args.init_seg_model_path, what=f'{args.seg_model_type} COCO-60 backbone (61 classes)')
+        backbone.to(device).eval()
+        for param in backbone.parameters():
+            param.requires_grad_(False)
+    return lpg.to(device), backbone
+
+
+def train_step(lpg, backbone, batch, device):
+    images, box_masks, targets, class_ids = (t.to(device, non_blocking=True) for t in batch)
+    seg_probs = None
+    if backbone is not None:
+        with torch.no_grad():
+            seg_probs = class_channel(backbone_probs(backbone, images), class_ids)
+    logits = lpg(lpg_input(images, box_masks, seg_probs))
+    return F.cross_entropy(logits, targets)
+
+
+def main(args):
+    seed_everything(args.seed)
+    device = select_device(args.cuda)
+    out_dir = os.path.join(args.model_save_path, f'Round_{args.round}')
+    last_path = os.path.join(out_dir, 'checkpoint_last.pth')
+    final_path = os.path.join(out_dir, f'LPG_Round{args.round}.pth')
+
+    dataset = COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size,
+                               max_images=args.coco_train_size, seed=args.seed)
+    if len(dataset) == 0:
+        raise SystemExit(f'no COCO-60 training samples under {args.coco_root_dir}: run utils/parseCOCO.py first')
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        pin_memory=device.type == 'cuda', worker_init_fn=worker_init,
+                        persistent_workers=args.workers > 0)
+    lpg, backbone = build_models(args, device)
+    optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    for group in optimizer.param_groups:
+        group['initial_lr'] = args.lr
+    start = 0
+    if args.resume and os.path.exists(last_path):
+        state = load_checkpoint(last_path)
+        lpg.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        start = state['iteration']
+        print(f'resumed from {last_path} at iteration {start}')
+    print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations')
+
+    lpg.train()
+    batches = infinite_batches(loader)
+    tic, running = time.time(), 0.0
+    for iteration in range(start, args.num_max_iterations):
+        if iteration % args.num_update_lr == 0:
+            set_poly_lr(optimizer, iteration, args.num_max_iterations)
+        loss = train_step(lpg, backbone, next(batches), device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.item()
+        done = iteration + 1
+        if done % args.num_print_log == 0 or done == args.num_max_iterations:
+            count = (done - start) % args.num_print_log or args.num_print_log
+            print(f'iter {done}/{args.num_max_iterations} loss {running / count:.4f} '
+                  f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - tic:.1f}s', flush=True)
+            running = 0.0
+        if done % args.num_save_model == 0 or done == args.num_max_iterations:
+            save_checkpoint(last_path, model=lpg.state_dict(), optimizer=optimizer.state_dict(), iteration=done,
+                            args=vars(args))
+            if done % args.num_save_model == 0:
+                save_checkpoint(os.path.join(out_dir, f'LPG_Round{args.round}_iter{done}.pth'), **lpg.state_dict())
+    save_checkpoint(final_path, **lpg.state_dict())
+    print(f'saved {final_path}')
+    return final_path
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())

@@ -1,0 +1,130 @@
+"""Checkpoint reading and writing.
+
+`load_weights` loads network weights strictly and says exactly what is wrong when a
+file does not fit (the original code loaded whatever it was given). It accepts the
+layouts met in practice: a plain state dict (the released LPG/DeepLab files), one
+stored under 'state_dict' or 'model' (our training checkpoints), and keys prefixed
+with 'module.' (the original wrapped every model in DataParallel).
+
+`save_checkpoint` writes atomically, so an interrupted run never leaves a truncated
+checkpoint behind for `--resume` to choke on.
+
+Files are read with `torch.load(weights_only=True)`: tensors, numbers, strings and
+containers of them load, arbitrary pickled Python objects do not (store `vars(args)`,
+not an argparse.Namespace).
+"""
+import os
+import pickle
+import uuid
+from collections.abc import Mapping
+
+import torch
+
+MODULE_PREFIX = 'module.'
+_SHOW = 5  # keys listed per category in an error message
+
+
+def strip_module_prefix(state_dict):
+    """Returns a copy of `state_dict` without the 'module.' prefix that
+    DataParallel / DistributedDataParallel put on every key."""
+    return {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k): v for k, v in state_dict.items()}
+
+
+def load_checkpoint(path, map_location='cpu', weights_only=True):
+    """Reads a checkpoint written by torch.save.
+
+    Raises FileNotFoundError naming `path` when it does not exist and ValueError
+    naming it when it cannot be read as a torch checkpoint. Pass weights_only=False
+    only for trusted files that hold pickled Python objects.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if weights_only and 'weights_only' in str(err):
+            raise ValueError(f'{path} holds Python objects other than tensors and plain containers; '
+                             f'if it is a trusted file, load it with weights_only=False ({err})') from err
+        raise ValueError(f'cannot read checkpoint {path}: {err}') from err
+    except Exception as err:  # zip/pickle/EOF errors differ between torch versions
+        raise ValueError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
+
+
+def unwrap_state_dict(checkpoint, path='<checkpoint>'):
+    """The state dict inside a loaded checkpoint: the object itself, or its 'state_dict'
+    or 'model' entry; 'module.' prefixes removed."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{path} does not hold a state dict (found {type(checkpoint).__name__})')
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    return strip_module_prefix(checkpoint)
+
+
+def _listing(title, items):
+    shown = ', '.join(items[:_SHOW]) + (f', ... ({len(items) - _SHOW} more)' if len(items) > _SHOW else '')
+    return f'\n  {title} ({len(items)}): {shown}'
+
+
+def _shape(value):
+    return list(value.shape) if torch.is_tensor(value) else type(value).__name__
+
+
+def describe_mismatch(model_state, state_dict):
+    """Missing, unexpected and mis-shaped keys of `state_dict` against `model_state`,
+    as text lines for an error message ('' when they fit)."""
+    missing = [k for k in model_state if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_state]
+    misshaped = [f'{k}: checkpoint {_shape(v)} vs model {list(model_state[k].shape)}'
+                 for k, v in state_dict.items()
+                 if k in model_state and (not torch.is_tensor(v) or v.shape != model_state[k].shape)]
+    text = ''
+    if missing:
+        text += _listing('missing keys', missing)
+    if unexpected:
+        text += _listing('unexpected keys', unexpected)
+    if misshaped:
+        text += _listing('mis-shaped keys', misshaped)
+    return text
+
+
+def load_weights(model, path, what=None):
+    """Loads the weights in `path` into `model` strictly and returns `model`.
+
+    `what` names the expected network in error messages (e.g. 'LPGNet(in_channels=5)');
+    it defaults to the model's class name. A file that does not fit raises a ValueError
+    naming the file, the network and the missing / unexpected / mis-shaped keys, e.g. a
+    21-class VOC backbone given where the 61-class COCO-60 one is needed.
+    """
+    path = os.fspath(path)
+    what = what or type(model).__name__
+    state_dict = unwrap_state_dict(load_checkpoint(path), path)
+    problems = describe_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise ValueError(f'{path} does not hold the weights of {what}:{problems}')
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def save_checkpoint(path, **state):
+    """Writes `state` (a dict of tensors / state dicts / plain values) to `path` atomically:
+    torch.save to a temporary file in the same directory, then os.replace, so readers see
+    either the old file or the complete new one. Creates missing parent directories."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # A unique name opened with 'xb' (not mkstemp) so the file gets the usual umask permissions.
+    tmp_path = os.path.join(directory, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
+    try:
+        with open(tmp_path, 'xb') as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path

@@ -1,0 +1,188 @@
+"""Prepare COCO-60 for LPG from the COCO instance annotations (DESIGN section 3).
+
+    python utils/parseCOCO.py --dataRoot /data/coco [--split train2017]
+
+reads <dataRoot>/annotations/instances_<split>.json and writes
+  annotations/coco_<split>_bbox_annos.json  image id -> [[x1, y1, x1 + w, y1 + h, category_id], ...],
+                                            every annotation (crowd and VOC classes too), annotation order;
+  <split>_bbox60/ID12.png                   non-VOC boxes filled with their 1..60 class id;
+  <split>_seg60/ID12.png                    non-VOC instance masks painted with their 1..60 class id.
+Images whose annotations are all VOC classes (or that have none) get no PNGs. The label values
+must match the original's: the released 61-class checkpoints index classes this way.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+
+if __name__ == '__main__':  # run as a script: make the project packages importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
+from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
+from datasets.io import save_gray_png
+
+
+def instances_path(data_root, split='train2017'):
+    return os.path.join(data_root, 'annotations', f'instances_{split}.json')
+
+
+def load_instances(path):
+    """Read and check a COCO instances json -> (images: {id: (height, width)} in file order, annotations)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'COCO annotation file not found: {path}')
+    try:
+        with open(path) as instances_file:
+            instances = json.load(instances_file)
+    except (OSError, ValueError) as error:
+        raise ValueError(f'malformed COCO annotation file {path}: {error}') from error
+    if not isinstance(instances, dict) or not isinstance(instances.get('images'), list) \
+            or not isinstance(instances.get('annotations'), list):
+        raise ValueError(f'malformed COCO annotation file {path}: expected a JSON object with '
+                         f'"images" and "annotations" lists')
+    images = {}
+    for image in instances['images']:
+        try:
+            images[image['id']] = (int(image['height']), int(image['width']))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f'malformed COCO annotation file {path}: image entry {image!r:.200} '
+                             f'lacks an integer id, height or width') from None
+    known_categories = set(COCO_CATEGORY_IDS)
+    for annotation in instances['annotations']:
+        missing = [key for key in ('image_id', 'category_id', 'bbox', 'segmentation') if key not in annotation]
+        if missing:
+            raise ValueError(f'malformed COCO annotation file {path}: annotation {annotation.get("id")} '
+                             f'lacks {", ".join(missing)}')
+        if annotation['image_id'] not in images:
+            raise ValueError(f'malformed COCO annotation file {path}: annotation {annotation.get("id")} '
+                             f'refers to image {annotation["image_id"]}, which is not in "images"')
+        if annotation['category_id'] not in known_categories:
+            raise ValueError(f'malformed COCO annotation file {path}: annotation {annotation.get("id")} '
+                             f'has category {annotation["category_id"]}, not one of the 80 COCO categories')
+        if not isinstance(annotation['bbox'], list) or len(annotation['bbox']) != 4:
+            raise ValueError(f'malformed COCO annotation file {path}: annotation {annotation.get("id")} '
+                             f'has bbox {annotation["bbox"]!r}, expected [x, y, width, height]')
+    return images, instances['annotations']
+
+
+def annotation_mask(segmentation, height, width):
+    """uint8 HxW mask of one annotation, decoded as pycocotools' COCO.annToMask does.
+
+    Polygons are rasterised at the image's height/width from the "images" entry; crowd RLE
+    (compressed or with a list of counts) is decoded with pycocotools."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get('counts'), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    with warnings.catch_warnings():
+        # pycocotools' decode trips NumPy 2's __array__(copy=...) deprecation; the result is unaffected
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return mask_utils.decode(rle)
+
+
+def bbox_label(boxes60, height, width):
+    """Each (class60, x1, y1, x2, y2) box filled with its class, rows int(y1)..int(y2) and columns
+    int(x1)..int(x2) inclusive, later boxes overwriting earlier ones."""
+    label = np.zeros((height, width), np.uint8)
+    for class60, x1, y1, x2, y2 in boxes60:
+        # x1 + w can reach the image width: clip to the image (numpy would wrap a negative index).
+        left, top = max(int(x1), 0), max(int(y1), 0)
+        right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
+        if right >= left and bottom >= top:
+            label[top:bottom + 1, left:right + 1] = class60
+    return label
+
+
+def seg_label(annotations, height, width, where):
+    """Per non-VOC category in order of first appearance, all its masks painted with its 60-class id;
+    later categories overwrite earlier ones."""
+    label = np.zeros((height, width), np.uint8)
+    categories = dict.fromkeys(annotation['category_id'] for annotation in annotations)
+    for category in categories:
+        union = np.zeros((height, width), bool)
+        for annotation in annotations:
+            if annotation['category_id'] != category:
+                continue
+            mask = annotation_mask(annotation['segmentation'], height, width)
+            if mask.shape != (height, width):
+                raise ValueError(f'{where}: annotation {annotation.get("id")} decodes to a '
+                                 f'{mask.shape[1]}x{mask.shape[0]} mask but the image is {width}x{height}')
+            union |= mask > 0
+        label[union] = COCO_ID_TO_60[category]
+    return label
+
+
+def write_json_atomic(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(handle, 'w') as tmp_file:
+            json.dump(data, tmp_file)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def parse_coco(data_root, split='train2017'):
+    """Write the bbox json and the bbox60 / seg60 PNGs for one split. Returns the number of images with PNGs."""
+    source = instances_path(data_root, split)
+    images, annotations = load_instances(source)
+    per_image = {image_id: [] for image_id in images}  # keeps the order of "images"
+    for annotation in annotations:
+        per_image[annotation['image_id']].append(annotation)
+    per_image = {image_id: anns for image_id, anns in per_image.items() if anns}
+
+    bbox_annos = {}
+    for image_id, anns in per_image.items():
+        bbox_annos[str(image_id)] = [
+            [x, y, x + w, y + h, annotation['category_id']] for annotation in anns
+            for x, y, w, h in [annotation['bbox']]]
+    write_json_atomic(bbox_annos_path(data_root, split), bbox_annos)
+
+    box_dir, mask_dir = bbox60_dir(data_root, split), seg60_dir(data_root, split)
+    os.makedirs(box_dir, exist_ok=True)
+    os.makedirs(mask_dir, exist_ok=True)
+    written = 0
+    for image_id, anns in tqdm(per_image.items(), desc=f'parseCOCO {split}', unit='img'):
+        non_voc = [annotation for annotation in anns if annotation['category_id'] not in COCO_VOC_IDS]
+        if not non_voc:
+            continue
+        height, width = images[image_id]
+        boxes60 = [(COCO_ID_TO_60[annotation['category_id']], x, y, x + w, y + h)
+                   for annotation in non_voc for x, y, w, h in [annotation['bbox']]]
+        name = coco_image_id(image_id)
+        save_gray_png(os.path.join(box_dir, f'{name}.png'), bbox_label(boxes60, height, width))
+        save_gray_png(os.path.join(mask_dir, f'{name}.png'),
+                      seg_label(non_voc, height, width, where=f'{source}, image {image_id}'))
+        written += 1
+    return written
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description='Prepare COCO-60 labels for LPG training.')
+    parser.add_argument('--dataRoot', required=True, help='COCO root holding annotations/instances_<split>.json')
+    parser.add_argument('--split', default='train2017', help='annotation split (default: train2017)')
+    return parser
+
+
+def main(args):
+    written = parse_coco(args.dataRoot, args.split)
+    print(f'wrote {bbox_annos_path(args.dataRoot, args.split)} and bbox60/seg60 PNGs for {written} images '
+          f'under {args.dataRoot}')
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())

@@ -1,0 +1,78 @@
+"""Process set-up shared by the scripts: flag parsing helpers, device choice, seeding, poly learning rate.
+
+Device and (later) distributed set-up live here only, so that running the scripts under `torchrun`
+is a change to this one module.
+"""
+import argparse
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def str2bool(value):
+    """Parse true/false flags properly (the original's `type=bool` turned `--cuda False` into True)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 't', 'yes', 'y', 'on'):
+        return True
+    if text in ('0', 'false', 'f', 'no', 'n', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
+
+
+def add_device_args(parser, workers=4):
+    """`--cuda [true|false]` (default: use a GPU when there is one), `--workers N`, `--seed N`."""
+    parser.add_argument('--cuda', type=str2bool, nargs='?', const=True, default=None,
+                        help='run on the GPU (true) or the CPU (false); default: the GPU when one is available')
+    parser.add_argument('--workers', type=int, default=workers, help='data-loading worker processes')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+
+
+def select_device(cuda=None):
+    """The torch device the `--cuda` flag asks for; a clear error when a GPU is asked for but absent."""
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit('--cuda true was given but PyTorch sees no CUDA device; pass --cuda false to run on the CPU')
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return torch.device('cpu')
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def worker_init(worker_id):
+    """Give each DataLoader worker its own numpy/random stream (derived from torch's per-worker seed)."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def poly_lr(base_lr, iteration, max_iterations, power=0.9):
+    return base_lr * (1.0 - iteration / max_iterations) ** power
+
+
+def set_poly_lr(optimizer, iteration, max_iterations, power=0.9):
+    """Set every param group's lr to its `initial_lr` x (1 - it/max)^power."""
+    for group in optimizer.param_groups:
+        group['lr'] = poly_lr(group['initial_lr'], iteration, max_iterations, power)
+
+
+def infinite_batches(loader):
+    """Cycle through a DataLoader forever (iteration-based training; a short last batch is used as is)."""
+    epoch = 0
+    while True:
+        sampler = getattr(loader, 'sampler', None)
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+        for batch in loader:
+            yield batch
+        epoch += 1
