@@ -23,6 +23,7 @@ from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file
 import run_rounds
+from utils.runtime import run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -125,4 +126,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

@@ -22,7 +22,7 @@ from datasets.voc import read_split, resolve_voc_root, split_file
 from models import LPGNet, build_backbone
 from utils.checkpoint import load_weights
 from utils.pseudo_masks import filled_box_label, generate_labels
-from utils.runtime import add_device_args, select_device
+from utils.runtime import add_device_args, run_script, select_device
 
 
 def get_args_parser():
@@ -111,4 +111,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

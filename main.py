@@ -23,7 +23,7 @@ from datasets.voc import SegmentationDataset, coco_items, read_split, resolve_vo
 from models import build_backbone
 from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from utils.runtime import (add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
-                           worker_init)
+                           run_script, worker_init)
 
 # Per model type: base lr, batch size, accumulated steps, iterations (DESIGN section 3).
 SCHEDULES = {
@@ -168,4 +168,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from utils.runtime import str2bool
+from utils.runtime import run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -189,4 +189,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

@@ -26,7 +26,7 @@ from models import build_backbone
 from utils.checkpoint import load_weights
 from utils.crf import CRF_PARAMS, DenseCRF
 from utils.metric import confusion_matrix, scores_from_confusion
-from utils.runtime import add_device_args, select_device
+from utils.runtime import add_device_args, run_script, select_device
 
 VGG_TEST_SIZE = 513  # the VGG16 model is evaluated on images padded to 513 x 513, as in the original
 
@@ -177,4 +177,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

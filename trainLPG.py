@@ -23,7 +23,7 @@ from models import LPGNet, build_backbone
 from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, save_checkpoint, unwrap_state_dict
 from utils.pseudo_masks import backbone_probs, class_channel, lpg_input
 from utils.runtime import (add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
-                           worker_init)
+                           run_script, worker_init)
 
 
 def get_args_parser():
@@ -154,4 +154,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

@@ -5,7 +5,6 @@ foreground/background logits at 1/4 of the input size. Module and attribute
 names (`pre`, `kps`, `cnvs`, `fm`, `up1`, `low1`, ...) are fixed by the keys of
 the released LPG_Round1/2/3 checkpoints, so they must not be renamed.
 """
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -108,7 +108,7 @@ def load_weights(model, path, what=None):
     return model
 
 
-def save_checkpoint(path, **state):
+def save_checkpoint(path, /, **state):
     """Writes `state` (a dict of tensors / state dicts / plain values) to `path` atomically:
     torch.save to a temporary file in the same directory, then os.replace, so readers see
     either the old file or the complete new one. Creates missing parent directories."""

@@ -76,3 +76,12 @@ def infinite_batches(loader):
         for batch in loader:
             yield batch
         epoch += 1
+
+
+def run_script(main, parser):
+    """Parse the flags and run `main`; bad input (a missing or malformed file) ends with its message, not a traceback."""
+    args = parser.parse_args()
+    try:
+        return main(args)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f'error: {err}') from None

@@ -1,0 +1,155 @@
+"""The whole method at tiny sizes, run as a user runs it: each script in a subprocess with the published flags.
+
+`demo.py` drives run_rounds.py, which runs parseCOCO, the filled-box baseline, trainLPG, genPseudoMasks,
+test.py (masks, crf) and main.py for two rounds; round 2 reads the round-1 LPG and backbones.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datasets.boxes import voc_box_items
+from datasets.coco import COCO60LPGDataset, load_bbox_annos, non_voc_boxes
+from datasets.constants import VOC_CLASSES
+from datasets.voc import read_split, split_file
+from models import LPGNet
+from utils.checkpoint import load_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--num_coco', '14', '--num_voc_train', '6', '--num_voc_val', '4', '--lpg_iterations', '2',
+        '--backbone_iterations', '2']
+
+
+def run(script, *flags):
+    """Run a project script like a user; returns its stdout (stderr included), failing loudly."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='2'))
+    assert proc.returncode == 0, f'{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stdout + proc.stderr
+
+
+def run_failing(script, *flags):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0, f'{script} should have failed'
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp('demo')
+    log = run('demo.py', '--out_dir', out / 'out', '--figs_dir', out / 'figs', *TINY)
+    data = out / 'out' / 'data'
+    return dict(out=out / 'out', work=out / 'out' / 'work', figs=out / 'figs', log=log,
+                voc_root=str(data / 'VOCdevkit' / 'VOC2012'), coco_root=str(data / 'coco'))
+
+
+def test_demo_table_json_and_figure(demo):
+    results = json.load(open(demo['out'] / 'demo_results.json'))
+    assert set(results['rounds']) == {'1', '2'}
+    assert 0 < results['filled boxes']['pseudo-mask mIoU'] < 1
+    for row in results['rounds'].values():
+        for key in ('pseudo-mask mIoU', 'val mIoU without CRF', 'val mIoU with CRF'):
+            assert 0 <= row[key] <= 1
+    for step in ('round 1: train LPG', 'round 2: train LPG', 'round 1: train COCO-60 backbone'):
+        assert results['step_seconds'][step] > 0
+    assert '| LPG round 2 |' in demo['log']
+    figure = np.asarray(Image.open(demo['figs'] / 'demo_pseudo_masks.png'))
+    assert figure.ndim == 3 and figure.shape[0] > 4 * 128 and figure.shape[1] > 5 * 128
+
+
+def test_lpg_checkpoints_load_for_their_round(demo):
+    for r, channels in ((1, 4), (2, 5)):
+        path = demo['work'] / 'lpg' / f'Round_{r}' / f'LPG_Round{r}.pth'
+        load_weights(LPGNet(in_channels=channels), path)
+        assert (demo['work'] / 'lpg' / f'Round_{r}' / 'checkpoint_last.pth').exists()
+
+
+def test_voc_pseudo_masks_hold_only_the_image_classes(demo):
+    ids = read_split(split_file(demo['voc_root'], 'train_aug'))
+    for name in ('box', 'vgg16_Round1', 'vgg16_Round2'):
+        for image_id, image_path, boxes in voc_box_items(demo['voc_root'], ids):
+            mask = Image.open(demo['work'] / 'pseudo_voc' / name / f'{image_id}.png')
+            assert mask.mode == 'P'
+            assert mask.size == Image.open(image_path).size
+            allowed = {0} | {box[0] for box in boxes}
+            assert set(np.unique(np.asarray(mask)).tolist()) <= allowed
+    box = np.asarray(Image.open(demo['work'] / 'pseudo_voc' / 'box' / f'{ids[0]}.png'))
+    assert box.any(), 'a filled-box mask has foreground wherever there is a box'
+
+
+def test_coco_pseudo_masks_use_the_60_class_ids(demo):
+    annos = load_bbox_annos(demo['coco_root'])
+    folder = demo['work'] / 'pseudo_coco' / 'vgg16_Round1'
+    written = sorted(os.listdir(folder))
+    assert written
+    for name in written:
+        present = {box[0] for box in non_voc_boxes(annos[str(int(name[:-4]))])}
+        assert set(np.unique(np.asarray(Image.open(folder / name))).tolist()) <= {0} | present
+
+
+def test_score_files(demo):
+    for r in (1, 2):
+        scores = json.load(open(demo['work'] / 'backbone_voc' / f'Round_{r}' / 'eval_val' / 'scores_crf.json'))
+        assert scores['num_images'] == 4
+        for key in ('without CRF', 'with CRF'):
+            assert set(scores[key]) == {'Pixel Accuracy', 'Mean Accuracy', 'Frequency Weighted IoU', 'Mean IoU',
+                                        'Class IoU'}
+            assert 0 <= scores[key]['Mean IoU'] <= 1
+            assert list(scores[key]['Class IoU']) == list(VOC_CLASSES)
+        masks = json.load(open(demo['work'] / 'pseudo_voc' / f'scores_masks_vgg16_Round{r}.json'))
+        assert masks['num_images'] == 6 and 0 <= masks['pseudo masks']['Mean IoU'] <= 1
+    crf_dir = demo['work'] / 'backbone_voc' / 'Round_1' / 'eval_val' / 'crf'
+    assert len(os.listdir(crf_dir)) == 4
+
+
+def test_rerun_skips_finished_steps(demo):
+    log = run('demo.py', '--out_dir', demo['out'], '--figs_dir', demo['figs'], *TINY)
+    assert '[run] round 1: train LPG' not in log and '[skip] round 1: train LPG' in log
+    assert '[skip] round 2: train VOC backbone' in log
+    assert '6 images, 6 already done' in log
+
+
+def test_train_lpg_short_last_batch_and_resume(demo, tmp_path):
+    samples = len(COCO60LPGDataset(demo['coco_root'], crop_size=128))
+    # A last batch of one sample cannot pass batch norm at the 1x1 hourglass bottom of a 128 crop; take 2 or more.
+    batch = next(b for b in (3, 4, 5, 6) if samples % b >= 2)
+    iterations = samples // batch + 2  # runs through the short batch into the second epoch
+    log = run('trainLPG.py', '--coco_root_dir', demo['coco_root'], '--round', 1, '--model_save_path', tmp_path,
+              '--batch_size', batch, '--crop_size', 128, '--num_max_iterations', iterations, '--num_print_log', 1,
+              '--num_save_model', iterations, '--cuda', 'false', '--workers', 0)
+    assert f'iter {iterations}/{iterations}' in log
+    state = torch.load(tmp_path / 'Round_1' / 'checkpoint_last.pth', weights_only=True)
+    assert state['iteration'] == iterations
+    log = run('trainLPG.py', '--coco_root_dir', demo['coco_root'], '--round', 1, '--model_save_path', tmp_path,
+              '--batch_size', batch, '--crop_size', 128, '--num_max_iterations', iterations + 1, '--resume',
+              '--cuda', 'false', '--workers', 0)
+    assert f'resumed from' in log and f'iter {iterations + 1}/{iterations + 1}' in log
+
+
+def test_later_rounds_demand_the_previous_backbone(demo, tmp_path):
+    lpg2 = demo['work'] / 'lpg' / 'Round_2' / 'LPG_Round2.pth'
+    log = run_failing('genPseudoMasks.py', '--dataset', 'voc', '--round', 2, '--model_path_test', lpg2,
+                      '--voc_root_dir', demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false')
+    assert '--init_voc_model_path' in log
+    log = run_failing('trainLPG.py', '--coco_root_dir', demo['coco_root'], '--round', 2,
+                      '--model_save_path', tmp_path, '--cuda', 'false')
+    assert '--init_seg_model_path' in log
+    # A round-2 generator is not a round-1 one: the refusal names the file and the first-layer shape.
+    log = run_failing('genPseudoMasks.py', '--dataset', 'voc', '--round', 1, '--model_path_test', lpg2,
+                      '--voc_root_dir', demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false')
+    assert str(lpg2) in log and 'pre.0.conv.weight' in log
+
+
+def test_test_py_plain_and_cuda_false(demo, tmp_path):
+    model = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
+    run('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_type', 'vgg16', '--model_path', model,
+        '--save_path', tmp_path, '--cuda', 'false')
+    scores = json.load(open(tmp_path / 'scores_test.json'))
+    assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'without CRF']
+    assert len(os.listdir(tmp_path / 'pred')) == 4 and len(os.listdir(tmp_path / 'logits')) == 4
