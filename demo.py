@@ -23,6 +23,7 @@ from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file
 import run_rounds
+from utils.fileio import write_json
 from utils.runtime import run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,8 +38,12 @@ def get_args_parser():
     parser.add_argument('--num_voc_train', type=int, default=80, help='generated VOC training images (boxes only)')
     parser.add_argument('--num_voc_val', type=int, default=40)
     parser.add_argument('--image_size', type=int, default=128)
-    parser.add_argument('--lpg_iterations', type=int, default=300)
-    parser.add_argument('--backbone_iterations', type=int, default=150)
+    parser.add_argument('--lpg_iterations', default='400,100',
+                        help='LPG iterations per round (round 2 starts from the round-1 generator)')
+    parser.add_argument('--lpg_lr', default='1e-3,1e-4',
+                        help='Adam lr of LPG per round: round 1 learns from scratch in few iterations, round 2 '
+                        'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
+    parser.add_argument('--backbone_iterations', type=int, default=80)
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
     parser.add_argument('--seed', type=int, default=0)
     return parser
@@ -85,9 +90,9 @@ def main(args):
     work = os.path.join(args.out_dir, 'work')
     pipeline_args = run_rounds.get_args_parser().parse_args([
         '--voc_root_dir', voc_root, '--coco_root_dir', coco_root, '--work_dir', work, '--rounds', str(args.rounds),
-        '--lpg_iterations', str(args.lpg_iterations), '--lpg_batch_size', '8', '--lpg_crop_size', '128',
-        '--backbone_iterations', str(args.backbone_iterations), '--backbone_batch_size', '8',
-        '--backbone_crop_size', '97', '--backbone_lr', '1e-3', '--voc_test_size', '128', '--coco_test_size', '128',
+        '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
+        '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations), '--backbone_batch_size', '8',
+        '--backbone_crop_size', '65', '--voc_test_size', '128', '--coco_test_size', '128', '--eval_test_size', '128',
         '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2'])
     summary = run_rounds.main(pipeline_args)
 
@@ -118,9 +123,7 @@ def main(args):
     figure = os.path.join(args.figs_dir, 'demo_pseudo_masks.png')
     save_figure(voc_root, pseudo_dirs, figure)
     out = os.path.join(args.out_dir, 'demo_results.json')
-    with open(out + '.tmp', 'w') as handle:
-        json.dump(results, handle, indent=2)
-    os.replace(out + '.tmp', out)
+    write_json(out, results)
     print(f'\nwrote {out} and {figure}')
     return results
 

@@ -11,7 +11,6 @@ is the plain state dict.
 """
 import argparse
 import os
-import time
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +20,8 @@ from datasets.constants import IGNORE_LABEL
 from datasets.transforms import ScalePadCropFlip
 from datasets.voc import SegmentationDataset, coco_items, read_split, resolve_voc_root, split_file, voc_items
 from models import build_backbone
-from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from utils.runtime import (add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
+from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
+from utils.runtime import (LossLog, add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
                            run_script, worker_init)
 
 # Per model type: base lr, batch size, accumulated steps, iterations (DESIGN section 3).
@@ -131,37 +130,27 @@ def main(args):
                                 lr=args.lr, momentum=args.momentum)
     last_path = os.path.join(args.save_path, 'checkpoint_last.pth')
     final_path = os.path.join(args.save_path, f'{args.model_type}_final.pth')
-    start = 0
-    if args.resume and os.path.exists(last_path):
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        start = state['iteration']
-        print(f'resumed from {last_path} at iteration {start}')
+    start = resume_training(last_path, model, optimizer) if args.resume else 0
     print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
           f'batch {args.batch_size} x {args.iter_size}')
 
     batches = infinite_batches(loader)
-    tic, running = time.time(), 0.0
+    log = LossLog(args.num_iterations, args.num_print_log)
     for iteration in range(start, args.num_iterations):
         set_poly_lr(optimizer, iteration, args.num_iterations)
         optimizer.zero_grad(set_to_none=True)
+        update_loss = 0.0
         for _ in range(args.iter_size):
             images, labels, _ids = next(batches)
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             loss = segmentation_loss(model(images), labels) / args.iter_size
             loss.backward()
-            running += loss.item()
+            update_loss = update_loss + loss.detach()
         optimizer.step()
         done = iteration + 1
-        if done % args.num_print_log == 0 or done == args.num_iterations:
-            count = (done - start) % args.num_print_log or args.num_print_log
-            print(f'iter {done}/{args.num_iterations} loss {running / count:.4f} '
-                  f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - tic:.1f}s', flush=True)
-            running = 0.0
+        log.update(done, update_loss, optimizer)
         if done % args.num_save_model == 0 or done == args.num_iterations:
-            save_checkpoint(last_path, model=model.state_dict(), optimizer=optimizer.state_dict(), iteration=done,
-                            args=vars(args))
+            save_training_state(last_path, model, optimizer, done, args)
     save_checkpoint(final_path, **model.state_dict())
     print(f'saved {final_path}')
     return final_path

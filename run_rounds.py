@@ -13,12 +13,12 @@ Layout under --work_dir: lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_R
 pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 
+from utils.fileio import write_json
 from utils.runtime import run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,20 +39,36 @@ def get_args_parser():
                         help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
     parser.add_argument('--baseline', type=str2bool, default=True, help='also make and score filled-box masks')
     # Scaled-down settings (the demo and the tests use these); unset means each script's own default.
-    parser.add_argument('--lpg_iterations', type=int)
+    parser.add_argument('--lpg_iterations', type=per_round(int),
+                        help='LPG iterations, one number or one per round (N1,N2,...; the last one repeats)')
     parser.add_argument('--lpg_batch_size', type=int)
     parser.add_argument('--lpg_crop_size', type=int)
-    parser.add_argument('--lpg_lr', type=float)
+    parser.add_argument('--lpg_lr', type=per_round(float), help='LPG lr, one number or one per round')
     parser.add_argument('--backbone_iterations', type=int)
     parser.add_argument('--backbone_batch_size', type=int)
     parser.add_argument('--backbone_crop_size', type=int)
     parser.add_argument('--backbone_lr', type=float)
     parser.add_argument('--voc_test_size', type=int)
     parser.add_argument('--coco_test_size', type=int)
+    parser.add_argument('--eval_test_size', type=int, help='test.py --test_size (VGG16 padding, default 513)')
     parser.add_argument('--n_jobs', type=int, default=2)
     parser.add_argument('--cuda', type=str2bool, default=None)
     parser.add_argument('--workers', type=int, default=2)
     return parser
+
+
+def per_round(kind):
+    """Flag type: one value for every round, or a comma list with one per round (the last one repeats)."""
+    def parse(text):
+        try:
+            return [kind(value) for value in text.split(',')]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected V or V1,V2,..., got {text!r}') from None
+    return parse
+
+
+def for_round(values, r):
+    return None if values is None else values[min(r, len(values)) - 1]
 
 
 def optional(flags):
@@ -98,10 +114,10 @@ def run_round(runner, r, work, last_round):
     result = {}
 
     flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', lpg_dir, '--resume']
-    flags += optional(['--num_max_iterations', a.lpg_iterations, '--batch_size', a.lpg_batch_size,
-                       '--crop_size', a.lpg_crop_size, '--lr', a.lpg_lr])
-    if a.lpg_iterations is not None:
-        flags += ['--num_save_model', max(a.lpg_iterations, 1)]
+    iterations = for_round(a.lpg_iterations, r)
+    flags += optional(['--batch_size', a.lpg_batch_size, '--crop_size', a.lpg_crop_size,
+                       '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
+                       '--num_save_model', iterations])
     if r >= 2:
         flags += ['--init_seg_model_path', coco_backbone(r - 1), '--seg_model_type', mt,
                   '--init_lpg_model_path', os.path.join(lpg_dir, f'Round_{r - 1}', f'LPG_Round{r - 1}.pth')]
@@ -132,7 +148,8 @@ def run_round(runner, r, work, last_round):
     eval_dir = os.path.join(os.path.dirname(voc_backbone(r)), f'eval_{a.val_split}')
     runner.step(f'round {r}: test VOC backbone + CRF', [os.path.join(eval_dir, 'scores_crf.json')], 'test.py',
                 ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt, '--model_path', voc_backbone(r),
-                 '--split', a.val_split, '--save_path', eval_dir, '--n_jobs', a.n_jobs] + optional(['--cuda', a.cuda]))
+                 '--split', a.val_split, '--save_path', eval_dir, '--n_jobs', a.n_jobs] +
+                optional(['--test_size', a.eval_test_size, '--cuda', a.cuda]))
     result['backbone_scores'] = os.path.join(eval_dir, 'scores_crf.json')
 
     if not last_round:
@@ -181,10 +198,7 @@ def main(args):
     for r in range(1, args.rounds + 1):
         summary['rounds'][r] = run_round(runner, r, work, last_round=r == args.rounds)
     summary['step_seconds'] = runner.times
-    tmp = os.path.join(work, 'summary.json.tmp')
-    with open(tmp, 'w') as handle:
-        json.dump(summary, handle, indent=2)
-    os.replace(tmp, os.path.join(work, 'summary.json'))
+    write_json(os.path.join(work, 'summary.json'), summary)
     return summary
 
 

@@ -10,7 +10,6 @@
 the ground truth (default `SegmentationClassAug`), the pseudo-mask quality table, and writes `scores_masks.json`.
 """
 import argparse
-import json
 import os
 
 import numpy as np
@@ -25,10 +24,10 @@ from datasets.voc import read_split, resolve_voc_root, split_file
 from models import build_backbone
 from utils.checkpoint import load_weights
 from utils.crf import CRF_PARAMS, DenseCRF
+from utils.fileio import atomic_open, write_json
 from utils.metric import confusion_matrix, scores_from_confusion
 from utils.runtime import add_device_args, run_script, select_device
 
-VGG_TEST_SIZE = 513  # the VGG16 model is evaluated on images padded to 513 x 513, as in the original
 
 
 def get_args_parser():
@@ -44,6 +43,9 @@ def get_args_parser():
                         'default SegmentationClass (SegmentationClassAug for masks)')
     parser.add_argument('--save_path', help='output folder; default <model dir>/eval_<split> or <pred_dir>/..')
     parser.add_argument('--n_jobs', type=int, default=4, help='parallel DenseCRF processes')
+    parser.add_argument('--test_size', type=int, default=513,
+                        help='VGG16 inputs are padded (bottom/right) to this size, 513 as in the original; '
+                        'ResNet-101 inputs are not padded')
     add_device_args(parser, workers=0)
     return parser
 
@@ -65,15 +67,13 @@ def compute_logits(args, root, ids, logits_dir):
             continue
         image = to_tensor_image(read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')))
         if args.model_type == 'vgg16':
-            pad_h = max(VGG_TEST_SIZE - image.shape[1], 0)
-            pad_w = max(VGG_TEST_SIZE - image.shape[2], 0)
+            pad_h = max(args.test_size - image.shape[1], 0)
+            pad_w = max(args.test_size - image.shape[2], 0)
             image = F.pad(image, (0, pad_w, 0, pad_h))  # zero after mean subtraction = padding with the mean
         with torch.no_grad():
             logits = model(image.unsqueeze(0).to(device))[0].float().cpu().numpy()
-        tmp = path + '.tmp'
-        with open(tmp, 'wb') as handle:
+        with atomic_open(path) as handle:
             np.savez(handle, logits=logits, input_size=np.array(image.shape[-2:]))
-        os.replace(tmp, path)
 
 
 def probabilities(logits_path, height, width):
@@ -115,14 +115,6 @@ def print_scores(title, scores):
         print(f'  {key:<24}{"n/a" if value is None else f"{100 * value:6.2f}"}')
     present = {name: v for name, v in scores['Class IoU'].items() if v is not None}
     print('  ' + '  '.join(f'{name} {100 * v:.1f}' for name, v in present.items()))
-
-
-def write_json(path, data):
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def score_masks(args, root, ids, gt_dir):

@@ -12,7 +12,6 @@ iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume cont
 """
 import argparse
 import os
-import time
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +19,10 @@ from torch.utils.data import DataLoader
 
 from datasets.coco import COCO60LPGDataset
 from models import LPGNet, build_backbone
-from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, save_checkpoint, unwrap_state_dict
+from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, resume_training, save_checkpoint,
+                              save_training_state, unwrap_state_dict)
 from utils.pseudo_masks import backbone_probs, class_channel, lpg_input
-from utils.runtime import (add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
+from utils.runtime import (LossLog, add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
                            run_script, worker_init)
 
 
@@ -108,8 +108,6 @@ def main(args):
 
     dataset = COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size,
                                max_images=args.coco_train_size, seed=args.seed)
-    if len(dataset) == 0:
-        raise SystemExit(f'no COCO-60 training samples under {args.coco_root_dir}: run utils/parseCOCO.py first')
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         pin_memory=device.type == 'cuda', worker_init_fn=worker_init,
                         persistent_workers=args.workers > 0)
@@ -117,18 +115,12 @@ def main(args):
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     for group in optimizer.param_groups:
         group['initial_lr'] = args.lr
-    start = 0
-    if args.resume and os.path.exists(last_path):
-        state = load_checkpoint(last_path)
-        lpg.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        start = state['iteration']
-        print(f'resumed from {last_path} at iteration {start}')
+    start = resume_training(last_path, lpg, optimizer) if args.resume else 0
     print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations')
 
     lpg.train()
     batches = infinite_batches(loader)
-    tic, running = time.time(), 0.0
+    log = LossLog(args.num_max_iterations, args.num_print_log)
     for iteration in range(start, args.num_max_iterations):
         if iteration % args.num_update_lr == 0:
             set_poly_lr(optimizer, iteration, args.num_max_iterations)
@@ -136,16 +128,10 @@ def main(args):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        running += loss.item()
         done = iteration + 1
-        if done % args.num_print_log == 0 or done == args.num_max_iterations:
-            count = (done - start) % args.num_print_log or args.num_print_log
-            print(f'iter {done}/{args.num_max_iterations} loss {running / count:.4f} '
-                  f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - tic:.1f}s', flush=True)
-            running = 0.0
+        log.update(done, loss, optimizer)
         if done % args.num_save_model == 0 or done == args.num_max_iterations:
-            save_checkpoint(last_path, model=lpg.state_dict(), optimizer=optimizer.state_dict(), iteration=done,
-                            args=vars(args))
+            save_training_state(last_path, lpg, optimizer, done, args)
             if done % args.num_save_model == 0:
                 save_checkpoint(os.path.join(out_dir, f'LPG_Round{args.round}_iter{done}.pth'), **lpg.state_dict())
     save_checkpoint(final_path, **lpg.state_dict())

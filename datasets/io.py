@@ -1,11 +1,12 @@
 """Reading images and label PNGs, writing PNGs atomically."""
 import os
-import tempfile
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
+
+from utils.fileio import atomic_open
 
 from .constants import MEAN_BGR, VOC_PALETTE
 
@@ -41,17 +42,8 @@ def read_label(path):
 
 
 def _save_png_atomic(path, pil_image):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as tmp_file:
-            pil_image.save(tmp_file, format='PNG')
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    with atomic_open(path) as handle:
+        pil_image.save(handle, format='PNG')
 
 
 def _as_uint8_label(label, path):

@@ -15,10 +15,11 @@ not an argparse.Namespace).
 """
 import os
 import pickle
-import uuid
 from collections.abc import Mapping
 
 import torch
+
+from utils.fileio import atomic_open
 
 MODULE_PREFIX = 'module.'
 _SHOW = 5  # keys listed per category in an error message
@@ -112,19 +113,24 @@ def save_checkpoint(path, /, **state):
     """Writes `state` (a dict of tensors / state dicts / plain values) to `path` atomically:
     torch.save to a temporary file in the same directory, then os.replace, so readers see
     either the old file or the complete new one. Creates missing parent directories."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A unique name opened with 'xb' (not mkstemp) so the file gets the usual umask permissions.
-    tmp_path = os.path.join(directory, f'.{os.path.basename(path)}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp_path, 'xb') as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    with atomic_open(path) as handle:
+        torch.save(state, handle)
     return path
+
+
+def save_training_state(path, model, optimizer, iteration, args):
+    """What `--resume` needs: model, optimizer (with its learning rates) and the iterations done."""
+    return save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), iteration=iteration,
+                           args=vars(args))
+
+
+def resume_training(path, model, optimizer):
+    """Restore a `save_training_state` file into model and optimizer; returns the iterations already done
+    (0 when there is no such file yet)."""
+    if not os.path.exists(path):
+        return 0
+    state = load_checkpoint(path)
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    print(f'resumed from {path} at iteration {state["iteration"]}')
+    return state['iteration']

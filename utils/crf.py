@@ -1,7 +1,11 @@
 """Fully connected CRF post-processing (pydensecrf), with the original per-backbone parameters."""
 import numpy as np
-import pydensecrf.densecrf as dcrf
-import pydensecrf.utils as crf_utils
+
+try:
+    import pydensecrf.densecrf as dcrf
+    import pydensecrf.utils as crf_utils
+except ImportError:  # only CRF needs it: `test.py --type test` and pseudo-mask generation run without it
+    dcrf = crf_utils = None
 
 # (iter_max, pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std) of the original release, per backbone.
 CRF_PARAMS = {
@@ -17,6 +21,8 @@ class DenseCRF:
     """
 
     def __init__(self, iter_max, pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std):
+        if dcrf is None:
+            raise ImportError('DenseCRF needs the pydensecrf module: pip install pydensecrf2')
         self.iter_max = iter_max
         self.pos_w = pos_w
         self.pos_xy_std = pos_xy_std

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 
 if __name__ == '__main__':  # run as a script: make the project packages importable
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
 from datasets.io import save_gray_png
+from utils.fileio import write_json
 
 
 def instances_path(data_root, split='train2017'):
@@ -122,20 +122,6 @@ def seg_label(annotations, height, width, where):
     return label
 
 
-def write_json_atomic(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'w') as tmp_file:
-            json.dump(data, tmp_file)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
 def parse_coco(data_root, split='train2017'):
     """Write the bbox json and the bbox60 / seg60 PNGs for one split. Returns the number of images with PNGs."""
     source = instances_path(data_root, split)
@@ -150,7 +136,7 @@ def parse_coco(data_root, split='train2017'):
         bbox_annos[str(image_id)] = [
             [x, y, x + w, y + h, annotation['category_id']] for annotation in anns
             for x, y, w, h in [annotation['bbox']]]
-    write_json_atomic(bbox_annos_path(data_root, split), bbox_annos)
+    write_json(bbox_annos_path(data_root, split), bbox_annos, indent=None)
 
     box_dir, mask_dir = bbox60_dir(data_root, split), seg60_dir(data_root, split)
     os.makedirs(box_dir, exist_ok=True)

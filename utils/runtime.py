@@ -6,6 +6,7 @@ is a change to this one module.
 import argparse
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -85,3 +86,22 @@ def run_script(main, parser):
         return main(args)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
+
+
+class LossLog:
+    """Prints the mean loss of the last `every` iterations (and at the last one), with lr and elapsed time.
+
+    Losses are summed on the device and read back only when printed, so logging does not stall a GPU.
+    """
+
+    def __init__(self, total, every):
+        self.total, self.every = total, every
+        self.running, self.count, self.tic = 0.0, 0, time.time()
+
+    def update(self, done, loss, optimizer):
+        self.running = self.running + loss.detach()
+        self.count += 1
+        if done % self.every == 0 or done == self.total:
+            print(f'iter {done}/{self.total} loss {float(self.running) / self.count:.4f} '
+                  f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - self.tic:.1f}s', flush=True)
+            self.running, self.count = 0.0, 0
