@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from datasets.boxes import voc_box_items
-from datasets.constants import VOC_CLASSES, VOC_PALETTE
+from datasets.constants import VOC_PALETTE
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file

@@ -10,9 +10,7 @@ Images whose PNG already exists are skipped, so an interrupted run continues whe
 """
 import argparse
 import os
-import sys
 
-import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 

@@ -54,7 +54,7 @@ def get_args_parser():
     parser.add_argument('--num_print_log', type=int, default=20)
     parser.add_argument('--num_save_model', type=int, default=5000)
     parser.add_argument('--resume', action='store_true', help='continue from <save_path>/checkpoint_last.pth')
-    add_device_args(parser, workers=4)
+    add_device_args(parser, workers=4, seed=True)
     return parser
 
 

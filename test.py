@@ -46,7 +46,7 @@ def get_args_parser():
     parser.add_argument('--test_size', type=int, default=513,
                         help='VGG16 inputs are padded (bottom/right) to this size, 513 as in the original; '
                         'ResNet-101 inputs are not padded')
-    add_device_args(parser, workers=0)
+    add_device_args(parser)
     return parser
 
 

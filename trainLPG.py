@@ -47,7 +47,7 @@ def get_args_parser():
     parser.add_argument('--num_save_model', type=int, default=5000, help='save a checkpoint every N iterations')
     parser.add_argument('--num_max_iterations', type=int, default=100000)
     parser.add_argument('--resume', action='store_true', help='continue from Round_<R>/checkpoint_last.pth')
-    add_device_args(parser, workers=4)
+    add_device_args(parser, workers=4, seed=True)
     return parser
 
 

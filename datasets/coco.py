@@ -2,7 +2,6 @@
 import json
 import os
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset

@@ -33,10 +33,10 @@ import xml.etree.ElementTree as ET
 
 import cv2
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 
-from datasets.constants import COCO_CATEGORY_IDS, COCO_VOC_IDS, VOC_CLASSES, VOC_PALETTE
+from datasets.constants import COCO_CATEGORY_IDS, COCO_VOC_IDS, VOC_CLASSES
+from datasets.io import save_palette_png
 
 COCO_CATEGORY_NAMES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
@@ -626,12 +626,6 @@ def _void_border(instance_map):
     return border
 
 
-def _save_palette_png(path, label):
-    image = Image.fromarray(label.astype(np.uint8)).convert('P')
-    image.putpalette(VOC_PALETTE)
-    image.save(path)
-
-
 def _sub(parent, tag, text=None):
     element = ET.SubElement(parent, tag)
     if text is not None:
@@ -717,10 +711,10 @@ def make_voc_like(root, num_train=80, num_val=40, image_size=128, seed=0, classe
             for k, obj in enumerate(objects):
                 class_map[instance_map == k + 1] = obj['class_id']
             void = _void_border(instance_map)
-            _save_palette_png(os.path.join(dirs['SegmentationClassAug'], f'{image_id}.png'), class_map)
-            _save_palette_png(os.path.join(dirs['SegmentationClass'], f'{image_id}.png'),
+            save_palette_png(os.path.join(dirs['SegmentationClassAug'], f'{image_id}.png'), class_map)
+            save_palette_png(os.path.join(dirs['SegmentationClass'], f'{image_id}.png'),
                               np.where(void, 255, class_map))
-            _save_palette_png(os.path.join(dirs['SegmentationObject'], f'{image_id}.png'),
+            save_palette_png(os.path.join(dirs['SegmentationObject'], f'{image_id}.png'),
                               np.where(void, 255, instance_map))
             xml_rng = _image_rng(seed, 3 + split_offset, index)
             with open(os.path.join(dirs['Annotations'], f'{image_id}.xml'), 'w') as handle:

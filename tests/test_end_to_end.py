@@ -129,7 +129,7 @@ def test_train_lpg_short_last_batch_and_resume(demo, tmp_path):
     log = run('trainLPG.py', '--coco_root_dir', demo['coco_root'], '--round', 1, '--model_save_path', tmp_path,
               '--batch_size', batch, '--crop_size', 128, '--num_max_iterations', iterations + 1, '--resume',
               '--cuda', 'false', '--workers', 0)
-    assert f'resumed from' in log and f'iter {iterations + 1}/{iterations + 1}' in log
+    assert 'resumed from' in log and f'iter {iterations + 1}/{iterations + 1}' in log
 
 
 def test_later_rounds_demand_the_previous_backbone(demo, tmp_path):

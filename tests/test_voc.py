@@ -1,6 +1,5 @@
 """VOC XML boxes, paths and split lists, image/label IO and the segmentation dataset."""
 import os
-import warnings
 
 import cv2
 import numpy as np
@@ -95,7 +94,7 @@ def test_resolve_voc_root_layouts(tmp_path):
 def test_split_lists(tmp_path):
     assert split_file('/voc', 'val') == os.path.join('/voc', 'ImageSets', 'Segmentation', 'val.txt')
     assert split_file('/voc', 'val', '/lists/train_aug.txt') == '/lists/train_aug.txt'
-    path = write(str(tmp_path / 'ImageSets' / 'Segmentation' / 'train.txt'), '2007_000032\n\n 2007_000039 \n')
+    write(str(tmp_path / 'ImageSets' / 'Segmentation' / 'train.txt'), '2007_000032\n\n 2007_000039 \n')
     assert read_split(split_file(str(tmp_path), 'train')) == ['2007_000032', '2007_000039']
     with pytest.raises(FileNotFoundError, match='val.txt'):
         read_split(split_file(str(tmp_path), 'val'))

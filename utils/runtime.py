@@ -24,12 +24,15 @@ def str2bool(value):
     raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
-def add_device_args(parser, workers=4):
-    """`--cuda [true|false]` (default: use a GPU when there is one), `--workers N`, `--seed N`."""
+def add_device_args(parser, workers=None, seed=False):
+    """`--cuda [true|false]` (default: use a GPU when there is one); `--workers N` when the script loads data
+    in worker processes (default `workers`), `--seed N` when it draws random numbers."""
     parser.add_argument('--cuda', type=str2bool, nargs='?', const=True, default=None,
                         help='run on the GPU (true) or the CPU (false); default: the GPU when one is available')
-    parser.add_argument('--workers', type=int, default=workers, help='data-loading worker processes')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    if workers is not None:
+        parser.add_argument('--workers', type=int, default=workers, help='data-loading worker processes')
+    if seed:
+        parser.add_argument('--seed', type=int, default=0, help='random seed')
 
 
 def select_device(cuda=None):
