@@ -153,3 +153,22 @@ def test_test_py_plain_and_cuda_false(demo, tmp_path):
     scores = json.load(open(tmp_path / 'scores_test.json'))
     assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'without CRF']
     assert len(os.listdir(tmp_path / 'pred')) == 4 and len(os.listdir(tmp_path / 'logits')) == 4
+
+
+def test_main_honours_label_path_name_for_resnet(demo, tmp_path):
+    # The original's resnet101 branch ignored --label_path_name; here a missing folder is named in the error ...
+    log = run_failing('main.py', '--root_path', demo['voc_root'], '--label_path_name', tmp_path / 'no_such_masks',
+                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--cuda', 'false')
+    assert 'no_such_masks' in log
+    # ... and the pseudo masks it names train the multi-scale ResNet (batch 2, no accumulation, a few steps).
+    log = run('main.py', '--root_path', demo['voc_root'], '--label_path_name', demo['work'] / 'pseudo_voc' / 'box',
+              '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--num_iterations', 1, '--iter_size', 1,
+              '--crop_size', 65, '--cuda', 'false', '--workers', 0)
+    assert 'resnet101: 6 images' in log and (tmp_path / 'ckpt' / 'resnet101_final.pth').exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given on a machine without a GPU')
+def test_cuda_true_without_a_gpu_says_so(demo, tmp_path):
+    log = run_failing('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_path', tmp_path / 'x.pth',
+                      '--cuda', 'true')
+    assert 'no CUDA device' in log and '--cuda false' in log
