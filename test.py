@@ -29,7 +29,6 @@ from utils.metric import confusion_matrix, scores_from_confusion
 from utils.runtime import add_device_args, run_script, select_device
 
 
-
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')

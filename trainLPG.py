@@ -108,8 +108,8 @@ def main(args):
 
     dataset = COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size,
                                max_images=args.coco_train_size, seed=args.seed)
-    # A short last batch is used, except a lone sample: batch norm in training needs more than one value per
-    # channel, and the hourglass bottom of a 128 crop is 1x1 (reshuffled each epoch, so no sample is left out for good).
+    # A short last batch is used, except a lone sample: batch norm in training needs more than one value
+    # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         pin_memory=device.type == 'cuda', worker_init_fn=worker_init,
                         drop_last=len(dataset) % args.batch_size == 1, persistent_workers=args.workers > 0)

@@ -3,7 +3,8 @@ import numpy as np
 
 
 def confusion_matrix(label_true, label_pred, n_class):
-    """n_class x n_class counts (rows: ground truth, columns: prediction); labels outside 0..n_class-1 (255) are ignored."""
+    """n_class x n_class counts (rows: ground truth, columns: prediction); labels outside 0..n_class-1
+    (255) are ignored."""
     label_true = np.asarray(label_true).ravel().astype(np.int64)
     label_pred = np.asarray(label_pred).ravel().astype(np.int64)
     valid = (label_true >= 0) & (label_true < n_class)

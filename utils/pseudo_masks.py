@@ -13,7 +13,8 @@ def lpg_input(images, box_masks, seg_probs=None):
 
 
 def backbone_probs(backbone, images, size=None):
-    """Softmax of a segmentation backbone, resized (bilinear, align_corners=True) to `size` (default: the input size)."""
+    """Softmax of a segmentation backbone, resized (bilinear, align_corners=True) to `size`
+    (default: the input size)."""
     logits = backbone(images)
     if isinstance(logits, (list, tuple)):  # the multi-scale ResNet in training mode; the fused output is last
         logits = logits[-1]

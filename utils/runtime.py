@@ -83,7 +83,8 @@ def infinite_batches(loader):
 
 
 def run_script(main, parser):
-    """Parse the flags and run `main`; bad input (a missing or malformed file) ends with its message, not a traceback."""
+    """Parse the flags and run `main`; bad input (a missing or malformed file) ends with its message,
+    not a traceback."""
     args = parser.parse_args()
     try:
         return main(args)
