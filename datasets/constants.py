@@ -1,5 +1,5 @@
-"""Constants shared by every dataset and script: class names, the COCO-60 id mapping,
-the BGR mean and the VOC palette. Defined once here (STYLE: constants live once)."""
+"""Constants shared by every dataset and script, defined once: class names, the COCO-60 id mapping,
+the BGR mean and the VOC palette."""
 import numpy as np
 
 VOC_CLASSES = (
@@ -13,6 +13,20 @@ VOC_CLASS_TO_ID = {name: index for index, name in enumerate(VOC_CLASSES)}
 COCO_CATEGORY_IDS = tuple(
     list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45))
     + list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91))
+)
+# Their names, in the same order.
+COCO_CATEGORY_NAMES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
+    'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
+    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
+    'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
+    'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
+    'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
+    'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse',
+    'remote', 'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear', 'hair drier',
+    'toothbrush',
 )
 
 # COCO categories that are also PASCAL VOC classes; LPG's auxiliary set (COCO-60) drops them.

@@ -1,0 +1,30 @@
+"""Command line: `python -m datasets.synthetic --out DIR` writes both datasets under DIR."""
+import argparse
+import json
+import os
+
+from . import make_demo_data
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description='Generate small synthetic COCO-like and VOC-like datasets.')
+    parser.add_argument('--out', required=True, help='output directory')
+    parser.add_argument('--num_coco', type=int, default=400)
+    parser.add_argument('--num_voc_train', type=int, default=80)
+    parser.add_argument('--num_voc_val', type=int, default=40)
+    parser.add_argument('--image_size', type=int, default=128)
+    parser.add_argument('--seed', type=int, default=0)
+    return parser
+
+
+def main(args):
+    coco_root, voc_root = make_demo_data(args.out, args.num_coco, args.num_voc_train, args.num_voc_val,
+                                         args.image_size, args.seed)
+    with open(os.path.join(coco_root, 'annotations', 'instances_train2017.json')) as handle:
+        num_annotations = len(json.load(handle)['annotations'])
+    print(f'COCO-like: {coco_root}  ({args.num_coco} images, {num_annotations} annotations)')
+    print(f'VOC-like:  {voc_root}  ({args.num_voc_train} train, {args.num_voc_val} val)')
+
+
+if __name__ == '__main__':
+    main(get_args_parser().parse_args())
