@@ -3,7 +3,7 @@
     python demo.py                      # writes demo_output/ and Figs/demo_pseudo_masks.png
 
 Makes a small auxiliary dataset in COCO format and a small target dataset in VOC format
-(datasets/synthetic.py: the COCO-side object shapes differ from the VOC-side ones, so the generator has to
+(datasets/synthetic/: the COCO-side object shapes differ from the VOC-side ones, so the generator has to
 transfer across classes, as in the paper), then runs run_rounds.py on them: parseCOCO, filled-box baseline,
 LPG round 1, pseudo masks, the VOC backbone with CRF testing, the COCO-60 backbone and LPG round 2.
 Prints a table (pseudo-mask mIoU of filled boxes vs LPG on the VOC training images, backbone val mIoU without
@@ -17,13 +17,12 @@ import time
 import cv2
 import numpy as np
 
-from datasets.boxes import voc_box_items
-from datasets.constants import VOC_PALETTE
-from datasets.io import read_image_bgr, read_label
-from datasets.synthetic import make_demo_data
-from datasets.voc import read_split, split_file
 import run_rounds
-from utils.fileio import write_json
+from datasets.constants import VOC_PALETTE
+from datasets.io import read_image_bgr, read_label, write_json
+from datasets.synthetic import make_demo_data
+from datasets.voc import read_split, split_file, voc_box_items
+from utils.layout import RunLayout
 from utils.runtime import run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -117,9 +116,11 @@ def main(args):
         print(f'| {step} | {seconds} |')
     print(f'| total | {results["total_seconds"]} |')
 
-    pseudo_dirs = {'filled boxes': os.path.join(work, 'pseudo_voc', 'box')}
+    run = RunLayout(work)
+    model_type = pipeline_args.model_type
+    pseudo_dirs = {'filled boxes': run.pseudo_masks('voc', 'box', model_type, None)}
     for r in results['rounds']:
-        pseudo_dirs[f'LPG round {r}'] = os.path.join(work, 'pseudo_voc', f'vgg16_Round{r}')
+        pseudo_dirs[f'LPG round {r}'] = run.pseudo_masks('voc', 'lpg', model_type, r)
     figure = os.path.join(args.figs_dir, 'demo_pseudo_masks.png')
     save_figure(voc_root, pseudo_dirs, figure)
     out = os.path.join(args.out_dir, 'demo_results.json')

@@ -1,4 +1,4 @@
-"""Train a DeepLab segmentation backbone on (pseudo) masks.
+r"""Train a DeepLab segmentation backbone on (pseudo) masks.
 
     python main.py --root_path VOC2012 --label_path_name PSEUDO/vgg16_Round1 --model_type vgg16 \
         --init_model_path PretrainedModel/vgg16_largefov_imagenet.pth --save_path OUT --cuda true
@@ -10,44 +10,46 @@ holds model, optimizer and iteration (--resume continues from it); `<save_path>/
 is the plain state dict.
 """
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from datasets.constants import IGNORE_LABEL
+from datasets.registry import dataset_names, get_dataset
+from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip
-from datasets.voc import SegmentationDataset, coco_items, read_split, resolve_voc_root, split_file, voc_items
-from models import build_backbone
+from models.backbones import backbone_names, build_backbone, get_backbone
+from utils import layout
 from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
-from utils.runtime import (LossLog, add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
-                           run_script, worker_init)
+from utils.runtime import (LossLog, add_device_args, infinite_batches, run_script, seed_everything, select_device,
+                           set_poly_lr)
 
-# Per model type: base lr, batch size, accumulated steps, iterations (DESIGN section 3).
-SCHEDULES = {
-    'vgg16': dict(lr=1e-3, batch_size=30, iter_size=1, num_iterations=20000),
-    'resnet101': dict(lr=2.5e-4, batch_size=2, iter_size=5, num_iterations=40000),
-}
+
+def schedule_default(key):
+    """'default: 20000 (vgg16), 40000 (resnet101)' from the backbone registry."""
+    return 'default: ' + ', '.join(f'{getattr(get_backbone(name).schedule, key):g} ({name})' for name in backbone_names())
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', choices=['voc', 'coco'], default='voc',
+    parser.add_argument('--dataset', choices=dataset_names(), default='voc',
                         help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round')
     parser.add_argument('--root_path', required=True, help='VOC2012 folder, or the COCO folder with --dataset coco')
     parser.add_argument('--label_path_name', default='SegmentationClassAug',
                         help='folder of training masks (pseudo masks), absolute or relative to --root_path')
-    parser.add_argument('--model_type', choices=['vgg16', 'resnet101'], default='vgg16')
+    parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--init_model_path', help='initial weights (e.g. from utils/imagenet_init.py); '
                         'default: random initialisation')
     parser.add_argument('--save_path', required=True)
-    parser.add_argument('--split', default='train_aug', help='VOC split under ImageSets/Segmentation')
+    parser.add_argument('--split', help='training split: a list under ImageSets/Segmentation for VOC (default '
+                        'train_aug), the image folder for COCO (default train2017)')
     parser.add_argument('--split_file', help='image id list (default: the VOC split; for COCO the masks present)')
-    parser.add_argument('--num_iterations', type=int, help='default: 20000 (vgg16), 40000 (resnet101)')
-    parser.add_argument('--batch_size', type=int, help='default: 30 (vgg16), 2 (resnet101)')
-    parser.add_argument('--iter_size', type=int, help='accumulated steps per update; default 1 (vgg16), 5 (resnet101)')
-    parser.add_argument('--lr', type=float, help='base lr; default 1e-3 (vgg16), 2.5e-4 (resnet101)')
+    parser.add_argument('--num_iterations', type=int, help=f'updates; {schedule_default("num_iterations")}')
+    parser.add_argument('--batch_size', type=int, help=f'images per step; {schedule_default("batch_size")}')
+    parser.add_argument('--iter_size', type=int,
+                        help=f'accumulated steps per update; {schedule_default("iter_size")}')
+    parser.add_argument('--lr', type=float, help=f'base lr; {schedule_default("lr")}')
     parser.add_argument('--momentum', type=float, default=0.9)
     parser.add_argument('--weight_decay', type=float, default=5e-4)
     parser.add_argument('--crop_size', type=int, default=321)
@@ -59,48 +61,19 @@ def get_args_parser():
 
 
 def fill_schedule_defaults(args):
-    for key, value in SCHEDULES[args.model_type].items():
+    """Unset --lr/--batch_size/--iter_size/--num_iterations take the backbone's schedule."""
+    schedule = get_backbone(args.model_type).schedule
+    for key in ('lr', 'batch_size', 'iter_size', 'num_iterations'):
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, getattr(schedule, key))
     return args
 
 
-def param_groups(model, model_type, lr, weight_decay):
-    """The original learning-rate groups: the classifier learns 10x (weights) / 20x (biases) faster,
-    VGG biases 2x; no weight decay on biases. Frozen parameters (ResNet batch norm) are left out."""
-    is_classifier = (lambda name: name.startswith('features.38.')) if model_type == 'vgg16' else \
-        (lambda name: '.aspp.' in f'.{name}')
-    groups = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_bias = name.endswith('bias')
-        if is_classifier(name):
-            key = (20.0, 0.0) if is_bias else (10.0, weight_decay)
-        elif is_bias:
-            key = (2.0 if model_type == 'vgg16' else 1.0, 0.0)
-        else:
-            key = (1.0, weight_decay)
-        groups.setdefault(key, []).append(param)
-    return [dict(params=params, lr=lr * scale, initial_lr=lr * scale, weight_decay=decay)
-            for (scale, decay), params in groups.items()]
-
-
 def build_dataset(args):
-    augment = ScalePadCropFlip(args.crop_size, seed=args.seed)
-    if args.dataset == 'voc':
-        root = resolve_voc_root(args.root_path)
-        ids = read_split(split_file(root, args.split, args.split_file))
-        return SegmentationDataset(voc_items(root, ids, args.label_path_name), augment=augment)
-    label_dir = args.label_path_name if os.path.isabs(args.label_path_name) else \
-        os.path.join(args.root_path, args.label_path_name)
-    if args.split_file:
-        ids = read_split(args.split_file)
-    elif os.path.isdir(label_dir):
-        ids = sorted(name[:-4] for name in os.listdir(label_dir) if name.endswith('.png'))
-    else:
-        raise SystemExit(f'label folder {label_dir} does not exist (--label_path_name)')
-    return SegmentationDataset(coco_items(args.root_path, ids, label_dir), augment=augment)
+    spec = get_dataset(args.dataset)
+    items = spec.segmentation_items(args.root_path, args.label_path_name, args.split or spec.default_split,
+                                    args.split_file)
+    return SegmentationDataset(items, augment=ScalePadCropFlip(args.crop_size, seed=args.seed))
 
 
 def segmentation_loss(outputs, labels):
@@ -117,19 +90,20 @@ def main(args):
     fill_schedule_defaults(args)
     seed_everything(args.seed)
     device = select_device(args.cuda)
-    num_classes = 21 if args.dataset == 'voc' else 61
+    num_classes = get_dataset(args.dataset).num_classes
     dataset = build_dataset(args)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                         pin_memory=device.type == 'cuda', drop_last=len(dataset) >= args.batch_size,
-                        worker_init_fn=worker_init, persistent_workers=args.workers > 0)
+                        persistent_workers=args.workers > 0)
+    backbone = get_backbone(args.model_type)
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:
         load_weights(model, args.init_model_path, what=f'{args.model_type} with {num_classes} classes')
     model.to(device).train()
-    optimizer = torch.optim.SGD(param_groups(model, args.model_type, args.lr, args.weight_decay),
+    optimizer = torch.optim.SGD(backbone.param_groups(model, args.lr, args.weight_decay),
                                 lr=args.lr, momentum=args.momentum)
-    last_path = os.path.join(args.save_path, 'checkpoint_last.pth')
-    final_path = os.path.join(args.save_path, f'{args.model_type}_final.pth')
+    last_path = layout.last_checkpoint(args.save_path)
+    final_path = layout.backbone_weights(args.save_path, args.model_type)
     start = resume_training(last_path, model, optimizer) if args.resume else 0
     print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
           f'batch {args.batch_size} x {args.iter_size}')

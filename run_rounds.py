@@ -1,4 +1,4 @@
-"""Run rounds 1..N of the LPG alternation (DESIGN section 1) on a VOC root and a COCO root.
+r"""Run rounds 1..N of the LPG alternation on a VOC root and a COCO root.
 
     python run_rounds.py --voc_root_dir VOC2012 --coco_root_dir COCO --work_dir runs/lpg --rounds 3 \
         --voc_init_model_path PretrainedModel/vgg16_largefov_imagenet.pth \
@@ -9,7 +9,7 @@ interrupted run continues where it stopped (the training steps also resume from 
 Round r: train LPG-r on COCO-60 (reading the round r-1 COCO-60 backbone when r >= 2); VOC pseudo masks with
 LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round-r VOC backbone; unless r is
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
-Layout under --work_dir: lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
+Layout under --work_dir (utils/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
 pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
 """
 import argparse
@@ -18,7 +18,11 @@ import subprocess
 import sys
 import time
 
-from utils.fileio import write_json
+from datasets.coco import bbox_annos_path
+from datasets.io import write_json
+from models.backbones import backbone_names
+from utils import layout
+from utils.layout import RunLayout
 from utils.runtime import run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,7 +34,7 @@ def get_args_parser():
     parser.add_argument('--coco_root_dir', required=True)
     parser.add_argument('--work_dir', required=True)
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--model_type', choices=['vgg16', 'resnet101'], default='vgg16')
+    parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--voc_init_model_path', help='initial weights of the 21-class VOC backbones')
     parser.add_argument('--coco_init_model_path', help='initial weights of the 61-class COCO-60 backbones')
     parser.add_argument('--voc_split', default='train_aug', help='VOC training split (pseudo masks, backbone)')
@@ -102,103 +106,99 @@ class Runner:
         self.times[name] = round(time.time() - tic, 1)
 
 
-def run_round(runner, r, work, last_round):
+def run_round(runner, r, run, last_round):
     a = runner.args
     mt = a.model_type
-    lpg_dir = os.path.join(work, 'lpg')
-    lpg_path = os.path.join(lpg_dir, f'Round_{r}', f'LPG_Round{r}.pth')
-    voc_backbone = lambda k: os.path.join(work, 'backbone_voc', f'Round_{k}', f'{mt}_final.pth')
-    coco_backbone = lambda k: os.path.join(work, 'backbone_coco', f'Round_{k}', f'{mt}_final.pth')
-    pseudo_voc = os.path.join(work, 'pseudo_voc')
-    pseudo_coco = os.path.join(work, 'pseudo_coco')
     result = {}
 
-    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', lpg_dir, '--resume']
+    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root, '--resume']
     iterations = for_round(a.lpg_iterations, r)
     flags += optional(['--batch_size', a.lpg_batch_size, '--crop_size', a.lpg_crop_size,
                        '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
                        '--num_save_model', iterations])
     if r >= 2:
-        flags += ['--init_seg_model_path', coco_backbone(r - 1), '--seg_model_type', mt,
-                  '--init_lpg_model_path', os.path.join(lpg_dir, f'Round_{r - 1}', f'LPG_Round{r - 1}.pth')]
-    runner.step(f'round {r}: train LPG', [lpg_path], 'trainLPG.py', flags + runner.common())
+        flags += ['--init_seg_model_path', run.backbone('coco', mt, r - 1), '--seg_model_type', mt,
+                  '--init_lpg_model_path', run.lpg(r - 1)]
+    runner.step(f'round {r}: train LPG', [run.lpg(r)], 'trainLPG.py', flags + runner.common())
 
-    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', lpg_path, '--voc_root_dir', a.voc_root_dir,
-             '--voc_proposals_dir', pseudo_voc, '--model_type', mt, '--voc_split', a.voc_split]
+    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r), '--voc_root_dir', a.voc_root_dir,
+             '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', mt, '--voc_split', a.voc_split]
     flags += optional(['--voc_test_size', a.voc_test_size])
     if r >= 2:
-        flags += ['--init_voc_model_path', voc_backbone(r - 1)]
+        flags += ['--init_voc_model_path', run.backbone('voc', mt, r - 1)]
     runner.step(f'round {r}: VOC pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
-    voc_masks = os.path.join(pseudo_voc, f'{mt}_Round{r}')
+    voc_masks = run.pseudo_masks('voc', 'lpg', mt, r)
 
     if a.score_masks:
-        score_path = os.path.join(pseudo_voc, f'scores_masks_{mt}_Round{r}.json')
+        score_path = run.mask_scores('voc', 'lpg', mt, r)
         runner.step(f'round {r}: score VOC pseudo masks', [score_path], 'test.py',
                     ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', voc_masks,
-                     '--split', a.voc_split, '--save_path', pseudo_voc])
+                     '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
         result['pseudo_mask_scores'] = score_path
 
-    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', os.path.abspath(voc_masks),
-             '--model_type', mt, '--save_path', os.path.dirname(voc_backbone(r)), '--split', a.voc_split, '--resume']
+    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', voc_masks,
+             '--model_type', mt, '--save_path', run.backbone_dir('voc', r), '--split', a.voc_split, '--resume']
     flags += optional(['--init_model_path', a.voc_init_model_path, '--num_iterations', a.backbone_iterations,
                        '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                        '--lr', a.backbone_lr])
-    runner.step(f'round {r}: train VOC backbone', [voc_backbone(r)], 'main.py', flags + runner.common())
+    runner.step(f'round {r}: train VOC backbone', [run.backbone('voc', mt, r)], 'main.py', flags + runner.common())
 
-    eval_dir = os.path.join(os.path.dirname(voc_backbone(r)), f'eval_{a.val_split}')
-    runner.step(f'round {r}: test VOC backbone + CRF', [os.path.join(eval_dir, 'scores_crf.json')], 'test.py',
-                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt, '--model_path', voc_backbone(r),
-                 '--split', a.val_split, '--save_path', eval_dir, '--n_jobs', a.n_jobs] +
-                optional(['--test_size', a.eval_test_size, '--cuda', a.cuda]))
-    result['backbone_scores'] = os.path.join(eval_dir, 'scores_crf.json')
+    eval_dir = run.backbone_eval('voc', mt, r, a.val_split)
+    crf_scores = layout.scores_file(eval_dir, 'crf')
+    runner.step(f'round {r}: test VOC backbone + CRF', [crf_scores], 'test.py',
+                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt,
+                 '--model_path', run.backbone('voc', mt, r), '--split', a.val_split, '--save_path', eval_dir,
+                 '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda]))
+    result['backbone_scores'] = crf_scores
 
     if not last_round:
-        flags = ['--dataset', 'coco', '--round', r, '--model_path_test', lpg_path, '--coco_root_dir', a.coco_root_dir,
-                 '--coco_proposals_dir', pseudo_coco, '--model_type', mt]
+        flags = ['--dataset', 'coco', '--round', r, '--model_path_test', run.lpg(r), '--coco_root_dir', a.coco_root_dir,
+                 '--coco_proposals_dir', run.pseudo_root('coco'), '--model_type', mt]
         flags += optional(['--coco_test_size', a.coco_test_size])
         if r >= 2:
-            flags += ['--init_coco_model_path', coco_backbone(r - 1)]
+            flags += ['--init_coco_model_path', run.backbone('coco', mt, r - 1)]
         runner.step(f'round {r}: COCO-60 pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
 
         flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
-                 '--label_path_name', os.path.abspath(os.path.join(pseudo_coco, f'{mt}_Round{r}')),
-                 '--model_type', mt, '--save_path', os.path.dirname(coco_backbone(r)), '--resume']
+                 '--label_path_name', run.pseudo_masks('coco', 'lpg', mt, r),
+                 '--model_type', mt, '--save_path', run.backbone_dir('coco', r), '--resume']
         flags += optional(['--init_model_path', a.coco_init_model_path, '--num_iterations', a.backbone_iterations,
                            '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                            '--lr', a.backbone_lr])
-        runner.step(f'round {r}: train COCO-60 backbone', [coco_backbone(r)], 'main.py', flags + runner.common())
+        runner.step(f'round {r}: train COCO-60 backbone', [run.backbone('coco', mt, r)], 'main.py',
+                    flags + runner.common())
     return result
 
 
-def run_baseline(runner, work):
+def run_baseline(runner, run):
     """Filled boxes: the pseudo masks LPG has to beat."""
     a = runner.args
-    pseudo_voc = os.path.join(work, 'pseudo_voc')
     runner.step('baseline: filled-box masks', [], 'genPseudoMasks.py',
                 ['--dataset', 'voc', '--method', 'box', '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
-                 pseudo_voc, '--voc_split', a.voc_split] + optional(['--voc_test_size', a.voc_test_size]) +
+                 run.pseudo_root('voc'), '--voc_split', a.voc_split] + optional(['--voc_test_size', a.voc_test_size]) +
                 runner.common())
-    score_path = os.path.join(pseudo_voc, 'scores_masks_box.json')
+    score_path = run.mask_scores('voc', 'box', a.model_type, None)
     if a.score_masks:
         runner.step('baseline: score filled-box masks', [score_path], 'test.py',
-                    ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', os.path.join(pseudo_voc, 'box'),
-                     '--split', a.voc_split, '--save_path', pseudo_voc])
+                    ['--type', 'masks', '--root_path', a.voc_root_dir,
+                     '--pred_dir', run.pseudo_masks('voc', 'box', a.model_type, None),
+                     '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
     return score_path
 
 
 def main(args):
-    work = os.path.abspath(args.work_dir)
-    os.makedirs(work, exist_ok=True)
+    run = RunLayout(args.work_dir)
+    os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)
-    annos = os.path.join(args.coco_root_dir, 'annotations', 'coco_train2017_bbox_annos.json')
-    runner.step('parse COCO', [annos], os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
+    runner.step('parse COCO', [bbox_annos_path(args.coco_root_dir)], os.path.join('utils', 'parseCOCO.py'),
+                ['--dataRoot', args.coco_root_dir])
     summary = {'rounds': {}}
     if args.baseline:
-        summary['baseline_scores'] = run_baseline(runner, work)
+        summary['baseline_scores'] = run_baseline(runner, run)
     for r in range(1, args.rounds + 1):
-        summary['rounds'][r] = run_round(runner, r, work, last_round=r == args.rounds)
+        summary['rounds'][r] = run_round(runner, r, run, last_round=r == args.rounds)
     summary['step_seconds'] = runner.times
-    write_json(os.path.join(work, 'summary.json'), summary)
+    write_json(run.summary, summary)
     return summary
 
 

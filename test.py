@@ -11,6 +11,7 @@ the ground truth (default `SegmentationClassAug`), the pseudo-mask quality table
 """
 import argparse
 import os
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -18,22 +19,26 @@ import torch.nn.functional as F
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from datasets.constants import VOC_CLASSES
-from datasets.io import read_image_bgr, read_label, save_palette_png, to_tensor_image
+from datasets.io import (atomic_open, folder_in_root, read_image_bgr, read_label, save_palette_png, to_tensor_image,
+                         write_json)
+from datasets.registry import get_dataset
 from datasets.voc import read_split, resolve_voc_root, split_file
-from models import build_backbone
+from models.backbones import backbone_names, build_backbone, get_backbone
+from utils import layout
 from utils.checkpoint import load_weights
-from utils.crf import CRF_PARAMS, DenseCRF
-from utils.fileio import atomic_open, write_json
+from utils.crf import DenseCRF
 from utils.metric import confusion_matrix, scores_from_confusion
 from utils.runtime import add_device_args, run_script, select_device
+
+# test.py evaluates on PASCAL VOC 2012.
+VOC_CLASSES = get_dataset('voc').classes
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')
     parser.add_argument('--root_path', required=True, help='VOC2012 folder')
-    parser.add_argument('--model_type', choices=['vgg16', 'resnet101'], default='vgg16')
+    parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--model_path', help='backbone checkpoint (test, crf)')
     parser.add_argument('--pred_dir', help='folder of predicted / pseudo masks to score (masks)')
     parser.add_argument('--split', help='split under ImageSets/Segmentation; default val (train_aug for masks)')
@@ -43,21 +48,17 @@ def get_args_parser():
     parser.add_argument('--save_path', help='output folder; default <model dir>/eval_<split> or <pred_dir>/..')
     parser.add_argument('--n_jobs', type=int, default=4, help='parallel DenseCRF processes')
     parser.add_argument('--test_size', type=int, default=513,
-                        help='VGG16 inputs are padded (bottom/right) to this size, 513 as in the original; '
-                        'ResNet-101 inputs are not padded')
+                        help='inputs of the backbones that are tested padded (VGG16) are padded (bottom/right) to '
+                        'this size, 513 as in the original; the others (ResNet-101) are not padded')
     add_device_args(parser)
     return parser
-
-
-def in_root(root, path):
-    return path if os.path.isabs(path) else os.path.join(root, path)
 
 
 def compute_logits(args, root, ids, logits_dir):
     """Raw backbone logits of every image (float32 .npz, with the network input size they cover)."""
     device = select_device(args.cuda)
     model = build_backbone(args.model_type, len(VOC_CLASSES))
-    load_weights(model, args.model_path, what=f'{args.model_type} VOC backbone (21 classes)')
+    load_weights(model, args.model_path, what=f'{args.model_type} VOC backbone ({len(VOC_CLASSES)} classes)')
     model.to(device).eval()
     os.makedirs(logits_dir, exist_ok=True)
     for image_id in tqdm(ids, desc='logits'):
@@ -65,7 +66,7 @@ def compute_logits(args, root, ids, logits_dir):
         if os.path.exists(path):
             continue
         image = to_tensor_image(read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')))
-        if args.model_type == 'vgg16':
+        if get_backbone(args.model_type).pad_to_test_size:
             pad_h = max(args.test_size - image.shape[1], 0)
             pad_w = max(args.test_size - image.shape[2], 0)
             image = F.pad(image, (0, pad_w, 0, pad_h))  # zero after mean subtraction = padding with the mean
@@ -135,25 +136,25 @@ def main(args):
     root = resolve_voc_root(args.root_path)
     split = args.split or ('train_aug' if args.type == 'masks' else 'val')
     ids = read_split(split_file(root, split, args.split_file))
-    gt_dir = in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
+    gt_dir = folder_in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
     if args.type == 'masks':
         if not args.pred_dir:
             raise SystemExit('--type masks needs --pred_dir')
         save_path = args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
         results = score_masks(args, root, ids, gt_dir)
         print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
-        out = os.path.join(save_path, f'scores_masks_{os.path.basename(os.path.normpath(args.pred_dir))}.json')
+        out = layout.mask_scores_file(save_path, args.pred_dir)
         write_json(out, results)
         print(f'\nwrote {out}')
         return results
 
     if not args.model_path:
         raise SystemExit(f'--type {args.type} needs --model_path')
-    save_path = args.save_path or os.path.join(os.path.dirname(os.path.abspath(args.model_path)), f'eval_{split}')
-    logits_dir = os.path.join(save_path, 'logits')
+    save_path = args.save_path or layout.eval_dir(args.model_path, split)
+    logits_dir = layout.eval_subdir(save_path, 'logits')
     compute_logits(args, root, ids, logits_dir)
-    out_dirs = {'pred': os.path.join(save_path, 'pred'), 'crf': os.path.join(save_path, 'crf')}
-    crf_params = CRF_PARAMS[args.model_type] if args.type == 'crf' else None
+    out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
+    crf_params = asdict(get_backbone(args.model_type).crf_params) if args.type == 'crf' else None
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
         delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params)
         for image_id in tqdm(ids, desc='CRF' if crf_params else 'scoring'))
@@ -161,7 +162,7 @@ def main(args):
     for key in per_image[0]:
         results[key] = to_json_scores(scores_from_confusion(sum(hists[key] for hists in per_image)))
         print_scores(f'{args.model_type} on {split}, {key}', results[key])
-    out = os.path.join(save_path, f'scores_{args.type}.json')
+    out = layout.scores_file(save_path, args.type)
     write_json(out, results)
     print(f'\nwrote {out}')
     return results

@@ -1,4 +1,4 @@
-"""Train the LPG generator on COCO-60 ground truth for one round.
+r"""Train the LPG generator on COCO-60 ground truth for one round.
 
 Round 1 trains the 4-channel generator (box mask + image; no backbone needed):
     python trainLPG.py --coco_root_dir COCO --round 1 --model_save_path OUT
@@ -11,19 +11,20 @@ iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume cont
 `LPG_Round<R>.pth`, the plain state dict in the format of the released weights.
 """
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from datasets.coco import COCO60LPGDataset
-from models import LPGNet, build_backbone
+from datasets.registry import get_dataset
+from models.backbones import backbone_names, build_backbone
+from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, lpg_input, widen_to_five_channels
+from utils import layout
 from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, resume_training, save_checkpoint,
                               save_training_state, unwrap_state_dict)
-from utils.pseudo_masks import backbone_probs, class_channel, lpg_input
-from utils.runtime import (LossLog, add_device_args, infinite_batches, seed_everything, select_device, set_poly_lr,
-                           run_script, worker_init)
+from utils.runtime import (LossLog, add_device_args, infinite_batches, run_script, seed_everything, select_device,
+                           set_poly_lr)
 
 
 def get_args_parser():
@@ -31,7 +32,7 @@ def get_args_parser():
     parser.add_argument('--coco_root_dir', required=True, help='COCO folder, after utils/parseCOCO.py')
     parser.add_argument('--round', type=int, default=1)
     parser.add_argument('--init_seg_model_path', help='round R-1 COCO-60 backbone (61 classes); needed for round >= 2')
-    parser.add_argument('--seg_model_type', choices=['vgg16', 'resnet101'], default='vgg16',
+    parser.add_argument('--seg_model_type', choices=backbone_names(), default='vgg16',
                         help='architecture of --init_seg_model_path')
     parser.add_argument('--init_lpg_model_path',
                         help='start from this generator (e.g. the previous round); a 4-channel one is widened to 5')
@@ -52,28 +53,20 @@ def get_args_parser():
 
 
 def init_generator(lpg, path):
-    """Load a generator checkpoint; a round-1 (4-channel) one seeds a 5-channel generator.
-
-    The 4 input filters go to the box and image channels and the new seg-probability filter starts at 0,
-    so the widened network computes exactly what the round-1 one did until training changes it.
-    """
+    """Load a generator checkpoint; a round-1 (4-channel) one seeds a 5-channel generator
+    (`models.lpg.widen_to_five_channels`)."""
     state = unwrap_state_dict(load_checkpoint(path), path)
-    first = 'pre.0.conv.weight'
-    expected = lpg.state_dict()[first].shape
-    if first in state and state[first].shape[1] == expected[1] - 1:
-        widened = state[first].new_zeros(expected)
-        widened[:, 1:] = state[first]
-        state[first] = widened
+    if lpg.in_channels == 5:
+        state = widen_to_five_channels(state)
     problems = describe_mismatch(lpg.state_dict(), state)
     if problems:
-        raise ValueError(f'{path} cannot initialise LPGNet(in_channels={expected[1]}):{problems}')
+        raise ValueError(f'{path} cannot initialise LPGNet(in_channels={lpg.in_channels}):{problems}')
     lpg.load_state_dict(state)
     return lpg
 
 
 def build_models(args, device):
-    in_channels = 4 if args.round == 1 else 5
-    lpg = LPGNet(in_channels=in_channels)
+    lpg = LPGNet(in_channels=lpg_in_channels(args.round))
     if args.init_lpg_model_path:
         init_generator(lpg, args.init_lpg_model_path)
     backbone = None
@@ -81,8 +74,10 @@ def build_models(args, device):
         if not args.init_seg_model_path:
             raise SystemExit(f'round {args.round} needs the round {args.round - 1} COCO-60 backbone: '
                              '--init_seg_model_path')
-        backbone = build_backbone(args.seg_model_type, 61)
-        load_weights(backbone, args.init_seg_model_path, what=f'{args.seg_model_type} COCO-60 backbone (61 classes)')
+        num_classes = get_dataset('coco').num_classes
+        backbone = build_backbone(args.seg_model_type, num_classes)
+        load_weights(backbone, args.init_seg_model_path,
+                     what=f'{args.seg_model_type} COCO-60 backbone ({num_classes} classes)')
         backbone.to(device).eval()
         for param in backbone.parameters():
             param.requires_grad_(False)
@@ -102,16 +97,15 @@ def train_step(lpg, backbone, batch, device):
 def main(args):
     seed_everything(args.seed)
     device = select_device(args.cuda)
-    out_dir = os.path.join(args.model_save_path, f'Round_{args.round}')
-    last_path = os.path.join(out_dir, 'checkpoint_last.pth')
-    final_path = os.path.join(out_dir, f'LPG_Round{args.round}.pth')
+    last_path = layout.last_checkpoint(layout.lpg_dir(args.model_save_path, args.round))
+    final_path = layout.lpg_weights(args.model_save_path, args.round)
 
     dataset = COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size,
                                max_images=args.coco_train_size, seed=args.seed)
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == 'cuda', worker_init_fn=worker_init,
+                        pin_memory=device.type == 'cuda',
                         drop_last=len(dataset) % args.batch_size == 1, persistent_workers=args.workers > 0)
     lpg, backbone = build_models(args, device)
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -135,7 +129,7 @@ def main(args):
         if done % args.num_save_model == 0 or done == args.num_max_iterations:
             save_training_state(last_path, lpg, optimizer, done, args)
             if done % args.num_save_model == 0:
-                save_checkpoint(os.path.join(out_dir, f'LPG_Round{args.round}_iter{done}.pth'), **lpg.state_dict())
+                save_checkpoint(layout.lpg_snapshot(args.model_save_path, args.round, done), **lpg.state_dict())
     save_checkpoint(final_path, **lpg.state_dict())
     print(f'saved {final_path}')
     return final_path

@@ -6,7 +6,7 @@ Measures, each after warm-up and with CUDA synchronisation:
 - LPG training iteration (batch 32, crop 512), round 1 (4 channels) and round 2 (5 channels + the 61-class
   VGG16 backbone forward), fp32 as the scripts run it, and under bf16 autocast for comparison;
 - pseudo-mask generation for VOC-sized images (padded to 512, 3 classes each): the original's per-class
-  batch-1 loop against this project's one forward for all classes of an image (`utils.pseudo_masks`);
+  batch-1 loop against this project's one forward for all classes of an image (`models.lpg`);
 - backbone training iterations (VGG16 batch 30 crop 321; ResNet-101 batch 2 x 5 accumulated) and the
   VGG16 test forward at 513.
 """
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet  # noqa: E402
-from utils.pseudo_masks import backbone_probs, class_channel, compose_label, generate_labels, lpg_input  # noqa: E402
+from datasets.boxes import compose_label  # noqa: E402
+from models.lpg import backbone_probs, class_channel, generate_labels, lpg_input  # noqa: E402
 
 
 def timed(fn, repeats, warmup=3):

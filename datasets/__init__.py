@@ -1,9 +1,12 @@
-"""Datasets, data formats and the shared augmentation of the LPG reimplementation."""
-from .boxes import BoxImageDataset, box_mask, coco_box_items, collate_boxes, pad_size, voc_box_items
-from .coco import COCO60LPGDataset, coco_image_id, load_bbox_annos
-from .constants import (COCO60_IDS, COCO_ID_TO_60, COCO_VOC_IDS, IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID,
-                        VOC_CLASSES, VOC_PALETTE)
-from .io import read_image_bgr, read_label, save_gray_png, save_palette_png, to_tensor_image
-from .transforms import ScalePadCropFlip
-from .voc import (SegmentationDataset, coco_items, parse_voc_xml, read_split, resolve_voc_root, split_file,
-                  voc_items)
+"""Data formats and datasets of LPG, one module per concern.
+
+- constants: class names, the COCO-60 id mapping, the BGR mean, the VOC palette.
+- io: atomic writes, images, label PNGs, JSON.
+- voc: PASCAL VOC 2012 (folder layout, split lists, XML boxes, item lists).
+- coco: COCO-60 (parseCOCO outputs, LPG training samples, item lists).
+- boxes: box masks, padding for LPG, the generation input, label composition (no format knowledge).
+- segmentation: the (image, label) dataset backbones train on (no format knowledge).
+- transforms: the scale/pad/crop/flip augmentation every dataset shares.
+- registry: one entry per dataset (classes, item lists) for the scripts' `--dataset`.
+- synthetic: generated COCO- and VOC-format data for the demo and the tests.
+"""

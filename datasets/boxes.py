@@ -1,12 +1,15 @@
-"""Inputs for pseudo-mask generation: images padded for LPG and one box mask per class."""
+"""Boxes as masks: padding for LPG, box masks, the per-image generation input, and label composition.
+
+A leaf of the data package: it knows no dataset format. Items come from `datasets.voc.voc_box_items`,
+`datasets.coco.coco_box_items` or any list of (image_id, image_path, [(class_id, x1, y1, x2, y2), ...]).
+"""
 import math
-import os
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .constants import COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
+from .constants import MEAN_BGR
 from .io import chw_tensor, read_image_bgr
 
 # LPG's hourglass halves the 1/4-size feature map 5 times: input sides must be multiples of 4 * 2**5.
@@ -78,27 +81,19 @@ def collate_boxes(batch):
     return list(batch)
 
 
-def voc_box_items(voc_root, ids):
-    """BoxImageDataset items for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20)."""
-    from .voc import parse_voc_xml  # imported here: voc imports coco, which imports this module
-    return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
-             parse_voc_xml(os.path.join(voc_root, 'Annotations', f'{image_id}.xml')))
-            for image_id in ids]
+def compose_label(foreground, box_masks, class_ids):
+    """Paint each class's foreground inside its boxes, in order; a pixel keeps the first class that claims it.
+
+    foreground, box_masks: (K, H, W) bool; class_ids: K ints > 0. Returns an (H, W) uint8 label map.
+    """
+    label = torch.zeros(foreground.shape[-2:], dtype=torch.uint8, device=foreground.device)
+    for fg, box, class_id in zip(foreground, box_masks, class_ids):
+        label[fg & box & (label == 0)] = int(class_id)
+    return label
 
 
-def coco_box_items(coco_root, split='train2017', ids=None):
-    """BoxImageDataset items for COCO-60 from the parseCOCO bbox json: non-VOC boxes only, classes 1..60.
-
-    image_id is the 12-digit name; images without a non-VOC box are skipped. ids (ints or strings)
-    restricts and orders the images; by default all images of the json, in its order."""
-    from .coco import coco_image_id, load_bbox_annos  # imported here: coco imports this module
-    annotations = load_bbox_annos(coco_root, split)
-    keys = list(annotations) if ids is None else [str(int(image_id)) for image_id in ids]
-    items = []
-    for key in keys:
-        boxes = [(COCO_ID_TO_60[int(cat)], x1, y1, x2, y2)
-                 for x1, y1, x2, y2, cat in annotations.get(key, ()) if int(cat) not in COCO_VOC_IDS]
-        if boxes:
-            name = coco_image_id(key)
-            items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), boxes))
-    return items
+def filled_box_label(sample):
+    """The filled-box baseline: every box pixel is foreground. Returns an (height, width) uint8 numpy label."""
+    boxes = sample['box_masks'] > 0.5
+    label = compose_label(boxes, boxes, sample['class_ids'].tolist())
+    return label[:sample['height'], :sample['width']].numpy()

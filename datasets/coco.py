@@ -1,4 +1,7 @@
-"""COCO-60: the parseCOCO outputs and the dataset LPG is trained on."""
+"""COCO-60, the auxiliary set: COCO with its 20 VOC classes removed.
+
+The files utils/parseCOCO.py writes (box json, bbox60/seg60 PNGs), the LPG training samples, and the item
+lists of the segmentation and box datasets."""
 import json
 import os
 
@@ -8,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .boxes import box_mask
 from .constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
-from .io import chw_tensor, read_image_bgr, read_label
+from .io import chw_tensor, folder_in_root, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip, resize_nearest
 
 # LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
@@ -65,7 +68,7 @@ def non_voc_boxes(boxes):
 
 
 class COCO60LPGDataset(Dataset):
-    """LPG training samples: one per (image, non-VOC class present in it) (DESIGN, LPG training samples).
+    """LPG training samples: one per (image, non-VOC class present in it).
 
     Images are those with a <split>_seg60/ID12.png, in the order of the bbox json; max_images keeps
     the first N (--coco_train_size). Returns (image 3xSxS float, box_mask 1xSxS float 0/1,
@@ -125,3 +128,29 @@ class COCO60LPGDataset(Dataset):
         target = resize_nearest(target, target_size, target_size)
         return (chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None],
                 torch.from_numpy(target.astype(np.int64)), int(class60))
+
+
+def coco_items(coco_root, ids, label_dir, split='train2017'):
+    """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under coco_root)."""
+    directory = folder_in_root(coco_root, label_dir)
+    items = []
+    for image_id in ids:
+        name = coco_image_id(image_id)
+        items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), os.path.join(directory, f'{name}.png')))
+    return items
+
+
+def coco_box_items(coco_root, split='train2017', ids=None):
+    """BoxImageDataset items for COCO-60 from the parseCOCO bbox json: non-VOC boxes only, classes 1..60.
+
+    image_id is the 12-digit name; images without a non-VOC box are skipped. ids (ints or strings)
+    restricts and orders the images; by default all images of the json, in its order."""
+    annotations = load_bbox_annos(coco_root, split)
+    keys = list(annotations) if ids is None else [str(int(image_id)) for image_id in ids]
+    items = []
+    for key in keys:
+        boxes = non_voc_boxes(annotations.get(key, ()))
+        if boxes:
+            name = coco_image_id(key)
+            items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), boxes))
+    return items

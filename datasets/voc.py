@@ -1,15 +1,10 @@
-"""PASCAL VOC: paths, split lists, XML boxes, and the segmentation dataset used to train backbones."""
+"""PASCAL VOC 2012: the folder layout, split lists, XML boxes, and the item lists the datasets read."""
 import os
 import warnings
 import xml.etree.ElementTree as ElementTree
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
-from .coco import coco_image_id
-from .constants import IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID
-from .io import chw_tensor, read_image_bgr, read_label
+from .constants import VOC_CLASS_TO_ID
+from .io import folder_in_root
 
 
 def resolve_voc_root(path):
@@ -101,50 +96,15 @@ def parse_voc_xml(path, width=None, height=None):
     return boxes
 
 
-class SegmentationDataset(Dataset):
-    """(image, label) pairs for backbone training and evaluation.
-
-    items: list of (image_id, image_path, label_path). augment: a ScalePadCropFlip or None.
-    Returns (3xHxW float tensor, mean-subtracted BGR; HxW long tensor, 255 = ignore; image_id)."""
-
-    def __init__(self, items, augment=None):
-        self.items = list(items)
-        self.augment = augment
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        image_id, image_path, label_path = self.items[index]
-        image = read_image_bgr(image_path) - MEAN_BGR
-        label = read_label(label_path)
-        if label.shape != image.shape[:2]:
-            raise ValueError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
-                             f'{image_path} is {image.shape[1]}x{image.shape[0]}')
-        if self.augment is not None:
-            image, (label,) = self.augment(image, [label], [IGNORE_LABEL])
-        return chw_tensor(image), torch.from_numpy(label.astype(np.int64)), image_id
-
-
-def _label_dir(root, label_dir):
-    directory = label_dir if os.path.isabs(label_dir) else os.path.join(root, label_dir)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f'label directory not found: {directory}')
-    return directory
-
-
 def voc_items(voc_root, ids, label_dir):
     """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under voc_root)."""
-    directory = _label_dir(voc_root, label_dir)
+    directory = folder_in_root(voc_root, label_dir)
     return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
              os.path.join(directory, f'{image_id}.png')) for image_id in ids]
 
 
-def coco_items(coco_root, ids, label_dir, split='train2017'):
-    """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under coco_root)."""
-    directory = _label_dir(coco_root, label_dir)
-    items = []
-    for image_id in ids:
-        name = coco_image_id(image_id)
-        items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), os.path.join(directory, f'{name}.png')))
-    return items
+def voc_box_items(voc_root, ids):
+    """BoxImageDataset items for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20)."""
+    return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
+             parse_voc_xml(os.path.join(voc_root, 'Annotations', f'{image_id}.xml')))
+            for image_id in ids]

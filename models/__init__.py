@@ -1,23 +1,15 @@
-"""Networks of LPG: the DeepLab segmentation backbones and the LPG pseudo-mask generator.
+"""Networks of LPG: the DeepLab segmentation backbones (and their registry) and the LPG generator.
 
 Every network here loads the original release's checkpoints with `strict=True`
-(see utils/checkpoint.py `load_weights`), which is why some attribute names
+(utils/checkpoint.py `load_weights`), which is why some attribute names
 (`features`, `base`, `aspp`, `pre`, `kps`, `cnvs`, `fm`) are fixed.
 """
+from .backbones import BACKBONES, BackboneSpec, backbone_names, build_backbone, get_backbone, register_backbone
 from .deeplab_resnet import DeepLabV2ResNet101, DeepLabV2ResNet101Base
 from .deeplab_vgg import DeepLabLargeFOV
-from .hourglass import LPG_STRIDE, LPGNet
+from .hourglass import LPG_STRIDE
+from .lpg import LPGNet, lpg_in_channels
 
-BACKBONES = {'vgg16': DeepLabLargeFOV, 'resnet101': DeepLabV2ResNet101}
-
-
-def build_backbone(model_type, num_classes):
-    """Segmentation backbone for `--model_type`: 'vgg16' (DeepLab-V1 LargeFOV) or
-    'resnet101' (multi-scale DeepLab-V2); 21 classes for VOC, 61 for COCO-60."""
-    if model_type not in BACKBONES:
-        raise ValueError(f'unknown model_type {model_type!r}: expected one of {sorted(BACKBONES)}')
-    return BACKBONES[model_type](num_classes=num_classes)
-
-
-__all__ = ['BACKBONES', 'DeepLabLargeFOV', 'DeepLabV2ResNet101', 'DeepLabV2ResNet101Base',
-           'LPGNet', 'LPG_STRIDE', 'build_backbone']
+__all__ = ['BACKBONES', 'BackboneSpec', 'DeepLabLargeFOV', 'DeepLabV2ResNet101', 'DeepLabV2ResNet101Base',
+           'LPGNet', 'LPG_STRIDE', 'backbone_names', 'build_backbone', 'get_backbone', 'lpg_in_channels',
+           'register_backbone']

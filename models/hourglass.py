@@ -1,9 +1,7 @@
-"""The LPG pseudo-mask generator: a one-stack hourglass network (CornerNet style).
+"""Building blocks of the LPG generator's one-stack hourglass (CornerNet style).
 
-The generator maps [seg probability (round >= 2 only), box mask, B, G, R] to
-foreground/background logits at 1/4 of the input size. Module and attribute
-names (`pre`, `kps`, `cnvs`, `fm`, `up1`, `low1`, ...) are fixed by the keys of
-the released LPG_Round1/2/3 checkpoints, so they must not be renamed.
+Module and attribute names (`conv`, `bn`, `skip`, `up1`, `low1`, ...) are fixed by the keys
+of the released LPG_Round1/2/3 checkpoints, so they must not be renamed.
 """
 import torch.nn.functional as F
 from torch import nn
@@ -101,43 +99,3 @@ class HourglassLevel(nn.Module):
         low = self.low3(self.low2(self.low1(x)))
         # Out of place: up1 ends in a ReLU whose output autograd keeps for the backward pass.
         return self.up1(x) + F.interpolate(low, scale_factor=2, mode='nearest')
-
-
-class LPGNet(nn.Module):
-    """Class-agnostic pseudo-mask generator (one-stack hourglass).
-
-    Input: B x in_channels x H x W with channels [seg probability (round >= 2),
-    box mask, B, G, R] (image mean-subtracted BGR); H and W must be multiples of
-    `LPG_STRIDE` (pad, never crop, to get there).
-    Output: B x 2 x H/4 x W/4 background/foreground logits.
-
-    in_channels is 4 for round 1 (no backbone probability) and 5 for later rounds.
-
-    The forward pass is torch.compile(fullgraph=True) and autocast friendly: the only
-    Python-side shape logic is the input check, which compiles to a guard (under
-    fullgraph=True a bad size surfaces as a dynamo error quoting the ValueError).
-    """
-
-    def __init__(self, in_channels=5):
-        super().__init__()
-        self.in_channels = in_channels
-        # pre/kps/cnvs/fm and the single-element ModuleLists: fixed by the checkpoint keys
-        # (`kps.0.*`, `cnvs.0.*`, `fm.0.*`); the release built them for a configurable number of stacks.
-        self.pre = nn.Sequential(ConvBNReLU(7, in_channels, 48, stride=2),
-                                 Residual(48, HOURGLASS_DIMS[0], stride=2))
-        self.kps = nn.ModuleList([HourglassLevel(HOURGLASS_DIMS, HOURGLASS_BLOCKS)])
-        self.cnvs = nn.ModuleList([ConvBNReLU(3, HOURGLASS_DIMS[0], 256)])
-        self.fm = nn.ModuleList([nn.Sequential(ConvBNReLU(3, 256, HOURGLASS_DIMS[0], with_bn=False),
-                                               nn.Conv2d(HOURGLASS_DIMS[0], 2, 1))])
-
-    def forward(self, x):
-        height, width = x.shape[-2:]
-        if height % LPG_STRIDE or width % LPG_STRIDE:
-            raise ValueError(f'LPGNet input must have height and width that are multiples of {LPG_STRIDE}, '
-                             f'got {height}x{width}: pad the input (bottom/right), never crop it')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'LPGNet was built for {self.in_channels} input channels, got {x.shape[1]}')
-        x = self.pre(x)
-        x = self.kps[0](x)
-        x = self.cnvs[0](x)
-        return self.fm[0](x)

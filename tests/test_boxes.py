@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.boxes import BoxImageDataset, box_mask, coco_box_items, collate_boxes, pad_size, voc_box_items
+from datasets.boxes import BoxImageDataset, box_mask, collate_boxes, pad_size
+from datasets.coco import coco_box_items
 from datasets.constants import MEAN_BGR
-from tests.test_parse_coco import BENCH60, ELEPHANT60, TOOTHBRUSH60, TRUCK60, write_coco
-from tests.test_voc import PERSON_WITH_PARTS, voc_xml, write
+from datasets.voc import voc_box_items
+from tests.conftest import BENCH60, ELEPHANT60, PERSON_WITH_PARTS, TOOTHBRUSH60, TRUCK60, voc_xml, write, write_coco
 from utils.parseCOCO import parse_coco
 
 

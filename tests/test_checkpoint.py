@@ -10,8 +10,8 @@ import torchvision
 
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet
 from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint, strip_module_prefix
+from utils.imagenet_init import convert, get_args_parser
 from utils.imagenet_init import main as imagenet_init_main
-from utils.imagenet_init import get_args_parser, resnet101_to_deeplab, vgg16_to_largefov
 
 torch.set_num_threads(2)
 
@@ -108,7 +108,7 @@ def test_vgg16_to_largefov(tmp_path, capsys):
     src_state = torchvision.models.vgg16(weights=None).state_dict()
     src, dst = tmp_path / 'vgg16.pth', tmp_path / 'init' / 'vgg16_largefov.pth'
     torch.save(src_state, src)
-    missing, unexpected = vgg16_to_largefov(src, dst, num_classes=61)
+    missing, unexpected = convert('vgg16', src, dst, num_classes=61)
     assert missing == ['features.38.weight', 'features.38.bias']
     assert unexpected == ['classifier.6.weight', 'classifier.6.bias']
     assert 'features.38.weight' in capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_resnet101_to_deeplab_via_cli(tmp_path, capsys):
     src_state = torchvision.models.resnet101(weights=None).state_dict()
     src, dst = tmp_path / 'resnet101.pth', tmp_path / 'resnet101_init.pth'
     torch.save(src_state, src)
-    missing, unexpected = resnet101_to_deeplab(src, dst, num_classes=21)
+    missing, unexpected = convert('resnet101', src, dst, num_classes=21)
     assert missing == [f'base.aspp.c{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
     assert unexpected == ['fc.weight', 'fc.bias']
 
@@ -151,7 +151,7 @@ def test_converter_refuses_the_wrong_source(tmp_path):
     src = tmp_path / 'not_vgg.pth'
     torch.save(LPGNet().state_dict(), src)
     with pytest.raises(ValueError, match='not_vgg.pth'):
-        vgg16_to_largefov(src, tmp_path / 'out.pth')
+        convert('vgg16', src, tmp_path / 'out.pth')
 
 
 def test_imagenet_init_runs_as_a_script(tmp_path):

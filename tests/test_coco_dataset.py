@@ -1,4 +1,4 @@
-"""COCO60LPGDataset on the small COCO dataset of test_parse_coco, after parseCOCO."""
+"""COCO60LPGDataset on the small COCO dataset of conftest (the `coco_root` fixture), after parseCOCO."""
 import os
 
 import cv2
@@ -10,23 +10,9 @@ from torch.utils.data import DataLoader
 from datasets.coco import COCO60LPGDataset, coco_image_id, load_bbox_annos
 from datasets.constants import MEAN_BGR
 from datasets.io import read_image_bgr
-from tests.test_parse_coco import (BENCH60, ELEPHANT60, IMAGE_SIZES, TOOTHBRUSH60, TRUCK60, expected_labels,
-                                   write_coco)
-from utils.parseCOCO import parse_coco
+from tests.conftest import BENCH60, ELEPHANT60, TOOTHBRUSH60, TRUCK60, expected_labels
 
 ID1, ID42 = '000000000001', '000000000042'
-
-
-@pytest.fixture
-def coco_root(tmp_path):
-    write_coco(str(tmp_path))
-    parse_coco(str(tmp_path))
-    rng = np.random.default_rng(0)
-    os.makedirs(tmp_path / 'train2017')
-    for image_id, (height, width) in IMAGE_SIZES.items():
-        image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
-        cv2.imwrite(str(tmp_path / 'train2017' / f'{image_id:012d}.jpg'), image)
-    return str(tmp_path)
 
 
 def test_coco_image_id():

@@ -5,39 +5,21 @@ test.py (masks, crf) and main.py for two rounds; round 2 reads the round-1 LPG a
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from datasets.boxes import voc_box_items
 from datasets.coco import COCO60LPGDataset, load_bbox_annos, non_voc_boxes
 from datasets.constants import VOC_CLASSES
-from datasets.voc import read_split, split_file
+from datasets.voc import read_split, split_file, voc_box_items
 from models import LPGNet
+from tests.conftest import run, run_failing
 from utils.checkpoint import load_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--num_coco', '14', '--num_voc_train', '6', '--num_voc_val', '4', '--lpg_iterations', '2',
         '--backbone_iterations', '2']
-
-
-def run(script, *flags):
-    """Run a project script like a user; returns its stdout (stderr included), failing loudly."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
-                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='2'))
-    assert proc.returncode == 0, f'{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
-    return proc.stdout + proc.stderr
-
-
-def run_failing(script, *flags):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode != 0, f'{script} should have failed'
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='module')

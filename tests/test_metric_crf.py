@@ -1,11 +1,13 @@
-"""utils.metric and utils.crf against outputs of the original release on fixed inputs (tests/data/util_refs.npz,
-a copy of ../shared/reference/util_refs.npz), plus the properties the evaluation relies on."""
+"""utils.metric and utils.crf against outputs of the original release's metric and CRF code on fixed inputs
+(tests/data/util_refs.npz), plus the properties the evaluation relies on."""
 import os
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from utils.crf import CRF_PARAMS, DenseCRF
+from models.backbones import get_backbone
+from utils.crf import DenseCRF
 from utils.metric import confusion_matrix, scores
 
 REFS = os.path.join(os.path.dirname(__file__), 'data', 'util_refs.npz')
@@ -34,7 +36,7 @@ def test_scores_match_the_original():
 @pytest.mark.parametrize('model_type, key', [('vgg16', 'q1'), ('resnet101', 'q2')])
 def test_crf_matches_the_original(model_type, key):
     _, _, image, prob = reference_cases()
-    refined = DenseCRF(**CRF_PARAMS[model_type])(image, prob)
+    refined = DenseCRF(**asdict(get_backbone(model_type).crf_params))(image, prob)
     expected = np.load(REFS)[key]
     assert refined.shape == expected.shape == (21, 48, 64)
     assert np.abs(refined - expected).max() < 1e-4
@@ -54,4 +56,4 @@ def test_void_is_ignored_and_absent_classes_do_not_count():
 
 def test_crf_refuses_mismatched_sizes():
     with pytest.raises(ValueError, match='differ in size'):
-        DenseCRF(**CRF_PARAMS['vgg16'])(np.zeros((4, 5, 3), np.uint8), np.full((2, 4, 6), 0.5, np.float32))
+        DenseCRF(**asdict(get_backbone('vgg16').crf_params))(np.zeros((4, 5, 3), np.uint8), np.full((2, 4, 6), 0.5, np.float32))

@@ -23,7 +23,7 @@ REFERENCE_NETS = {
 
 
 def key_derived_weights(state_dict):
-    """Weights derived from each key's name (as in ../shared/tools/check_models_against_original.py),
+    """Weights derived from each key's name (as in the tool that made the reference outputs),
     so the reference logits do not depend on the initialisation of either implementation."""
     out = {}
     for key in sorted(state_dict):

@@ -1,11 +1,11 @@
-"""The generator input and box -> pseudo-mask composition (utils.pseudo_masks)."""
+"""The generator input and box -> pseudo-mask composition (models.lpg, datasets.boxes)."""
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from datasets.boxes import compose_label, filled_box_label
 from models import DeepLabLargeFOV, LPGNet
-from utils.pseudo_masks import (backbone_probs, class_channel, compose_label, filled_box_label, generate_labels,
-                                lpg_input)
+from models.lpg import backbone_probs, class_channel, generate_labels, lpg_input
 
 
 def test_lpg_input_channel_order():

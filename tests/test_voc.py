@@ -10,33 +10,10 @@ from PIL import Image
 from datasets.constants import IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID, VOC_CLASSES, VOC_PALETTE
 from datasets.io import read_image_bgr, read_label, save_palette_png, to_tensor_image
 from datasets.transforms import ScalePadCropFlip
-from datasets.voc import (SegmentationDataset, coco_items, parse_voc_xml, read_split, resolve_voc_root,
-                          split_file, voc_items)
-
-
-def voc_xml(objects, width=50, height=40):
-    """objects: list of (name, (xmin, ymin, xmax, ymax) or None, parts) with 1-based coordinates."""
-    body = []
-    for name, box, parts in objects:
-        inner = f'<name>{name}</name><difficult>0</difficult>'
-        if box is not None:
-            inner += '<bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox>'.format(*box)
-        for part_name, part_box in parts:
-            inner += ('<part><name>{}</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>'
-                      '<ymax>{}</ymax></bndbox></part>').format(part_name, *part_box)
-        body.append(f'<object>{inner}</object>')
-    return (f'<annotation><folder>VOC2012</folder><filename>x.jpg</filename><size><width>{width}</width>'
-            f'<height>{height}</height><depth>3</depth></size>{"".join(body)}</annotation>')
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
-
-PERSON_WITH_PARTS = ('person', (5, 6, 20, 30), [('head', (8, 6, 14, 12)), ('hand', (3, 20, 6, 24))])
+from datasets.coco import coco_items
+from datasets.segmentation import SegmentationDataset
+from datasets.voc import parse_voc_xml, read_split, resolve_voc_root, split_file, voc_items
+from tests.conftest import PERSON_WITH_PARTS, voc_xml, write
 
 
 def test_class_table():

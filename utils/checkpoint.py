@@ -18,8 +18,9 @@ import pickle
 from collections.abc import Mapping
 
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from utils.fileio import atomic_open
+from datasets.io import atomic_open
 
 MODULE_PREFIX = 'module.'
 _SHOW = 5  # keys listed per category in an error message
@@ -28,7 +29,9 @@ _SHOW = 5  # keys listed per category in an error message
 def strip_module_prefix(state_dict):
     """Returns a copy of `state_dict` without the 'module.' prefix that
     DataParallel / DistributedDataParallel put on every key."""
-    return {(k[len(MODULE_PREFIX):] if k.startswith(MODULE_PREFIX) else k): v for k, v in state_dict.items()}
+    state_dict = dict(state_dict)
+    consume_prefix_in_state_dict_if_present(state_dict, MODULE_PREFIX)
+    return state_dict
 
 
 def load_checkpoint(path, map_location='cpu', weights_only=True):

@@ -1,4 +1,4 @@
-"""Fully connected CRF post-processing (pydensecrf), with the original per-backbone parameters."""
+"""Fully connected CRF post-processing (pydensecrf); the per-backbone parameters are in models.backbones."""
 import numpy as np
 
 try:
@@ -6,12 +6,6 @@ try:
     import pydensecrf.utils as crf_utils
 except ImportError:  # only CRF needs it: `test.py --type test` and pseudo-mask generation run without it
     dcrf = crf_utils = None
-
-# (iter_max, pos_w, pos_xy_std, bi_w, bi_xy_std, bi_rgb_std) of the original release, per backbone.
-CRF_PARAMS = {
-    'vgg16': dict(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=5, bi_xy_std=140, bi_rgb_std=5),
-    'resnet101': dict(iter_max=10, pos_w=3, pos_xy_std=1, bi_w=4, bi_xy_std=67, bi_rgb_std=3),
-}
 
 
 class DenseCRF:

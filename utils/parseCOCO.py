@@ -1,4 +1,4 @@
-"""Prepare COCO-60 for LPG from the COCO instance annotations (DESIGN section 3).
+"""Prepare COCO-60 for LPG from the COCO instance annotations.
 
     python utils/parseCOCO.py --dataRoot /data/coco [--split train2017]
 
@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
-from datasets.io import save_gray_png
-from utils.fileio import write_json
+from datasets.io import save_gray_png, write_json
 
 
 def instances_path(data_root, split='train2017'):

@@ -1,10 +1,6 @@
-"""Process set-up shared by the scripts: flag parsing helpers, device choice, seeding, poly learning rate.
-
-Device and (later) distributed set-up live here only, so that running the scripts under `torchrun`
-is a change to this one module.
-"""
+"""Process set-up shared by the scripts: flag parsing helpers, device choice, seeding, poly learning rate,
+the iteration loop's helpers and the scripts' error handling."""
 import argparse
-import os
 import random
 import time
 
@@ -43,7 +39,7 @@ def select_device(cuda=None):
         raise SystemExit('--cuda true was given but PyTorch sees no CUDA device; pass --cuda false to run on the CPU')
     if cuda:
         torch.backends.cudnn.benchmark = True
-        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+        return torch.device('cuda')
     return torch.device('cpu')
 
 
@@ -51,13 +47,6 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def worker_init(worker_id):
-    """Give each DataLoader worker its own numpy/random stream (derived from torch's per-worker seed)."""
-    seed = torch.initial_seed() % 2 ** 32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def poly_lr(base_lr, iteration, max_iterations, power=0.9):

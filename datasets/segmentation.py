@@ -1,0 +1,33 @@
+"""The segmentation dataset backbones train and test on: (image, label map) pairs of any format."""
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .constants import IGNORE_LABEL, MEAN_BGR
+from .io import chw_tensor, read_image_bgr, read_label
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs for backbone training and evaluation.
+
+    items: list of (image_id, image_path, label_path), e.g. from `datasets.voc.voc_items` or
+    `datasets.coco.coco_items`. augment: a `datasets.transforms.ScalePadCropFlip` or None.
+    Returns (3xHxW float tensor, mean-subtracted BGR; HxW long tensor, 255 = ignore; image_id)."""
+
+    def __init__(self, items, augment=None):
+        self.items = list(items)
+        self.augment = augment
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image_id, image_path, label_path = self.items[index]
+        image = read_image_bgr(image_path) - MEAN_BGR
+        label = read_label(label_path)
+        if label.shape != image.shape[:2]:
+            raise ValueError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
+                             f'{image_path} is {image.shape[1]}x{image.shape[0]}')
+        if self.augment is not None:
+            image, (label,) = self.augment(image, [label], [IGNORE_LABEL])
+        return chw_tensor(image), torch.from_numpy(label.astype(np.int64)), image_id

@@ -1,0 +1,147 @@
+"""The LPG generator: its network, its input and its box -> pseudo-mask inference.
+
+The generator is class-agnostic: for one class of one image it reads [segmentation probability of that
+class (round >= 2 only), box mask of that class, B, G, R] and predicts background/foreground at 1/4 of the
+input size. Pseudo masks are made by running it once per (image, class present) and painting each class's
+foreground inside its own boxes.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datasets.boxes import compose_label
+
+from .hourglass import HOURGLASS_BLOCKS, HOURGLASS_DIMS, LPG_STRIDE, ConvBNReLU, HourglassLevel, Residual
+
+
+def lpg_in_channels(round_):
+    """Round 1 reads box mask + image (4 channels); later rounds add the backbone probability (5)."""
+    return 4 if round_ == 1 else 5
+
+
+class LPGNet(nn.Module):
+    """Class-agnostic pseudo-mask generator (one-stack hourglass).
+
+    Input: B x in_channels x H x W with channels [seg probability (round >= 2),
+    box mask, B, G, R] (image mean-subtracted BGR); H and W must be multiples of
+    `LPG_STRIDE` (pad, never crop, to get there).
+    Output: B x 2 x H/4 x W/4 background/foreground logits.
+
+    in_channels is 4 for round 1 (no backbone probability) and 5 for later rounds.
+
+    The forward pass is torch.compile(fullgraph=True) and autocast friendly: the only
+    Python-side shape logic is the input check, which compiles to a guard (under
+    fullgraph=True a bad size surfaces as a dynamo error quoting the ValueError).
+    """
+
+    def __init__(self, in_channels=5):
+        super().__init__()
+        self.in_channels = in_channels
+        # pre/kps/cnvs/fm and the single-element ModuleLists: fixed by the checkpoint keys
+        # (`kps.0.*`, `cnvs.0.*`, `fm.0.*`); the release built them for a configurable number of stacks.
+        self.pre = nn.Sequential(ConvBNReLU(7, in_channels, 48, stride=2),
+                                 Residual(48, HOURGLASS_DIMS[0], stride=2))
+        self.kps = nn.ModuleList([HourglassLevel(HOURGLASS_DIMS, HOURGLASS_BLOCKS)])
+        self.cnvs = nn.ModuleList([ConvBNReLU(3, HOURGLASS_DIMS[0], 256)])
+        self.fm = nn.ModuleList([nn.Sequential(ConvBNReLU(3, 256, HOURGLASS_DIMS[0], with_bn=False),
+                                               nn.Conv2d(HOURGLASS_DIMS[0], 2, 1))])
+
+    def forward(self, x):
+        height, width = x.shape[-2:]
+        if height % LPG_STRIDE or width % LPG_STRIDE:
+            raise ValueError(f'LPGNet input must have height and width that are multiples of {LPG_STRIDE}, '
+                             f'got {height}x{width}: pad the input (bottom/right), never crop it')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'LPGNet was built for {self.in_channels} input channels, got {x.shape[1]}')
+        x = self.pre(x)
+        x = self.kps[0](x)
+        x = self.cnvs[0](x)
+        return self.fm[0](x)
+
+
+FIRST_CONV_KEY = 'pre.0.conv.weight'
+
+
+def widen_to_five_channels(state_dict):
+    """A round-1 (4-channel) generator's weights as the start of a 5-channel one.
+
+    The 4 input filters go to the box and image channels and the seg-probability filter starts at 0, so the
+    widened network computes exactly what the round-1 one did until training changes it. Other state dicts
+    are returned unchanged."""
+    first = state_dict.get(FIRST_CONV_KEY)
+    if first is None or first.shape[1] != 4:
+        return state_dict
+    widened = first.new_zeros((first.shape[0], 5, *first.shape[2:]))
+    widened[:, 1:] = first
+    return {**state_dict, FIRST_CONV_KEY: widened}
+
+
+def lpg_input(images, box_masks, seg_probs=None):
+    """Channels [seg probability (round >= 2 only), box mask, B, G, R]: the order the released generators expect.
+
+    images: (N, 3, H, W) mean-subtracted BGR; box_masks, seg_probs: (N, 1, H, W).
+    """
+    parts = [box_masks, images] if seg_probs is None else [seg_probs, box_masks, images]
+    return torch.cat(parts, dim=1)
+
+
+def backbone_probs(backbone, images, size=None):
+    """Softmax of a segmentation backbone, resized (bilinear, align_corners=True) to `size`
+    (default: the input size)."""
+    logits = backbone(images)
+    if isinstance(logits, (list, tuple)):  # the multi-scale ResNet in training mode; the fused output is last
+        logits = logits[-1]
+    size = tuple(images.shape[-2:]) if size is None else size
+    logits = F.interpolate(logits.float(), size=size, mode='bilinear', align_corners=True)
+    return torch.softmax(logits, dim=1)
+
+
+def class_channel(probs, class_ids):
+    """(N, C, H, W) probabilities, (N,) class ids -> (N, 1, H, W) probability of each sample's class."""
+    index = class_ids.view(-1, 1, 1, 1).expand(-1, 1, *probs.shape[-2:])
+    return probs.gather(1, index)
+
+
+@torch.no_grad()
+def lpg_foreground(lpg, images, box_masks, seg_probs=None, max_batch=16):
+    """Run the generator on (N, 3, H, W) images with (N, 1, H, W) box masks (and class probabilities).
+
+    Logits come out at 1/4 size; they are resized x4 (bilinear, align_corners=True) before the argmax.
+    Returns (N, H, W) bool foreground. Samples are processed `max_batch` at a time.
+    """
+    outputs = []
+    for start in range(0, images.shape[0], max_batch):
+        stop = start + max_batch
+        probs = None if seg_probs is None else seg_probs[start:stop]
+        logits = lpg(lpg_input(images[start:stop], box_masks[start:stop], probs))
+        logits = F.interpolate(logits.float(), size=images.shape[-2:], mode='bilinear', align_corners=True)
+        outputs.append(logits.argmax(dim=1) == 1)
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
+def generate_labels(lpg, samples, device, backbone=None, max_batch=16):
+    """Pseudo labels for a list of samples from `datasets.boxes.BoxImageDataset`.
+
+    Every (image, class) pair of the batch goes through the generator together. With a backbone
+    (round >= 2) each image gets one backbone forward and each class reads its own probability channel.
+    Returns a list of (height, width) uint8 numpy labels, cropped back to the image size.
+    """
+    labels = []
+    for sample in samples:
+        image = sample['image'].to(device).unsqueeze(0)
+        box_masks = sample['box_masks'].to(device)
+        class_ids = sample['class_ids'].to(device)
+        num_classes_present = len(class_ids)
+        if num_classes_present == 0:
+            labels.append(torch.zeros(sample['height'], sample['width'], dtype=torch.uint8).numpy())
+            continue
+        seg_probs = None
+        if backbone is not None:
+            probs = backbone_probs(backbone, image)
+            seg_probs = class_channel(probs.expand(num_classes_present, -1, -1, -1), class_ids)
+        foreground = lpg_foreground(lpg, image.expand(num_classes_present, -1, -1, -1), box_masks.unsqueeze(1),
+                                    seg_probs, max_batch=max_batch)
+        label = compose_label(foreground, box_masks > 0.5, class_ids.tolist())
+        labels.append(label[:sample['height'], :sample['width']].cpu().numpy())
+    return labels

@@ -1,0 +1,109 @@
+"""Where every step writes its outputs: the one place that names them.
+
+    trainLPG.py        <model_save_path>/Round_<R>/LPG_Round<R>.pth         the generator (plain state dict,
+                                                                            like the released files)
+                       <model_save_path>/Round_<R>/LPG_Round<R>_iter<N>.pth  periodic snapshots
+                       <model_save_path>/Round_<R>/checkpoint_last.pth       what --resume continues from
+    genPseudoMasks.py  <proposals_dir>/<model_type>_Round<R>/ID.png         LPG pseudo masks (VOC palette)
+                       <proposals_dir>/box/ID.png                           the filled-box baseline
+    main.py            <save_path>/<model_type>_final.pth                   the backbone (plain state dict)
+                       <save_path>/checkpoint_last.pth                      what --resume continues from
+    test.py            <model dir>/eval_<split>/{logits,pred,crf}/          per image: logits .npz, PNGs
+                       <model dir>/eval_<split>/scores_<type>.json          scores of --type test / crf
+                       <pred_dir>/../scores_masks_<pred_dir name>.json      scores of --type masks
+    run_rounds.py      <work_dir>/ as `RunLayout` says
+    utils/parseCOCO.py <dataRoot>/annotations/coco_<split>_bbox_annos.json, <split>_bbox60/, <split>_seg60/
+                       (the COCO-60 format itself, defined in datasets.coco)
+"""
+import os
+
+LAST_CHECKPOINT = 'checkpoint_last.pth'
+
+
+def last_checkpoint(folder):
+    """The training state (model, optimizer, iteration) a run saves and `--resume` reads."""
+    return os.path.join(folder, LAST_CHECKPOINT)
+
+
+def lpg_dir(model_save_path, round_):
+    return os.path.join(model_save_path, f'Round_{round_}')
+
+
+def lpg_weights(model_save_path, round_):
+    """The round's generator, in the format of the released LPG_Round<R>.pth."""
+    return os.path.join(lpg_dir(model_save_path, round_), f'LPG_Round{round_}.pth')
+
+
+def lpg_snapshot(model_save_path, round_, iteration):
+    return os.path.join(lpg_dir(model_save_path, round_), f'LPG_Round{round_}_iter{iteration}.pth')
+
+
+def pseudo_mask_dir(proposals_dir, method, model_type, round_):
+    """`box` for the filled-box baseline, `<model_type>_Round<R>` for the generator of round R."""
+    name = method if method != 'lpg' else f'{model_type}_Round{round_}'
+    return os.path.join(proposals_dir, name)
+
+
+def backbone_weights(save_path, model_type):
+    return os.path.join(save_path, f'{model_type}_final.pth')
+
+
+def eval_dir(model_path, split):
+    """test.py's default output folder: beside the evaluated checkpoint."""
+    return os.path.join(os.path.dirname(os.path.abspath(model_path)), f'eval_{split}')
+
+
+def eval_subdir(eval_folder, kind):
+    """`logits` (raw network outputs), `pred` (argmax PNGs) or `crf` (DenseCRF PNGs)."""
+    return os.path.join(eval_folder, kind)
+
+
+def scores_file(eval_folder, test_type):
+    return os.path.join(eval_folder, f'scores_{test_type}.json')
+
+
+def mask_scores_file(save_dir, pred_dir):
+    return os.path.join(save_dir, f'scores_masks_{os.path.basename(os.path.normpath(pred_dir))}.json')
+
+
+class RunLayout:
+    """The work folder of run_rounds.py (and the demo):
+
+        lpg/Round_<R>/LPG_Round<R>.pth                 trainLPG.py --model_save_path lpg
+        pseudo_<dataset>/<model_type>_Round<R>/, box/  genPseudoMasks.py (dataset voc or coco)
+        pseudo_<dataset>/scores_masks_*.json           test.py --type masks
+        backbone_<dataset>/Round_<R>/<model_type>_final.pth, eval_<split>/   main.py, test.py
+        summary.json
+    """
+
+    def __init__(self, work_dir):
+        self.work_dir = os.path.abspath(work_dir)
+
+    @property
+    def lpg_root(self):
+        return os.path.join(self.work_dir, 'lpg')
+
+    def lpg(self, round_):
+        return lpg_weights(self.lpg_root, round_)
+
+    def pseudo_root(self, dataset):
+        return os.path.join(self.work_dir, f'pseudo_{dataset}')
+
+    def pseudo_masks(self, dataset, method, model_type, round_):
+        return pseudo_mask_dir(self.pseudo_root(dataset), method, model_type, round_)
+
+    def mask_scores(self, dataset, method, model_type, round_):
+        return mask_scores_file(self.pseudo_root(dataset), self.pseudo_masks(dataset, method, model_type, round_))
+
+    def backbone_dir(self, dataset, round_):
+        return os.path.join(self.work_dir, f'backbone_{dataset}', f'Round_{round_}')
+
+    def backbone(self, dataset, model_type, round_):
+        return backbone_weights(self.backbone_dir(dataset, round_), model_type)
+
+    def backbone_eval(self, dataset, model_type, round_, split):
+        return eval_dir(self.backbone(dataset, model_type, round_), split)
+
+    @property
+    def summary(self):
+        return os.path.join(self.work_dir, 'summary.json')
