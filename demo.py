@@ -92,7 +92,7 @@ def main(args):
         '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
         '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations), '--backbone_batch_size', '8',
         '--backbone_crop_size', '65', '--voc_test_size', '128', '--coco_test_size', '128', '--eval_test_size', '128',
-        '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2'])
+        '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2', '--from_scratch'])
     summary = run_rounds.main(pipeline_args)
 
     miou = lambda scores, key: scores[key]['Mean IoU']

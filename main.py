@@ -10,6 +10,7 @@ holds model, optimizer and iteration (--resume continues from it); `<save_path>/
 is the plain state dict.
 """
 import argparse
+import os
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from datasets.constants import IGNORE_LABEL
 from datasets.registry import dataset_names, get_dataset
 from datasets.segmentation import SegmentationDataset
-from datasets.transforms import ScalePadCropFlip
+from datasets.transforms import ScalePadCropFlip, resize_labels
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
@@ -36,11 +37,18 @@ def get_args_parser():
     parser.add_argument('--dataset', choices=dataset_names(), default='voc',
                         help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round')
     parser.add_argument('--root_path', required=True, help='VOC2012 folder, or the COCO folder with --dataset coco')
-    parser.add_argument('--label_path_name', default='SegmentationClassAug',
-                        help='folder of training masks (pseudo masks), absolute or relative to --root_path')
+    parser.add_argument('--label_path_name', required=True,
+                        help='folder of training masks (the pseudo masks of genPseudoMasks.py), absolute or relative '
+                        'to --root_path; a ground-truth folder (SegmentationClass, SegmentationClassAug) trains the '
+                        'fully supervised upper bound')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
-    parser.add_argument('--init_model_path', help='initial weights (e.g. from utils/imagenet_init.py); '
-                        'default: random initialisation')
+    parser.add_argument('--init_model_path', help='initial weights (e.g. from utils/imagenet_init.py)')
+    parser.add_argument('--from_scratch', action='store_true',
+                        help='start from random weights; without it, --init_model_path is required')
+    parser.add_argument('--match_release', action='store_true',
+                        help="train as the release's code really did: VGG16 fc8 at 1x/2x instead of 10x/20x; "
+                        'ResNet-101 ASPP weights never updated, ASPP biases 20x, batch-norm running statistics '
+                        'updated; scaled crop sides truncated with int() instead of rounded')
     parser.add_argument('--save_path', required=True)
     parser.add_argument('--split', help='training split: a list under ImageSets/Segmentation for VOC (default '
                         'train_aug), the image folder for COCO (default train2017)')
@@ -69,25 +77,38 @@ def fill_schedule_defaults(args):
     return args
 
 
+def check_start(args):
+    """Refuse a silent random start; say so when the training masks are ground truth."""
+    if not args.init_model_path and not args.from_scratch:
+        raise SystemExit('main.py needs --init_model_path (e.g. an ImageNet initialisation made by '
+                         'utils/imagenet_init.py); pass --from_scratch to train from random weights on purpose')
+    spec = get_dataset(args.dataset)
+    if os.path.basename(os.path.normpath(args.label_path_name)) in spec.ground_truth_dirs:
+        print(f'notice: --label_path_name {args.label_path_name} holds the ground-truth masks of {spec.title}: '
+              'this trains a fully supervised model (the upper bound), not a box-supervised one', flush=True)
+
+
 def build_dataset(args):
     spec = get_dataset(args.dataset)
     items = spec.segmentation_items(args.root_path, args.label_path_name, args.split or spec.default_split,
                                     args.split_file)
-    return SegmentationDataset(items, augment=ScalePadCropFlip(args.crop_size, seed=args.seed))
+    augment = ScalePadCropFlip(args.crop_size, seed=args.seed, round_size=int if args.match_release else round)
+    return SegmentationDataset(items, augment=augment)
 
 
 def segmentation_loss(outputs, labels):
-    """Cross-entropy (255 ignored) against labels resized (nearest) to each output's size, summed over outputs."""
+    """Cross-entropy (255 ignored) summed over the outputs (the multi-scale ResNet has four), each against the
+    labels resized to its size as the release does (PIL's NEAREST: cell centres)."""
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     loss = 0.0
     for logits in outputs:
-        target = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode='nearest')[:, 0].long()
-        loss = loss + F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL)
+        loss = loss + F.cross_entropy(logits, resize_labels(labels, logits.shape[-2:]), ignore_index=IGNORE_LABEL)
     return loss
 
 
 def main(args):
     fill_schedule_defaults(args)
+    check_start(args)
     seed_everything(args.seed)
     device = select_device(args.cuda)
     num_classes = get_dataset(args.dataset).num_classes
@@ -100,7 +121,7 @@ def main(args):
     if args.init_model_path:
         load_weights(model, args.init_model_path, what=f'{args.model_type} with {num_classes} classes')
     model.to(device).train()
-    optimizer = torch.optim.SGD(backbone.param_groups(model, args.lr, args.weight_decay),
+    optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
     last_path = layout.last_checkpoint(args.save_path)
     final_path = layout.backbone_weights(args.save_path, args.model_type)

@@ -34,9 +34,15 @@ def get_args_parser():
     parser.add_argument('--coco_root_dir', required=True)
     parser.add_argument('--work_dir', required=True)
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
-    parser.add_argument('--voc_init_model_path', help='initial weights of the 21-class VOC backbones')
-    parser.add_argument('--coco_init_model_path', help='initial weights of the 61-class COCO-60 backbones')
+    parser.add_argument('--model_type', choices=backbone_names(), default='vgg16', help='the VOC backbone')
+    parser.add_argument('--coco_model_type', choices=backbone_names(), default='vgg16',
+                        help='the COCO-60 backbone that the round-2+ generators read: VGG16 in the release on both '
+                        'tracks, so one LPG_Round2/3 serves the VGG16 and the ResNet-101 experiments')
+    parser.add_argument('--voc_init_model_path', help='initial weights of the VOC backbones (every round)')
+    parser.add_argument('--coco_init_model_path', help='initial weights of the COCO-60 backbones (every round)')
+    parser.add_argument('--from_scratch', action='store_true',
+                        help='train backbones without an --*_init_model_path from random weights (main.py refuses '
+                        'otherwise)')
     parser.add_argument('--voc_split', default='train_aug', help='VOC training split (pseudo masks, backbone)')
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
@@ -94,6 +100,10 @@ class Runner:
     def common(self):
         return optional(['--cuda', self.args.cuda, '--workers', self.args.workers])
 
+    def scratch(self, init_model_path):
+        """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
+        return ['--from_scratch'] if self.args.from_scratch and not init_model_path else []
+
     def step(self, name, outputs, script, flags):
         """Run `script flags` unless `outputs` is non-empty and every path in it exists."""
         if outputs and all(os.path.exists(path) for path in outputs):
@@ -108,7 +118,7 @@ class Runner:
 
 def run_round(runner, r, run, last_round):
     a = runner.args
-    mt = a.model_type
+    mt, cmt = a.model_type, a.coco_model_type
     result = {}
 
     flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root, '--resume']
@@ -117,7 +127,7 @@ def run_round(runner, r, run, last_round):
                        '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
                        '--num_save_model', iterations])
     if r >= 2:
-        flags += ['--init_seg_model_path', run.backbone('coco', mt, r - 1), '--seg_model_type', mt,
+        flags += ['--init_seg_model_path', run.backbone('coco', cmt, r - 1), '--seg_model_type', cmt,
                   '--init_lpg_model_path', run.lpg(r - 1)]
     runner.step(f'round {r}: train LPG', [run.lpg(r)], 'trainLPG.py', flags + runner.common())
 
@@ -141,7 +151,8 @@ def run_round(runner, r, run, last_round):
     flags += optional(['--init_model_path', a.voc_init_model_path, '--num_iterations', a.backbone_iterations,
                        '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                        '--lr', a.backbone_lr])
-    runner.step(f'round {r}: train VOC backbone', [run.backbone('voc', mt, r)], 'main.py', flags + runner.common())
+    runner.step(f'round {r}: train VOC backbone', [run.backbone('voc', mt, r)], 'main.py',
+                flags + runner.scratch(a.voc_init_model_path) + runner.common())
 
     eval_dir = run.backbone_eval('voc', mt, r, a.val_split)
     crf_scores = layout.scores_file(eval_dir, 'crf')
@@ -153,20 +164,20 @@ def run_round(runner, r, run, last_round):
 
     if not last_round:
         flags = ['--dataset', 'coco', '--round', r, '--model_path_test', run.lpg(r), '--coco_root_dir', a.coco_root_dir,
-                 '--coco_proposals_dir', run.pseudo_root('coco'), '--model_type', mt]
+                 '--coco_proposals_dir', run.pseudo_root('coco'), '--model_type', cmt]
         flags += optional(['--coco_test_size', a.coco_test_size])
         if r >= 2:
-            flags += ['--init_coco_model_path', run.backbone('coco', mt, r - 1)]
+            flags += ['--init_coco_model_path', run.backbone('coco', cmt, r - 1)]
         runner.step(f'round {r}: COCO-60 pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
 
         flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
-                 '--label_path_name', run.pseudo_masks('coco', 'lpg', mt, r),
-                 '--model_type', mt, '--save_path', run.backbone_dir('coco', r), '--resume']
+                 '--label_path_name', run.pseudo_masks('coco', 'lpg', cmt, r),
+                 '--model_type', cmt, '--save_path', run.backbone_dir('coco', r), '--resume']
         flags += optional(['--init_model_path', a.coco_init_model_path, '--num_iterations', a.backbone_iterations,
                            '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                            '--lr', a.backbone_lr])
-        runner.step(f'round {r}: train COCO-60 backbone', [run.backbone('coco', mt, r)], 'main.py',
-                    flags + runner.common())
+        runner.step(f'round {r}: train COCO-60 backbone', [run.backbone('coco', cmt, r)], 'main.py',
+                    flags + runner.scratch(a.coco_init_model_path) + runner.common())
     return result
 
 
@@ -186,7 +197,18 @@ def run_baseline(runner, run):
     return score_path
 
 
+def check_initialisations(args):
+    """Refuse before hours of LPG training, not at the first backbone, when no initial weights are given."""
+    missing = ['--voc_init_model_path'] if not args.voc_init_model_path else []
+    if args.rounds > 1 and not args.coco_init_model_path:
+        missing.append('--coco_init_model_path')
+    if missing and not args.from_scratch:
+        raise SystemExit(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
+                         'utils/imagenet_init.py); pass --from_scratch to train those backbones from random weights')
+
+
 def main(args):
+    check_initialisations(args)
     run = RunLayout(args.work_dir)
     os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)

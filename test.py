@@ -1,15 +1,18 @@
 """Evaluate a segmentation backbone (optionally with DenseCRF), or score a folder of pseudo masks.
 
     python test.py --type test --root_path VOC2012 --model_type vgg16 --model_path final.pth
-    python test.py --type crf  --root_path VOC2012 --model_type vgg16 --model_path final.pth --n_jobs 8
+    python test.py --type crf  --root_path VOC2012 --model_type vgg16 --n_jobs 8
     python test.py --type masks --root_path VOC2012 --pred_dir PSEUDO/vgg16_Round1 --split train_aug
 
-`test` writes the raw logits (`<save_path>/logits/ID.npz`), predictions (`pred/ID.png`) and `scores_test.json`.
+`test` writes the raw logits (`<save_path>/logits/ID.npz`), predictions (`pred/ID.png`) and `scores_test.json`
+(default save_path: `eval_<split>/` beside the model), and records the run in `./.lpg/` of the working directory.
 `crf` reuses those logits (computing any that are missing), refines them with DenseCRF in parallel and writes
-`crf/ID.png` and `scores_crf.json` with the scores without and with CRF. `masks` scores pseudo masks against
+`crf/ID.png` and `scores_crf.json` with the scores without and with CRF; without --model_path it reads the
+last `--type test` run of --model_type started from the same working directory, as the release's commands do. `masks` scores pseudo masks against
 the ground truth (default `SegmentationClassAug`), the pseudo-mask quality table, and writes `scores_masks.json`.
 """
 import argparse
+import json
 import os
 from dataclasses import asdict
 
@@ -39,7 +42,8 @@ def get_args_parser():
     parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')
     parser.add_argument('--root_path', required=True, help='VOC2012 folder')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
-    parser.add_argument('--model_path', help='backbone checkpoint (test, crf)')
+    parser.add_argument('--model_path', help='backbone checkpoint (test; crf, where it defaults to the model of the '
+                        'last --type test run of --model_type started from the working directory, as in the release)')
     parser.add_argument('--pred_dir', help='folder of predicted / pseudo masks to score (masks)')
     parser.add_argument('--split', help='split under ImageSets/Segmentation; default val (train_aug for masks)')
     parser.add_argument('--split_file', help='image id list instead of --split')
@@ -50,6 +54,9 @@ def get_args_parser():
     parser.add_argument('--test_size', type=int, default=513,
                         help='inputs of the backbones that are tested padded (VGG16) are padded (bottom/right) to '
                         'this size, 513 as in the original; the others (ResNet-101) are not padded')
+    parser.add_argument('--match_release', action='store_true',
+                        help='run the CRF of backbones tested padded (VGG16) on the whole padded input, the image '
+                        'padded with black, then crop, as the release does (default: on the image itself)')
     add_device_args(parser)
     return parser
 
@@ -76,25 +83,34 @@ def compute_logits(args, root, ids, logits_dir):
             np.savez(handle, logits=logits, input_size=np.array(image.shape[-2:]))
 
 
-def probabilities(logits_path, height, width):
-    """Logits resized (bilinear, align_corners=True) to the network input, cropped to the image, softmax."""
+def probabilities(logits_path):
+    """Softmax of the logits resized (bilinear, align_corners=True) to the network input they cover
+    (the padded input for backbones tested padded)."""
     with np.load(logits_path) as entry:
         logits = torch.from_numpy(entry['logits'])[None]
         input_size = tuple(int(side) for side in entry['input_size'])
     logits = F.interpolate(logits, size=input_size, mode='bilinear', align_corners=True)
-    return torch.softmax(logits[0, :, :height, :width], dim=0).numpy()
+    return torch.softmax(logits[0], dim=0).numpy()
 
 
-def evaluate_image(root, gt_dir, image_id, logits_dir, out_dirs, crf_params):
-    """Prediction without (and, given crf_params, with) CRF for one image; returns the confusion matrices."""
+def evaluate_image(root, gt_dir, image_id, logits_dir, out_dirs, crf_params, crf_on_padded=False):
+    """Prediction without (and, given crf_params, with) CRF for one image; returns the confusion matrices.
+
+    The CRF runs on the image itself, or with crf_on_padded (the release) on the whole padded network input,
+    the image padded with black, and is cropped afterwards."""
     label = read_label(os.path.join(gt_dir, f'{image_id}.png'))
-    prob = probabilities(os.path.join(logits_dir, f'{image_id}.npz'), *label.shape)
-    prediction = prob.argmax(0).astype(np.uint8)
+    height, width = label.shape
+    prob = probabilities(os.path.join(logits_dir, f'{image_id}.npz'))
+    prediction = prob[:, :height, :width].argmax(0).astype(np.uint8)
     save_palette_png(os.path.join(out_dirs['pred'], f'{image_id}.png'), prediction)
     hists = {'without CRF': confusion_matrix(label, prediction, len(VOC_CLASSES))}
     if crf_params is not None:
         image = read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')).astype(np.uint8)
-        refined = DenseCRF(**crf_params)(image, prob).argmax(0).astype(np.uint8)
+        if crf_on_padded:
+            image = np.pad(image, ((0, prob.shape[1] - height), (0, prob.shape[2] - width), (0, 0)))
+        else:
+            prob = np.ascontiguousarray(prob[:, :height, :width])
+        refined = DenseCRF(**crf_params)(image, prob).argmax(0)[:height, :width].astype(np.uint8)
         save_palette_png(os.path.join(out_dirs['crf'], f'{image_id}.png'), refined)
         hists['with CRF'] = confusion_matrix(label, refined, len(VOC_CLASSES))
     return hists
@@ -132,8 +148,32 @@ def score_masks(args, root, ids, gt_dir):
             'num_images': len(ids)}
 
 
+def last_test_run(args):
+    """`--type crf` without `--model_path`, as the release's second evaluation command: the model and logits
+    of the last `--type test` run of this model type started from the working directory."""
+    record_path = layout.last_test_record(args.model_type)
+    if not os.path.isfile(record_path):
+        raise SystemExit(f'--type crf without --model_path reads the logits of the last `test.py --type test '
+                         f'--model_type {args.model_type}` run started from this folder ({os.getcwd()}), and there '
+                         f'is none: run that first, or pass --model_path')
+    with open(record_path) as handle:
+        record = json.load(handle)
+    if args.split and args.split != record['split']:
+        raise SystemExit(f'the last --type test run of {args.model_type} started here was on split '
+                         f'{record["split"]!r}, not {args.split!r}: pass --model_path')
+    print(f'--type crf: using the logits of the last --type test run of {args.model_type} started here: '
+          f'{record["save_path"]} (model {record["model_path"]}, split {record["split"]})', flush=True)
+    args.model_path = record['model_path']
+    args.save_path = args.save_path or record['save_path']
+    args.split = record['split']
+
+
 def main(args):
     root = resolve_voc_root(args.root_path)
+    if args.type in ('test', 'crf') and not args.model_path:
+        if args.type == 'test':
+            raise SystemExit('--type test needs --model_path')
+        last_test_run(args)
     split = args.split or ('train_aug' if args.type == 'masks' else 'val')
     ids = read_split(split_file(root, split, args.split_file))
     gt_dir = folder_in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
@@ -148,15 +188,18 @@ def main(args):
         print(f'\nwrote {out}')
         return results
 
-    if not args.model_path:
-        raise SystemExit(f'--type {args.type} needs --model_path')
     save_path = args.save_path or layout.eval_dir(args.model_path, split)
     logits_dir = layout.eval_subdir(save_path, 'logits')
     compute_logits(args, root, ids, logits_dir)
+    if args.type == 'test':
+        write_json(layout.last_test_record(args.model_type), {
+            'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split})
     out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
-    crf_params = asdict(get_backbone(args.model_type).crf_params) if args.type == 'crf' else None
+    backbone = get_backbone(args.model_type)
+    crf_params = asdict(backbone.crf_params) if args.type == 'crf' else None
+    crf_on_padded = args.match_release and backbone.pad_to_test_size
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
-        delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params)
+        delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params, crf_on_padded)
         for image_id in tqdm(ids, desc='CRF' if crf_params else 'scoring'))
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(ids)}
     for key in per_image[0]:

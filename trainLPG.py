@@ -40,8 +40,12 @@ def get_args_parser():
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--lr', type=float, default=1e-4)
     parser.add_argument('--weight_decay', type=float, default=5e-4)
-    parser.add_argument('--crop_size', type=int, default=512, help='training crop; a multiple of 128')
-    parser.add_argument('--coco_train_size', type=int, default=None, help='use only the first N COCO-60 images')
+    parser.add_argument('--coco_train_size', '--crop_size', dest='crop_size', type=int, default=512,
+                        help='side of the square training crop, a multiple of 128 (the release\'s flag name; '
+                        '--crop_size is the same flag)')
+    parser.add_argument('--max_images', type=int, default=None, help='use only the first N COCO-60 images')
+    parser.add_argument('--match_release', action='store_true',
+                        help='truncate scaled crop sides with int() as the release does, instead of rounding')
     parser.add_argument('--coco_split', default='train2017')
     parser.add_argument('--num_print_log', type=int, default=10, help='log every N iterations')
     parser.add_argument('--num_update_lr', type=int, default=50, help='apply the poly learning rate every N iterations')
@@ -65,15 +69,29 @@ def init_generator(lpg, path):
     return lpg
 
 
+def check_flags(args):
+    """A round-1 generator reads no backbone; later rounds cannot train without one."""
+    if args.round < 1:
+        raise SystemExit(f'--round must be 1 or more, got {args.round}')
+    if args.round == 1 and args.init_seg_model_path:
+        raise SystemExit('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
+                         'ignored: drop --init_seg_model_path, or pass --round 2 or later')
+    if args.round >= 2 and not args.init_seg_model_path:
+        raise SystemExit(f'round {args.round} needs the round {args.round - 1} COCO-60 backbone: '
+                         '--init_seg_model_path')
+
+
+def build_dataset(args):
+    return COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size, max_images=args.max_images,
+                            seed=args.seed, round_size=int if args.match_release else round)
+
+
 def build_models(args, device):
     lpg = LPGNet(in_channels=lpg_in_channels(args.round))
     if args.init_lpg_model_path:
         init_generator(lpg, args.init_lpg_model_path)
     backbone = None
     if args.round >= 2:
-        if not args.init_seg_model_path:
-            raise SystemExit(f'round {args.round} needs the round {args.round - 1} COCO-60 backbone: '
-                             '--init_seg_model_path')
         num_classes = get_dataset('coco').num_classes
         backbone = build_backbone(args.seg_model_type, num_classes)
         load_weights(backbone, args.init_seg_model_path,
@@ -95,13 +113,13 @@ def train_step(lpg, backbone, batch, device):
 
 
 def main(args):
+    check_flags(args)
     seed_everything(args.seed)
     device = select_device(args.cuda)
     last_path = layout.last_checkpoint(layout.lpg_dir(args.model_save_path, args.round))
     final_path = layout.lpg_weights(args.model_save_path, args.round)
 
-    dataset = COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size,
-                               max_images=args.coco_train_size, seed=args.seed)
+    dataset = build_dataset(args)
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from .boxes import box_mask
 from .constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
 from .io import chw_tensor, folder_in_root, read_image_bgr, read_label
-from .transforms import ScalePadCropFlip, resize_nearest
+from .transforms import ScalePadCropFlip, resize_labels
 
 # LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
 LPG_OUTPUT_STRIDE = 4
@@ -71,11 +71,11 @@ class COCO60LPGDataset(Dataset):
     """LPG training samples: one per (image, non-VOC class present in it).
 
     Images are those with a <split>_seg60/ID12.png, in the order of the bbox json; max_images keeps
-    the first N (--coco_train_size). Returns (image 3xSxS float, box_mask 1xSxS float 0/1,
+    the first N (trainLPG.py --max_images). round_size: see ScalePadCropFlip. Returns (image 3xSxS float, box_mask 1xSxS float 0/1,
     target (S/4)x(S/4) long 0/1, class60 int) with S = crop_size."""
 
     def __init__(self, coco_root, split='train2017', crop_size=512, scales=(0.5, 0.75, 1.0, 1.25, 1.5),
-                 flip=True, max_images=None, seed=0):
+                 flip=True, max_images=None, seed=0, round_size=round):
         if crop_size % LPG_OUTPUT_STRIDE:
             raise ValueError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
         self.coco_root, self.split, self.crop_size = coco_root, split, int(crop_size)
@@ -102,7 +102,7 @@ class COCO60LPGDataset(Dataset):
         if not self.samples:
             raise ValueError(f'no COCO-60 training samples: no image of {bbox_annos_path(coco_root, split)} '
                              f'has a non-VOC box and a mask in {self.seg_dir}')
-        self.augment = ScalePadCropFlip(crop_size, scales, flip, seed=seed)
+        self.augment = ScalePadCropFlip(crop_size, scales, flip, seed=seed, round_size=round_size)
 
     def __len__(self):
         return len(self.samples)
@@ -124,10 +124,11 @@ class COCO60LPGDataset(Dataset):
         # (the union's bounding box alone could fall between two boxes).
         overlap_box = class_boxes[int(self.augment.rng.integers(len(class_boxes)))]
         image, (class_box_mask, target) = self.augment(image, [class_box_mask, target], [0, 0], overlap_box)
+        # Downsampled to the generator's output size with the same centre-sampling nearest resize as the
+        # backbones' loss labels.
         target_size = self.crop_size // LPG_OUTPUT_STRIDE
-        target = resize_nearest(target, target_size, target_size)
-        return (chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None],
-                torch.from_numpy(target.astype(np.int64)), int(class60))
+        target = resize_labels(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
+        return chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target, int(class60)
 
 
 def coco_items(coco_root, ids, label_dir, split='train2017'):

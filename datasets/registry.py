@@ -27,6 +27,8 @@ class DatasetSpec:
         the input of pseudo-mask generation.
     segmentation_items: (root, label_dir, split, split_file) -> [(image_id, image_path, label_path)],
         the input of backbone training.
+    ground_truth_dirs: label folders (names under the root) that hold ground-truth masks: training on them
+        is fully supervised.
     root_help: what the root folder holds, for --help.
     """
     name: str
@@ -36,6 +38,7 @@ class DatasetSpec:
     test_size: int
     box_items: Callable
     segmentation_items: Callable
+    ground_truth_dirs: tuple = ()
     root_help: str = ''
 
     @property
@@ -94,9 +97,11 @@ COCO60_CLASSES = ('background',) + tuple(COCO_CATEGORY_NAMES[COCO_CATEGORY_IDS.i
 register_dataset(DatasetSpec(
     name='voc', title='PASCAL VOC', classes=VOC_CLASSES, default_split='train_aug', test_size=512,
     box_items=_voc_box_items, segmentation_items=_voc_segmentation_items,
+    ground_truth_dirs=('SegmentationClass', 'SegmentationClassAug'),
     root_help='VOC2012 folder (with JPEGImages/, Annotations/, ImageSets/; VOCdevkit/ or its parent also work)'))
 
 register_dataset(DatasetSpec(
     name='coco', title='COCO-60', classes=COCO60_CLASSES, default_split='train2017', test_size=640,
     box_items=_coco_box_items, segmentation_items=_coco_segmentation_items,
+    ground_truth_dirs=('train2017_seg60',),
     root_help='COCO folder (with train2017/ and annotations/, after utils/parseCOCO.py)'))

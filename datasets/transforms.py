@@ -18,6 +18,29 @@ def resize_nearest(mask, width, height):
     return resized.astype(mask.dtype)
 
 
+def pil_nearest_indices(in_size, out_size, device=None):
+    """Source index of each output index under PIL's NEAREST resize: the cell centre, (j + 0.5) * in / out
+    truncated. For 321 -> 41 that is 3, 11, 19, ...; `F.interpolate(mode='nearest')` takes j * in / out,
+    0, 7, 15, ..., the cells' top-left corners, about 4 pixels off.
+
+    PIL reaches the centres by adding in / out to 0.5 * in / out once per output pixel, in double precision;
+    the sum is kept here too, because at centres that fall on an integer (138 -> 39, j = 32: 115) its
+    rounding decides the pixel (PIL takes 114)."""
+    step = in_size / out_size
+    centres = np.add.accumulate(np.concatenate([[0.5 * step], np.full(out_size - 1, step)]))
+    indices = np.minimum(centres.astype(np.int64), in_size - 1)
+    return torch.from_numpy(indices).to(device)
+
+
+def resize_labels(labels, size):
+    """Label maps (..., H, W) resized to size (h, w) the way the release resizes loss labels: PIL's NEAREST,
+    which samples cell centres. Any dtype and device; values are copied, never interpolated."""
+    height, width = labels.shape[-2:]
+    rows = pil_nearest_indices(height, size[0], labels.device)
+    cols = pil_nearest_indices(width, size[1], labels.device)
+    return labels[..., rows[:, None], cols]
+
+
 def _scaled_span(start, end, size, new_size):
     """Indices of the resized axis whose nearest-neighbour source lies in start..end (inclusive).
 
@@ -48,13 +71,15 @@ class ScalePadCropFlip:
     """Random scale -> pad bottom/right to the crop -> random crop -> random horizontal flip.
 
     crop_size: side of the square output. scales: the scale factors drawn uniformly.
+    round_size: how a scaled side becomes an integer: `round` (default) or `int` (truncation, as the release).
     rng: a numpy Generator, used as is (seedable; for tests and single-process use: DataLoader
     workers would each get a copy of it and draw the same augmentations).
     seed: otherwise (an int, or None), each process seeds its own generator from
     (seed, torch.initial_seed()), so DataLoader workers, whose torch seeds differ, draw different
     augmentations, and a run is reproducible given torch.manual_seed. An int rng counts as seed."""
 
-    def __init__(self, crop_size, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None, seed=None):
+    def __init__(self, crop_size, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None, seed=None,
+                 round_size=round):
         if int(crop_size) <= 0:
             raise ValueError(f'crop_size must be positive, got {crop_size}')
         if not scales or any(scale <= 0 for scale in scales):
@@ -62,6 +87,7 @@ class ScalePadCropFlip:
         self.crop_size = int(crop_size)
         self.scales = tuple(float(scale) for scale in scales)
         self.flip = bool(flip)
+        self.round_size = round_size
         if rng is not None and not isinstance(rng, (np.random.Generator, int, np.integer)):
             raise TypeError(f'rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}')
         if isinstance(rng, (int, np.integer)):
@@ -102,7 +128,8 @@ class ScalePadCropFlip:
         rng = self.rng
 
         scale = self.scales[int(rng.integers(len(self.scales)))]
-        new_height, new_width = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+        new_height = max(1, int(self.round_size(height * scale)))
+        new_width = max(1, int(self.round_size(width * scale)))
         if (new_height, new_width) != (height, width):
             image = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
             masks = [resize_nearest(mask, new_width, new_height) for mask in masks]

@@ -49,6 +49,9 @@ class BackboneSpec:
     pad_to_test_size: test.py pads the input (bottom/right) to --test_size before the forward pass.
     imagenet_converter: torchvision ImageNet state dict -> this network's state dict (utils/imagenet_init.py);
         None when there is none.
+    release_setup: (model, lr, weight_decay) -> SGD groups: what the release's main.py effectively trained
+        (`main.py --match_release`); it may also change the model's training mode. None for backbones the
+        release did not have.
     """
     name: str
     build: Callable[[int], nn.Module]
@@ -58,26 +61,62 @@ class BackboneSpec:
     crf_params: CRFParams
     pad_to_test_size: bool
     imagenet_converter: Optional[Callable] = None
+    release_setup: Optional[Callable] = None
     description: str = ''
 
-    def param_groups(self, model, lr, weight_decay):
-        """SGD groups of the DeepLab convention: classifier weights 10x, classifier biases 20x, other biases
-        `bias_lr_mult`; no weight decay on biases. Frozen parameters (ResNet batch norm) are left out.
-        Each group carries `initial_lr` for the poly schedule."""
-        groups = {}
-        for name, param in model.named_parameters():
-            if not param.requires_grad:
-                continue
-            is_bias = name.endswith('bias')
-            if self.is_classifier(name):
-                key = (20.0, 0.0) if is_bias else (10.0, weight_decay)
-            elif is_bias:
-                key = (self.bias_lr_mult, 0.0)
-            else:
-                key = (1.0, weight_decay)
-            groups.setdefault(key, []).append(param)
-        return [dict(params=params, lr=lr * scale, initial_lr=lr * scale, weight_decay=decay)
-                for (scale, decay), params in groups.items()]
+    def training_setup(self, model, lr, weight_decay, match_release=False):
+        """The SGD parameter groups of `model` (each with `initial_lr` for the poly schedule).
+
+        Default, the DeepLab convention the paper describes: classifier weights 10x, classifier biases 20x,
+        other biases `bias_lr_mult`, no weight decay on biases; frozen parameters (ResNet batch norm) left out.
+        match_release: the groups (and batch-norm mode) the release's code really produced."""
+        if not match_release:
+            return sgd_groups(model, lr, weight_decay, self.is_classifier, self.bias_lr_mult)
+        if self.release_setup is None:
+            raise ValueError(f'--match_release: backbone {self.name!r} is not part of the original release')
+        return self.release_setup(model, lr, weight_decay)
+
+
+def sgd_groups(model, lr, weight_decay, is_classifier, bias_lr_mult, keep=lambda name: True):
+    """Trainable parameters (those `keep` accepts) grouped by (lr multiplier, weight decay)."""
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad or not keep(name):
+            continue
+        is_bias = name.endswith('bias')
+        if is_classifier(name):
+            key = (20.0, 0.0) if is_bias else (10.0, weight_decay)
+        elif is_bias:
+            key = (bias_lr_mult, 0.0)
+        else:
+            key = (1.0, weight_decay)
+        groups.setdefault(key, []).append(param)
+    return [dict(params=params, lr=lr * scale, initial_lr=lr * scale, weight_decay=decay)
+            for (scale, decay), params in groups.items()]
+
+
+def _is_vgg16_fc8(name):
+    return name.startswith('features.38.')
+
+
+def _is_aspp(name):
+    return '.aspp.' in f'.{name}'
+
+
+def _vgg16_release_setup(model, lr, weight_decay):
+    """The release named its 10x/20x groups after wrapping the model in DataParallel, so `features.38`
+    matched nothing (`module.features.38...`): fc8 trains like every other layer, weights 1x with weight
+    decay, biases 2x without."""
+    return sgd_groups(model, lr, weight_decay, is_classifier=lambda name: False, bias_lr_mult=2.0)
+
+
+def _resnet101_release_setup(model, lr, weight_decay):
+    """The release's ResNet-101 groups: backbone convs 1x, ASPP biases 20x; the ASPP weights matched no
+    group and never changed, nor did the batch-norm affine parameters. Its `model.train()` left batch norm
+    in train mode (the freeze was commented out), so the running statistics updated from batches of 2."""
+    model.freeze_bn_statistics(False)
+    return sgd_groups(model, lr, weight_decay, is_classifier=_is_aspp, bias_lr_mult=1.0,
+                      keep=lambda name: not (_is_aspp(name) and name.endswith('weight')))
 
 
 BACKBONES = {}
@@ -112,12 +151,13 @@ register_backbone(BackboneSpec(
     description='DeepLab-V1 LargeFOV on VGG16 (output stride 8)',
     build=lambda num_classes: DeepLabLargeFOV(num_classes=num_classes),
     schedule=Schedule(lr=1e-3, batch_size=30, iter_size=1, num_iterations=20000),
-    is_classifier=lambda name: name.startswith('features.38.'),  # fc8
+    is_classifier=_is_vgg16_fc8,
     bias_lr_mult=2.0,
     crf_params=CRFParams(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=5, bi_xy_std=140, bi_rgb_std=5),
     # The release evaluates VGG16 on images padded to 513 x 513.
     pad_to_test_size=True,
     imagenet_converter=vgg16_to_largefov,
+    release_setup=_vgg16_release_setup,
 ))
 
 register_backbone(BackboneSpec(
@@ -125,9 +165,10 @@ register_backbone(BackboneSpec(
     description='multi-scale DeepLab-V2 on ResNet-101 (output stride 4, as released)',
     build=lambda num_classes: DeepLabV2ResNet101(num_classes=num_classes),
     schedule=Schedule(lr=2.5e-4, batch_size=2, iter_size=5, num_iterations=40000),
-    is_classifier=lambda name: '.aspp.' in f'.{name}',
+    is_classifier=_is_aspp,
     bias_lr_mult=1.0,
     crf_params=CRFParams(iter_max=10, pos_w=3, pos_xy_std=1, bi_w=4, bi_xy_std=67, bi_rgb_std=3),
     pad_to_test_size=False,
     imagenet_converter=resnet101_to_deeplab,
+    release_setup=_resnet101_release_setup,
 ))

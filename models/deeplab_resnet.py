@@ -81,6 +81,8 @@ class DeepLabV2ResNet101(nn.Module):
     batch 2, where batch statistics are useless) every BatchNorm of the base stays in
     eval mode even after `.train()`, so the ImageNet running statistics are used and
     never updated, and its affine parameters have requires_grad=False.
+    `freeze_bn_statistics(False)` lets the BatchNorms follow train/eval mode again while
+    their affine parameters stay frozen: what the release's training effectively did.
     """
 
     def __init__(self, num_classes=21, scales=(0.5, 0.75), freeze_bn=True):
@@ -97,6 +99,12 @@ class DeepLabV2ResNet101(nn.Module):
 
     def _batch_norms(self):
         return [m for m in self.base.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def freeze_bn_statistics(self, frozen=True):
+        """Keep the base's BatchNorms in eval mode (frozen running statistics) or let them follow
+        train/eval mode, so that training updates their running statistics."""
+        self.bn_frozen = frozen
+        return self.train(self.training)
 
     def train(self, mode=True):
         """Sets train/eval mode, keeping the base's BatchNorms in eval mode when frozen."""

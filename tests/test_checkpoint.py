@@ -8,7 +8,9 @@ import pytest
 import torch
 import torchvision
 
+from datasets.constants import MEAN_BGR
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet
+from models.imagenet import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint, strip_module_prefix
 from utils.imagenet_init import convert, get_args_parser
 from utils.imagenet_init import main as imagenet_init_main
@@ -115,7 +117,7 @@ def test_vgg16_to_largefov(tmp_path, capsys):
 
     net = load_weights(DeepLabLargeFOV(num_classes=61), dst)
     state = net.state_dict()
-    for i in (0, 14, 28):
+    for i in (2, 14, 28):  # conv1_1 folds the input normalisation (test_vgg16_conv1_1_matches_torchvision)
         assert torch.equal(state[f'features.{i}.weight'], src_state[f'features.{i}.weight'])
         assert torch.equal(state[f'features.{i}.bias'], src_state[f'features.{i}.bias'])
     fc6 = src_state['classifier.0.weight'].view(4096, 512, 7, 7)
@@ -136,8 +138,9 @@ def test_resnet101_to_deeplab_via_cli(tmp_path, capsys):
     assert unexpected == ['fc.weight', 'fc.bias']
 
     state = load_weights(DeepLabV2ResNet101(num_classes=21), dst).state_dict()
-    assert torch.equal(state['base.layer0.0.weight'], src_state['conv1.weight'])
+    # conv1 and bn1's running mean fold the input normalisation (test_resnet101_stem_matches_torchvision)
     assert torch.equal(state['base.layer0.1.running_var'], src_state['bn1.running_var'])
+    assert torch.equal(state['base.layer1.0.conv1.weight'], src_state['layer1.0.conv1.weight'])
     assert torch.equal(state['base.layer3.22.conv2.weight'], src_state['layer3.22.conv2.weight'])
 
     cli_dst = tmp_path / 'cli.pth'
@@ -159,3 +162,45 @@ def test_imagenet_init_runs_as_a_script(tmp_path):
     done = subprocess.run([sys.executable, str(script), '--help'], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert '--arch {resnet101,vgg16}' in done.stdout
+
+
+def imagenet_and_project_inputs(height=37, width=45):
+    """The same random image as torchvision's ImageNet input (RGB [0, 1], normalised) and as this project's
+    (BGR 0-255 minus MEAN_BGR)."""
+    rgb = torch.randint(0, 256, (1, 3, height, width), generator=torch.Generator().manual_seed(3)).float()
+    mean = torch.tensor(IMAGENET_MEAN_RGB).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD_RGB).view(1, 3, 1, 1)
+    return (rgb / 255 - mean) / std, rgb.flip(1) - torch.from_numpy(MEAN_BGR).view(1, 3, 1, 1)
+
+
+@torch.no_grad()
+def test_vgg16_conv1_1_matches_torchvision(tmp_path):
+    torch.manual_seed(1)
+    reference = torchvision.models.vgg16(weights=None).eval()
+    torch.save(reference.state_dict(), tmp_path / 'vgg16.pth')
+    convert('vgg16', tmp_path / 'vgg16.pth', tmp_path / 'init.pth')
+    net = load_weights(DeepLabLargeFOV(num_classes=21), tmp_path / 'init.pth').eval()
+    imagenet_input, project_input = imagenet_and_project_inputs()
+    expected = reference.features[0](imagenet_input)
+    got = net.features[0](project_input)
+    # Equal away from the 1-pixel zero-padding border (zero means black there, the mean colour here).
+    torch.testing.assert_close(got[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got[..., 0, :], expected[..., 0, :], atol=1e-3)
+
+
+@torch.no_grad()
+def test_resnet101_stem_matches_torchvision(tmp_path):
+    torch.manual_seed(2)
+    reference = torchvision.models.resnet101(weights=None).eval()
+    bn = reference.bn1  # random running statistics and affine parameters, so the fold is exercised
+    bn.running_mean.normal_(0, 0.5)
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.normal_(1, 0.2)
+    bn.bias.normal_(0, 0.2)
+    torch.save(reference.state_dict(), tmp_path / 'resnet101.pth')
+    convert('resnet101', tmp_path / 'resnet101.pth', tmp_path / 'init.pth')
+    net = load_weights(DeepLabV2ResNet101(num_classes=21), tmp_path / 'init.pth').eval()
+    imagenet_input, project_input = imagenet_and_project_inputs()
+    expected = reference.bn1(reference.conv1(imagenet_input))
+    got = net.base.layer0[1](net.base.layer0[0](project_input))  # conv1 -> frozen BN (stride 2, padding 3)
+    torch.testing.assert_close(got[..., 2:-2, 2:-2], expected[..., 2:-2, 2:-2], rtol=1e-4, atol=1e-4)

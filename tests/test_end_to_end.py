@@ -140,12 +140,12 @@ def test_test_py_plain_and_cuda_false(demo, tmp_path):
 def test_main_honours_label_path_name_for_resnet(demo, tmp_path):
     # The original's resnet101 branch ignored --label_path_name; here a missing folder is named in the error ...
     log = run_failing('main.py', '--root_path', demo['voc_root'], '--label_path_name', tmp_path / 'no_such_masks',
-                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--cuda', 'false')
+                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--from_scratch', '--cuda', 'false')
     assert 'no_such_masks' in log
     # ... and the pseudo masks it names train the multi-scale ResNet (batch 2, no accumulation, a few steps).
     log = run('main.py', '--root_path', demo['voc_root'], '--label_path_name', demo['work'] / 'pseudo_voc' / 'box',
               '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--num_iterations', 1, '--iter_size', 1,
-              '--crop_size', 65, '--cuda', 'false', '--workers', 0)
+              '--crop_size', 65, '--from_scratch', '--cuda', 'false', '--workers', 0)
     assert 'resnet101: 6 images' in log and (tmp_path / 'ckpt' / 'resnet101_final.pth').exists()
 
 

@@ -74,7 +74,7 @@ def test_a_registered_backbone_trains_tests_and_generates(toy_backbone, voc_root
     save = tmp_path / 'toy'
     final = train_backbone.main(parse(train_backbone, '--root_path', voc_root, '--label_path_name',
                                       'SegmentationClassAug', '--model_type', 'toy', '--save_path', save,
-                                      '--crop_size', 33, '--cuda', 'false', '--workers', 0))
+                                      '--crop_size', 33, '--from_scratch', '--cuda', 'false', '--workers', 0))
     assert final == layout.backbone_weights(save, 'toy') and os.path.isfile(final)
     state = load_checkpoint(layout.last_checkpoint(save))
     assert state['iteration'] == 2 and state['args']['batch_size'] == 2 and state['args']['lr'] == 0.01

@@ -11,6 +11,8 @@
     test.py            <model dir>/eval_<split>/{logits,pred,crf}/          per image: logits .npz, PNGs
                        <model dir>/eval_<split>/scores_<type>.json          scores of --type test / crf
                        <pred_dir>/../scores_masks_<pred_dir name>.json      scores of --type masks
+                       ./.lpg/last_test_<model_type>.json                   the last --type test run started in
+                                                                            the working directory
     run_rounds.py      <work_dir>/ as `RunLayout` says
     utils/parseCOCO.py <dataRoot>/annotations/coco_<split>_bbox_annos.json, <split>_bbox60/, <split>_seg60/
                        (the COCO-60 format itself, defined in datasets.coco)
@@ -60,6 +62,12 @@ def eval_subdir(eval_folder, kind):
 
 def scores_file(eval_folder, test_type):
     return os.path.join(eval_folder, f'scores_{test_type}.json')
+
+
+def last_test_record(model_type):
+    """The record `test.py --type test` leaves in the working directory, so that the release's second command,
+    `test.py --type crf` without --model_path, finds the model and its logits."""
+    return os.path.join(os.getcwd(), '.lpg', f'last_test_{model_type}.json')
 
 
 def mask_scores_file(save_dir, pred_dir):
