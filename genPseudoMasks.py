@@ -17,13 +17,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.boxes import BoxImageDataset, collate_boxes, filled_box_label
-from datasets.io import save_palette_png
+from datasets.io import BackgroundWriter, save_palette_png
 from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_labels, lpg_in_channels
 from utils import layout
 from utils.checkpoint import load_weights
-from utils.runtime import add_device_args, run_script, select_device
+from utils.distributed import init_distributed
+from utils.precision import Precision, add_amp_arg
+from utils.runtime import add_device_args, run_script
 
 
 def get_args_parser():
@@ -48,6 +50,11 @@ def get_args_parser():
                             help=f'{spec.title} split (default %(default)s)')
     parser.add_argument('--split_file', help='image id list to use instead of the dataset split')
     parser.add_argument('--batch_size', type=int, default=16, help='(image, class) pairs per generator forward')
+    parser.add_argument('--image_batch_size', type=int, default=8,
+                        help='images per loader batch: one backbone forward for all of them; their (image, class) '
+                        'pairs fill the generator batches')
+    parser.add_argument('--writer_threads', type=int, default=4, help='threads encoding and writing the PNGs')
+    add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
 
@@ -63,13 +70,13 @@ def dataset_flags(args):
     return flags
 
 
-def load_generators(args, backbone_path, num_classes, device):
+def load_generators(args, backbone_path, num_classes, precision):
     """The LPG of this round and, from round 2 on, the round R-1 backbone it reads."""
     if not args.model_path_test:
         raise SystemExit('--model_path_test (the LPG checkpoint) is required with --method lpg')
     in_channels = lpg_in_channels(args.round)
     lpg = load_weights(LPGNet(in_channels=in_channels), args.model_path_test, what=f'LPGNet(in_channels={in_channels})')
-    lpg.to(device).eval()
+    lpg = precision.prepare_model(lpg).eval()
     backbone = None
     if args.round >= 2:
         if not backbone_path:
@@ -77,32 +84,44 @@ def load_generators(args, backbone_path, num_classes, device):
                              f'pass --init_{args.dataset}_model_path')
         backbone = build_backbone(args.model_type, num_classes)
         load_weights(backbone, backbone_path, what=f'{args.model_type} backbone with {num_classes} classes')
-        backbone.to(device).eval()
+        backbone = precision.prepare_model(backbone).eval()
     return lpg, backbone
 
 
 def main(args):
-    device = select_device(args.cuda)
+    ctx = init_distributed(args.cuda)
+    precision = Precision(args.amp, ctx.device)
     spec = get_dataset(args.dataset)
     flags = dataset_flags(args)
     items = spec.box_items(flags['root'], flags['split'], args.split_file)
     out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round)
-    todo = [item for item in items if not os.path.exists(os.path.join(out_dir, f'{item[0]}.png'))]
-    print(f'{len(items)} images, {len(items) - len(todo)} already done, writing to {out_dir}')
-    if not todo:
-        return out_dir
-    if args.method == 'lpg':
-        lpg, backbone = load_generators(args, flags['backbone_path'], spec.num_classes, device)
-    loader = DataLoader(BoxImageDataset(todo, flags['test_size']), batch_size=4, num_workers=args.workers,
-                        collate_fn=collate_boxes, pin_memory=device.type == 'cuda')
-    for samples in tqdm(loader, desc=f'pseudo masks ({args.method})', unit='batch'):
-        if args.method == 'box':
-            labels = [filled_box_label(sample) for sample in samples]
-        else:
-            labels = generate_labels(lpg, samples, device, backbone, max_batch=args.batch_size)
-        for sample, label in zip(samples, labels):
-            save_palette_png(os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
+    # Each process takes its shard first and then skips what exists, so no process sees another's new files.
+    todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item[0]}.png'))]
+    remaining = sum(ctx.all_gather_objects(len(todo)))
+    ctx.print(f'{len(items)} images, {len(items) - remaining} already done, writing to {out_dir}'
+              + (f' ({ctx.world_size} processes)' if ctx.distributed else ''))
+    if todo:
+        generate(args, ctx, precision, spec, flags, todo, out_dir)
+    ctx.barrier()
     return out_dir
+
+
+def generate(args, ctx, precision, spec, flags, todo, out_dir):
+    """Pseudo masks of this process's images: loader workers read and pad, the device generates a batch of
+    images at a time, writer threads encode and write the PNGs."""
+    if args.method == 'lpg':
+        lpg, backbone = load_generators(args, flags['backbone_path'], spec.num_classes, precision)
+    loader = DataLoader(BoxImageDataset(todo, flags['test_size']), batch_size=args.image_batch_size,
+                        num_workers=args.workers, collate_fn=collate_boxes, pin_memory=ctx.device.type == 'cuda')
+    with BackgroundWriter(args.writer_threads) as writer:
+        for samples in tqdm(loader, desc=f'pseudo masks ({args.method})', unit='batch', disable=not ctx.is_main):
+            if args.method == 'box':
+                labels = [filled_box_label(sample) for sample in samples]
+            else:
+                labels = generate_labels(lpg, samples, ctx.device, backbone, max_batch=args.batch_size,
+                                         precision=precision)
+            for sample, label in zip(samples, labels):
+                writer.submit(save_palette_png, os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
 
 
 if __name__ == '__main__':

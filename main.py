@@ -8,13 +8,16 @@ The defaults are the original schedule: VGG16 SGD lr 1e-3, batch 30, 20k iterati
 ResNet-101 lr 2.5e-4, batch 2 x 5 accumulated steps, 40k iterations. `<save_path>/checkpoint_last.pth`
 holds model, optimizer and iteration (--resume continues from it); `<save_path>/<model_type>_final.pth`
 is the plain state dict.
+
+On several GPUs: `torchrun --nproc_per_node N main.py ...` (DistributedDataParallel); --batch_size stays the
+global batch, so the schedule and learning rates hold at any GPU count.
 """
 import argparse
+import contextlib
 import os
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from datasets.constants import IGNORE_LABEL
 from datasets.registry import dataset_names, get_dataset
@@ -23,8 +26,11 @@ from datasets.transforms import ScalePadCropFlip, resize_labels
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
-from utils.runtime import (LossLog, add_device_args, infinite_batches, run_script, seed_everything, select_device,
-                           set_poly_lr)
+from utils.distributed import init_distributed
+from utils.precision import Precision, add_amp_arg
+from utils.runtime import add_device_args, run_script, seed_everything
+from utils.training import (LossLog, add_training_args, convert_sync_bn, distributed_model, infinite_batches,
+                            set_poly_lr, training_loader)
 
 
 def schedule_default(key):
@@ -64,6 +70,8 @@ def get_args_parser():
     parser.add_argument('--num_print_log', type=int, default=20)
     parser.add_argument('--num_save_model', type=int, default=5000)
     parser.add_argument('--resume', action='store_true', help='continue from <save_path>/checkpoint_last.pth')
+    add_training_args(parser)
+    add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
     return parser
 
@@ -97,57 +105,66 @@ def build_dataset(args):
 
 
 def segmentation_loss(outputs, labels):
-    """Cross-entropy (255 ignored) summed over the outputs (the multi-scale ResNet has four), each against the
-    labels resized to its size as the release does (PIL's NEAREST: cell centres)."""
+    """Cross-entropy (255 ignored, in float32) summed over the outputs (the multi-scale ResNet has four), each
+    against the labels resized to its size as the release does (PIL's NEAREST: cell centres)."""
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     loss = 0.0
     for logits in outputs:
-        loss = loss + F.cross_entropy(logits, resize_labels(labels, logits.shape[-2:]), ignore_index=IGNORE_LABEL)
+        loss = loss + F.cross_entropy(logits.float(), resize_labels(labels, logits.shape[-2:]), ignore_index=IGNORE_LABEL)
     return loss
 
 
 def main(args):
     fill_schedule_defaults(args)
     check_start(args)
-    seed_everything(args.seed)
-    device = select_device(args.cuda)
+    ctx = init_distributed(args.cuda)
+    precision = Precision(args.amp, ctx.device)
+    seed_everything(args.seed + ctx.rank)
     num_classes = get_dataset(args.dataset).num_classes
     dataset = build_dataset(args)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == 'cuda', drop_last=len(dataset) >= args.batch_size,
-                        persistent_workers=args.workers > 0)
+    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
+                             drop_last=lambda samples, batch: samples >= batch)
     backbone = get_backbone(args.model_type)
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:
         load_weights(model, args.init_model_path, what=f'{args.model_type} with {num_classes} classes')
-    model.to(device).train()
+    model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
     last_path = layout.last_checkpoint(args.save_path)
     final_path = layout.backbone_weights(args.save_path, args.model_type)
     start = resume_training(last_path, model, optimizer) if args.resume else 0
-    print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
-          f'batch {args.batch_size} x {args.iter_size}')
+    ctx.print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
+              f'batch {args.batch_size} x {args.iter_size} on {ctx.world_size} process(es), {precision.label}')
 
+    trained = distributed_model(model, ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_iterations, args.num_print_log)
+    log = LossLog(args.num_iterations, args.num_print_log, ctx)
     for iteration in range(start, args.num_iterations):
         set_poly_lr(optimizer, iteration, args.num_iterations)
         optimizer.zero_grad(set_to_none=True)
         update_loss = 0.0
-        for _ in range(args.iter_size):
+        for step in range(args.iter_size):
             images, labels, _ids = next(batches)
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = segmentation_loss(model(images), labels) / args.iter_size
-            loss.backward()
+            images, labels = precision.prepare_input(images), labels.to(ctx.device, non_blocking=True)
+            # Gradients are averaged across processes once per update, at its last accumulated step.
+            sync = step == args.iter_size - 1 or not ctx.distributed
+            with contextlib.nullcontext() if sync else trained.no_sync():
+                with precision.autocast():
+                    outputs = trained(images)
+                loss = segmentation_loss(outputs, labels) / args.iter_size
+                precision.scaler.scale(loss).backward()
             update_loss = update_loss + loss.detach()
-        optimizer.step()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
         done = iteration + 1
         log.update(done, update_loss, optimizer)
-        if done % args.num_save_model == 0 or done == args.num_iterations:
+        if ctx.is_main and (done % args.num_save_model == 0 or done == args.num_iterations):
             save_training_state(last_path, model, optimizer, done, args)
-    save_checkpoint(final_path, **model.state_dict())
-    print(f'saved {final_path}')
+    if ctx.is_main:
+        save_checkpoint(final_path, **model.state_dict())
+        print(f'saved {final_path}')
+    ctx.barrier()
     return final_path
 
 

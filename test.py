@@ -20,18 +20,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from joblib import Parallel, delayed
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.io import (atomic_open, folder_in_root, read_image_bgr, read_label, save_palette_png, to_tensor_image,
+from datasets.boxes import collate_boxes
+from datasets.io import (BackgroundWriter, atomic_open, folder_in_root, read_image_bgr, read_label, save_palette_png,
                          write_json)
 from datasets.registry import get_dataset
+from datasets.segmentation import TestImageDataset
 from datasets.voc import read_split, resolve_voc_root, split_file
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.crf import DenseCRF
 from utils.metric import confusion_matrix, scores_from_confusion
-from utils.runtime import add_device_args, run_script, select_device
+from utils.distributed import init_distributed
+from utils.precision import Precision, add_amp_arg
+from utils.runtime import add_device_args, run_script
 
 # test.py evaluates on PASCAL VOC 2012.
 VOC_CLASSES = get_dataset('voc').classes
@@ -57,30 +62,45 @@ def get_args_parser():
     parser.add_argument('--match_release', action='store_true',
                         help='run the CRF of backbones tested padded (VGG16) on the whole padded input, the image '
                         'padded with black, then crop, as the release does (default: on the image itself)')
-    add_device_args(parser)
+    parser.add_argument('--batch_size', type=int, default=8, help='images per forward (those of one input size)')
+    parser.add_argument('--writer_threads', type=int, default=4, help='threads writing logits')
+    add_amp_arg(parser)
+    add_device_args(parser, workers=2)
     return parser
 
 
-def compute_logits(args, root, ids, logits_dir):
-    """Raw backbone logits of every image (float32 .npz, with the network input size they cover)."""
-    device = select_device(args.cuda)
+def save_logits(path, logits, input_size):
+    with atomic_open(path) as handle:
+        np.savez(handle, logits=logits, input_size=np.array(input_size))
+
+
+@torch.no_grad()
+def compute_logits(args, ctx, precision, root, ids, logits_dir):
+    """Raw backbone logits of this process's images (float32 .npz, with the network input size they cover).
+
+    Images of one input size are batched (all of them for backbones tested padded); loader workers read and
+    pad, writer threads save."""
+    todo = [i for i in ctx.shard(ids) if not os.path.exists(os.path.join(logits_dir, f'{i}.npz'))]
+    if not todo:
+        return
     model = build_backbone(args.model_type, len(VOC_CLASSES))
     load_weights(model, args.model_path, what=f'{args.model_type} VOC backbone ({len(VOC_CLASSES)} classes)')
-    model.to(device).eval()
-    os.makedirs(logits_dir, exist_ok=True)
-    for image_id in tqdm(ids, desc='logits'):
-        path = os.path.join(logits_dir, f'{image_id}.npz')
-        if os.path.exists(path):
-            continue
-        image = to_tensor_image(read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')))
-        if get_backbone(args.model_type).pad_to_test_size:
-            pad_h = max(args.test_size - image.shape[1], 0)
-            pad_w = max(args.test_size - image.shape[2], 0)
-            image = F.pad(image, (0, pad_w, 0, pad_h))  # zero after mean subtraction = padding with the mean
-        with torch.no_grad():
-            logits = model(image.unsqueeze(0).to(device))[0].float().cpu().numpy()
-        with atomic_open(path) as handle:
-            np.savez(handle, logits=logits, input_size=np.array(image.shape[-2:]))
+    model = precision.prepare_model(model).eval()
+    pad_to = args.test_size if get_backbone(args.model_type).pad_to_test_size else None
+    items = [(i, os.path.join(root, 'JPEGImages', f'{i}.jpg')) for i in todo]
+    loader = DataLoader(TestImageDataset(items, pad_to), batch_size=args.batch_size, num_workers=args.workers,
+                        collate_fn=collate_boxes, pin_memory=ctx.device.type == 'cuda')
+    with BackgroundWriter(args.writer_threads) as writer:
+        for samples in tqdm(loader, desc='logits', unit='batch', disable=not ctx.is_main):
+            by_size = {}
+            for sample in samples:
+                by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(sample)
+            for size, group in by_size.items():
+                images = precision.prepare_input(torch.stack([sample['image'] for sample in group]))
+                with precision.autocast():
+                    logits = model(images)
+                for sample, image_logits in zip(group, logits.float().cpu().numpy()):
+                    writer.submit(save_logits, os.path.join(logits_dir, f'{sample["image_id"]}.npz'), image_logits, size)
 
 
 def probabilities(logits_path):
@@ -133,10 +153,11 @@ def print_scores(title, scores):
     print('  ' + '  '.join(f'{name} {100 * v:.1f}' for name, v in present.items()))
 
 
-def score_masks(args, root, ids, gt_dir):
+def score_masks(pred_dir, gt_dir, ids):
+    """Confusion matrix of the pseudo masks in pred_dir against the ground truth, over `ids`."""
     hist = np.zeros((len(VOC_CLASSES),) * 2, dtype=np.int64)
-    for image_id in tqdm(ids, desc='scoring masks'):
-        pred_path = os.path.join(args.pred_dir, f'{image_id}.png')
+    for image_id in ids:
+        pred_path = os.path.join(pred_dir, f'{image_id}.png')
         if not os.path.exists(pred_path):
             raise SystemExit(f'{pred_path}: no pseudo mask for image {image_id} of the split')
         gt = read_label(os.path.join(gt_dir, f'{image_id}.png'))
@@ -144,8 +165,12 @@ def score_masks(args, root, ids, gt_dir):
         if pred.shape != gt.shape:
             raise SystemExit(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
         hist += confusion_matrix(gt, pred, len(VOC_CLASSES))
-    return {'pseudo masks': to_json_scores(scores_from_confusion(hist)), 'pred_dir': args.pred_dir,
-            'num_images': len(ids)}
+    return hist
+
+
+def gathered_scores(ctx, hist):
+    """Scores of the confusion matrix summed over the processes (one all-reduce)."""
+    return to_json_scores(scores_from_confusion(ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()))
 
 
 def last_test_run(args):
@@ -176,22 +201,27 @@ def main(args):
         last_test_run(args)
     split = args.split or ('train_aug' if args.type == 'masks' else 'val')
     ids = read_split(split_file(root, split, args.split_file))
-    gt_dir = folder_in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
+    default_gt = 'SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'
+    gt_dir = folder_in_root(root, args.gt_dir or default_gt)
+    ctx = init_distributed(args.cuda)
     if args.type == 'masks':
         if not args.pred_dir:
             raise SystemExit('--type masks needs --pred_dir')
         save_path = args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
-        results = score_masks(args, root, ids, gt_dir)
-        print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
-        out = layout.mask_scores_file(save_path, args.pred_dir)
-        write_json(out, results)
-        print(f'\nwrote {out}')
+        hist = score_masks(args.pred_dir, gt_dir, tqdm(ctx.shard(ids), desc='scoring masks', disable=not ctx.is_main))
+        results = {'pseudo masks': gathered_scores(ctx, hist), 'pred_dir': args.pred_dir, 'num_images': len(ids)}
+        if ctx.is_main:
+            print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
+            out = layout.mask_scores_file(save_path, args.pred_dir)
+            write_json(out, results)
+            print(f'\nwrote {out}')
         return results
 
+    precision = Precision(args.amp, ctx.device)
     save_path = args.save_path or layout.eval_dir(args.model_path, split)
     logits_dir = layout.eval_subdir(save_path, 'logits')
-    compute_logits(args, root, ids, logits_dir)
-    if args.type == 'test':
+    compute_logits(args, ctx, precision, root, ids, logits_dir)
+    if args.type == 'test' and ctx.is_main:
         write_json(layout.last_test_record(args.model_type), {
             'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split})
     out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
@@ -200,14 +230,17 @@ def main(args):
     crf_on_padded = args.match_release and backbone.pad_to_test_size
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
         delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params, crf_on_padded)
-        for image_id in tqdm(ids, desc='CRF' if crf_params else 'scoring'))
+        for image_id in tqdm(ctx.shard(ids), desc='CRF' if crf_params else 'scoring', disable=not ctx.is_main))
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(ids)}
-    for key in per_image[0]:
-        results[key] = to_json_scores(scores_from_confusion(sum(hists[key] for hists in per_image)))
-        print_scores(f'{args.model_type} on {split}, {key}', results[key])
-    out = layout.scores_file(save_path, args.type)
-    write_json(out, results)
-    print(f'\nwrote {out}')
+    for key in ['without CRF'] + (['with CRF'] if crf_params else []):
+        hist = sum((hists[key] for hists in per_image), np.zeros((len(VOC_CLASSES),) * 2, np.int64))
+        results[key] = gathered_scores(ctx, hist)
+        if ctx.is_main:
+            print_scores(f'{args.model_type} on {split}, {key}', results[key])
+    if ctx.is_main:
+        out = layout.scores_file(save_path, args.type)
+        write_json(out, results)
+        print(f'\nwrote {out}')
     return results
 
 

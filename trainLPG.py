@@ -9,12 +9,14 @@ Round R >= 2 trains the 5-channel generator, reading the round R-1 COCO-60 backb
 Checkpoints go to `<model_save_path>/Round_<R>/`: `LPG_Round<R>_iter<N>.pth` every --num_save_model
 iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume continues from it) and
 `LPG_Round<R>.pth`, the plain state dict in the format of the released weights.
+
+On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataParallel); --batch_size stays the
+global batch, so the schedule and learning rate hold at any GPU count.
 """
 import argparse
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from datasets.coco import COCO60LPGDataset
 from datasets.registry import get_dataset
@@ -23,8 +25,11 @@ from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, l
 from utils import layout
 from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, resume_training, save_checkpoint,
                               save_training_state, unwrap_state_dict)
-from utils.runtime import (LossLog, add_device_args, infinite_batches, run_script, seed_everything, select_device,
-                           set_poly_lr)
+from utils.distributed import init_distributed
+from utils.precision import Precision, add_amp_arg
+from utils.runtime import add_device_args, run_script, seed_everything
+from utils.training import (LossLog, add_training_args, convert_sync_bn, distributed_model, infinite_batches,
+                            set_poly_lr, training_loader)
 
 
 def get_args_parser():
@@ -52,6 +57,8 @@ def get_args_parser():
     parser.add_argument('--num_save_model', type=int, default=5000, help='save a checkpoint every N iterations')
     parser.add_argument('--num_max_iterations', type=int, default=100000)
     parser.add_argument('--resume', action='store_true', help='continue from Round_<R>/checkpoint_last.pth')
+    add_training_args(parser)
+    add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
     return parser
 
@@ -86,70 +93,82 @@ def build_dataset(args):
                             seed=args.seed, round_size=int if args.match_release else round)
 
 
-def build_models(args, device):
+def build_models(args, ctx, precision):
+    """The generator to train (round-1 weights widened for later rounds) and, from round 2 on, the frozen
+    round R-1 COCO-60 backbone it reads."""
     lpg = LPGNet(in_channels=lpg_in_channels(args.round))
     if args.init_lpg_model_path:
         init_generator(lpg, args.init_lpg_model_path)
+    lpg = precision.prepare_model(convert_sync_bn(lpg, ctx, args.sync_bn))
     backbone = None
     if args.round >= 2:
         num_classes = get_dataset('coco').num_classes
         backbone = build_backbone(args.seg_model_type, num_classes)
         load_weights(backbone, args.init_seg_model_path,
                      what=f'{args.seg_model_type} COCO-60 backbone ({num_classes} classes)')
-        backbone.to(device).eval()
+        backbone = precision.prepare_model(backbone).eval()
         for param in backbone.parameters():
             param.requires_grad_(False)
-    return lpg.to(device), backbone
+    return lpg, backbone
 
 
-def train_step(lpg, backbone, batch, device):
-    images, box_masks, targets, class_ids = (t.to(device, non_blocking=True) for t in batch)
-    seg_probs = None
-    if backbone is not None:
-        with torch.no_grad():
-            seg_probs = class_channel(backbone_probs(backbone, images), class_ids)
-    logits = lpg(lpg_input(images, box_masks, seg_probs))
-    return F.cross_entropy(logits, targets)
+def train_step(lpg, backbone, batch, precision):
+    """The loss of one batch. The backbone reads the whole batch in one no-grad forward, and each sample
+    takes the probability channel of its class."""
+    images, box_masks, targets, class_ids = batch
+    images, box_masks = precision.prepare_input(images), precision.prepare_input(box_masks)
+    targets, class_ids = targets.to(precision.device, non_blocking=True), class_ids.to(precision.device)
+    with precision.autocast():
+        seg_probs = None
+        if backbone is not None:
+            with torch.no_grad():
+                seg_probs = class_channel(backbone_probs(backbone, images), class_ids)
+        logits = lpg(lpg_input(images, box_masks, seg_probs))
+    return F.cross_entropy(logits.float(), targets)
 
 
 def main(args):
     check_flags(args)
-    seed_everything(args.seed)
-    device = select_device(args.cuda)
+    ctx = init_distributed(args.cuda)
+    precision = Precision(args.amp, ctx.device)
+    seed_everything(args.seed + ctx.rank)
     last_path = layout.last_checkpoint(layout.lpg_dir(args.model_save_path, args.round))
     final_path = layout.lpg_weights(args.model_save_path, args.round)
 
     dataset = build_dataset(args)
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        pin_memory=device.type == 'cuda',
-                        drop_last=len(dataset) % args.batch_size == 1, persistent_workers=args.workers > 0)
-    lpg, backbone = build_models(args, device)
+    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
+                             drop_last=lambda samples, batch: samples % batch == 1)
+    lpg, backbone = build_models(args, ctx, precision)
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     for group in optimizer.param_groups:
         group['initial_lr'] = args.lr
     start = resume_training(last_path, lpg, optimizer) if args.resume else 0
-    print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations')
+    ctx.print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations, '
+              f'batch {args.batch_size} on {ctx.world_size} process(es), {precision.label}')
 
-    lpg.train()
+    model = distributed_model(lpg.train(), ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_max_iterations, args.num_print_log)
+    log = LossLog(args.num_max_iterations, args.num_print_log, ctx)
     for iteration in range(start, args.num_max_iterations):
         if iteration % args.num_update_lr == 0:
             set_poly_lr(optimizer, iteration, args.num_max_iterations)
-        loss = train_step(lpg, backbone, next(batches), device)
+        loss = train_step(model, backbone, next(batches), precision)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
         done = iteration + 1
         log.update(done, loss, optimizer)
-        if done % args.num_save_model == 0 or done == args.num_max_iterations:
+        if ctx.is_main and (done % args.num_save_model == 0 or done == args.num_max_iterations):
             save_training_state(last_path, lpg, optimizer, done, args)
             if done % args.num_save_model == 0:
                 save_checkpoint(layout.lpg_snapshot(args.model_save_path, args.round, done), **lpg.state_dict())
-    save_checkpoint(final_path, **lpg.state_dict())
-    print(f'saved {final_path}')
+    if ctx.is_main:
+        save_checkpoint(final_path, **lpg.state_dict())
+        print(f'saved {final_path}')
+    ctx.barrier()
     return final_path
 
 

@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -121,3 +123,33 @@ def chw_tensor(image_mean_subtracted):
     """HxWx3 image that is already mean-subtracted -> 3xHxW float tensor."""
     image = np.asarray(image_mean_subtracted, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class BackgroundWriter:
+    """Runs file writes (PNG encoding, .npz saving) in worker threads, off the compute loop's critical path.
+
+    At most `4 * threads` writes wait at a time (a full queue makes submit wait for the oldest); a failed
+    write raises in the caller at the next submit or at close. Use as a context manager."""
+
+    def __init__(self, threads=4):
+        self.threads = max(1, int(threads))
+        self.pool = ThreadPoolExecutor(self.threads)
+        self.pending = deque()
+
+    def submit(self, write, *args):
+        self.pending.append(self.pool.submit(write, *args))
+        while len(self.pending) > 4 * self.threads or (self.pending and self.pending[0].done()):
+            self.pending.popleft().result()
+
+    def close(self):
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

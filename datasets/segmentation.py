@@ -31,3 +31,23 @@ class SegmentationDataset(Dataset):
         if self.augment is not None:
             image, (label,) = self.augment(image, [label], [IGNORE_LABEL])
         return chw_tensor(image), torch.from_numpy(label.astype(np.int64)), image_id
+
+
+class TestImageDataset(Dataset):
+    """Images for testing a backbone, padded (bottom/right, with the mean) to at least pad_to x pad_to when
+    pad_to is given. items: (image_id, image_path). Returns dict(image 3xHxW float, image_id)."""
+
+    def __init__(self, items, pad_to=None):
+        self.items = list(items)
+        self.pad_to = pad_to
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        image_id, image_path = self.items[index]
+        image = read_image_bgr(image_path) - MEAN_BGR
+        if self.pad_to:
+            height, width = image.shape[:2]
+            image = np.pad(image, ((0, max(self.pad_to - height, 0)), (0, max(self.pad_to - width, 0)), (0, 0)))
+        return dict(image=chw_tensor(image), image_id=image_id)

@@ -5,6 +5,9 @@ class (round >= 2 only), box mask of that class, B, G, R] and predicts backgroun
 input size. Pseudo masks are made by running it once per (image, class present) and painting each class's
 foreground inside its own boxes.
 """
+import contextlib
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,46 +105,75 @@ def class_channel(probs, class_ids):
     return probs.gather(1, index)
 
 
-@torch.no_grad()
-def lpg_foreground(lpg, images, box_masks, seg_probs=None, max_batch=16):
-    """Run the generator on (N, 3, H, W) images with (N, 1, H, W) box masks (and class probabilities).
+def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=16, autocast=contextlib.nullcontext):
+    """Run the generator on (image, class) pairs and return their (P, H, W) bool foreground.
 
-    Logits come out at 1/4 size; they are resized x4 (bilinear, align_corners=True) before the argmax.
-    Returns (N, H, W) bool foreground. Samples are processed `max_batch` at a time.
-    """
+    images: (B, 3, H, W); owners: (P,) index of each pair's image; box_masks: (P, 1, H, W); seg_probs:
+    (P, 1, H, W) or None. Pairs go through the generator `max_batch` at a time. Logits come out at 1/4 size;
+    they are resized x4 (bilinear, align_corners=True) in float32 before the argmax, as in the release."""
     outputs = []
-    for start in range(0, images.shape[0], max_batch):
-        stop = start + max_batch
-        probs = None if seg_probs is None else seg_probs[start:stop]
-        logits = lpg(lpg_input(images[start:stop], box_masks[start:stop], probs))
+    for start in range(0, len(owners), max_batch):
+        chunk = slice(start, start + max_batch)
+        probs = None if seg_probs is None else seg_probs[chunk]
+        with autocast():
+            logits = lpg(lpg_input(images[owners[chunk]], box_masks[chunk], probs))
         logits = F.interpolate(logits.float(), size=images.shape[-2:], mode='bilinear', align_corners=True)
         outputs.append(logits.argmax(dim=1) == 1)
     return torch.cat(outputs)
 
 
 @torch.no_grad()
-def generate_labels(lpg, samples, device, backbone=None, max_batch=16):
+def generate_labels(lpg, samples, device, backbone=None, max_batch=16, precision=None):
     """Pseudo labels for a list of samples from `datasets.boxes.BoxImageDataset`.
 
-    Every (image, class) pair of the batch goes through the generator together. With a backbone
-    (round >= 2) each image gets one backbone forward and each class reads its own probability channel.
-    Returns a list of (height, width) uint8 numpy labels, cropped back to the image size.
+    The images of one padded size form one batch: one backbone forward for all of them (round >= 2), then
+    every (image, class) pair goes through the generator, `max_batch` pairs per forward, each reading its
+    class's probability channel. `precision` (utils.precision.Precision) sets autocast and memory format.
+    Returns a list of (height, width) uint8 numpy labels, cropped back to the image size, in sample order.
     """
-    labels = []
-    for sample in samples:
-        image = sample['image'].to(device).unsqueeze(0)
-        box_masks = sample['box_masks'].to(device)
-        class_ids = sample['class_ids'].to(device)
-        num_classes_present = len(class_ids)
-        if num_classes_present == 0:
-            labels.append(torch.zeros(sample['height'], sample['width'], dtype=torch.uint8).numpy())
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+    to_device = precision.prepare_input if precision is not None else (lambda t: t.to(device))
+    labels = [None] * len(samples)
+    by_size = {}
+    for index, sample in enumerate(samples):
+        by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(index)
+    for indices in by_size.values():
+        group = [samples[i] for i in indices]
+        counts = [len(sample['class_ids']) for sample in group]
+        if not sum(counts):
+            for i, sample in zip(indices, group):
+                labels[i] = np.zeros((sample['height'], sample['width']), np.uint8)
             continue
+        images = to_device(torch.stack([sample['image'] for sample in group]))
+        box_masks = torch.cat([sample['box_masks'] for sample in group]).to(device).unsqueeze(1)
+        class_ids = torch.cat([sample['class_ids'] for sample in group]).to(device)
+        owners = torch.repeat_interleave(torch.arange(len(group), device=device), torch.tensor(counts, device=device))
         seg_probs = None
         if backbone is not None:
-            probs = backbone_probs(backbone, image)
-            seg_probs = class_channel(probs.expand(num_classes_present, -1, -1, -1), class_ids)
-        foreground = lpg_foreground(lpg, image.expand(num_classes_present, -1, -1, -1), box_masks.unsqueeze(1),
-                                    seg_probs, max_batch=max_batch)
-        label = compose_label(foreground, box_masks > 0.5, class_ids.tolist())
-        labels.append(label[:sample['height'], :sample['width']].cpu().numpy())
+            with autocast():
+                probs = backbone_probs(backbone, images)
+            seg_probs = probs[owners, class_ids].unsqueeze(1)  # each pair's own class channel
+        foreground = pairs_foreground(lpg, images, owners, box_masks, seg_probs, max_batch, autocast)
+        for i, sample, fg, boxes, ids in zip(indices, group, foreground.split(counts), (box_masks[:, 0] > 0.5).split(counts),
+                                             class_ids.split(counts)):
+            label = compose_label(fg, boxes, ids.tolist())
+            labels[i] = label[:sample['height'], :sample['width']].cpu().numpy()
     return labels
+
+
+@torch.no_grad()
+def generate_labels_per_class(lpg, sample, device, backbone=None):
+    """The release's order of work, kept as the reference the batched path is checked and timed against:
+    one backbone forward per image, then one batch-1 generator forward per class, in float32."""
+    image = sample['image'].to(device).unsqueeze(0)
+    probs = backbone_probs(backbone, image) if backbone is not None else None
+    foreground = []
+    for k, class_id in enumerate(sample['class_ids'].tolist()):
+        seg = probs[:, class_id:class_id + 1] if probs is not None else None
+        logits = lpg(lpg_input(image, sample['box_masks'][k].to(device)[None, None], seg))
+        logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=True)
+        foreground.append(logits.argmax(1)[0] == 1)
+    if not foreground:
+        return np.zeros((sample['height'], sample['width']), np.uint8)
+    label = compose_label(torch.stack(foreground), sample['box_masks'].to(device) > 0.5, sample['class_ids'].tolist())
+    return label[:sample['height'], :sample['width']].cpu().numpy()
