@@ -80,11 +80,22 @@ def save_figure(voc_root, pseudo_dirs, path, num_images=4):
     cv2.imwrite(path, np.concatenate([header] + rows, 0))
 
 
+def demo_data(data_dir, args):
+    """The generated datasets, made once per set of parameters: a rerun with the same ones keeps the files (and
+    so the finished steps that read them)."""
+    params = dict(num_coco=args.num_coco, num_voc_train=args.num_voc_train, num_voc_val=args.num_voc_val,
+                  image_size=args.image_size, seed=args.seed)
+    marker = os.path.join(data_dir, 'demo_data.json')
+    if os.path.isfile(marker) and read_json(marker)['params'] == params:
+        return read_json(marker)['coco_root'], read_json(marker)['voc_root']
+    coco_root, voc_root = make_demo_data(data_dir, **params)
+    write_json(marker, {'params': params, 'coco_root': coco_root, 'voc_root': voc_root})
+    return coco_root, voc_root
+
+
 def main(args):
     tic = time.time()
-    data_dir = os.path.join(args.out_dir, 'data')
-    coco_root, voc_root = make_demo_data(data_dir, num_coco=args.num_coco, num_voc_train=args.num_voc_train,
-                                         num_voc_val=args.num_voc_val, image_size=args.image_size, seed=args.seed)
+    coco_root, voc_root = demo_data(os.path.join(args.out_dir, 'data'), args)
     data_seconds = round(time.time() - tic, 1)
     work = os.path.join(args.out_dir, 'work')
     pipeline_args = run_rounds.get_args_parser().parse_args([
@@ -92,7 +103,9 @@ def main(args):
         '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
         '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations), '--backbone_batch_size', '8',
         '--backbone_crop_size', '65', '--voc_test_size', '128', '--coco_test_size', '128', '--eval_test_size', '128',
-        '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2', '--from_scratch'])
+        '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2', '--from_scratch',
+        # the demo's own folder: steps whose data or settings changed are redone
+        '--overwrite'])
     summary = run_rounds.main(pipeline_args)
 
     miou = lambda scores, key: scores[key]['Mean IoU']

@@ -6,7 +6,10 @@ r"""Turn boxes into pseudo masks with a trained LPG generator (or filled boxes, 
         --voc_root_dir VOC2012 --voc_proposals_dir OUT --model_type vgg16 --init_voc_model_path VOC_Round1.pth
 
 Writes `<proposals_dir>/<model_type>_Round<R>/ID.png` (VOC palette); `--method box` writes `<proposals_dir>/box/`.
-Images whose PNG already exists are skipped, so an interrupted run continues where it stopped.
+The folder's record.json, written last, names the settings, annotations and checkpoints the masks come from: a
+rerun with the same ones skips the images already written (an interrupted run continues where it stopped), one
+with others is refused unless --overwrite. An image that cannot be read is reported and the others go on; the
+run then exits non-zero.
 Every dataset has its own flags: `--<dataset>_root_dir`, `--<dataset>_proposals_dir`,
 `--init_<dataset>_model_path`, `--<dataset>_test_size` and `--<dataset>_split`.
 """
@@ -17,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.boxes import BoxImageDataset, collate_boxes, filled_box_label
-from datasets.io import BackgroundWriter, save_palette_png
+from datasets.io import BackgroundWriter, remove_files, remove_stale_temporaries, save_palette_png
 from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_labels, lpg_in_channels
@@ -25,6 +28,7 @@ from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
+from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
 
 
@@ -54,6 +58,9 @@ def get_args_parser():
                         help='images per loader batch: one backbone forward for all of them; their (image, class) '
                         'pairs fill the generator batches')
     parser.add_argument('--writer_threads', type=int, default=4, help='threads encoding and writing the PNGs')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the masks already in the output folder when they were made from other '
+                        'settings or inputs (without it such a folder is refused)')
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
@@ -88,33 +95,87 @@ def load_generators(args, backbone_path, num_classes, precision):
     return lpg, backbone
 
 
+# Flags that change how generation runs, not the masks it writes.
+RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite'}
+
+
+def step_record(args, flags):
+    """What these pseudo masks are made from: the settings, the box annotations, the generator and backbone."""
+    spec = get_dataset(args.dataset)
+    inputs = dict(spec.box_inputs(flags['root'], flags['split'], args.split_file))
+    if args.method == 'lpg':
+        inputs.update(lpg=args.model_path_test, backbone=flags['backbone_path'] if args.round >= 2 else None)
+    out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round)
+    return Record(out_dir, settings_of(args, RUNTIME_FLAGS), inputs)
+
+
+def step_done(args):
+    """Whether these masks were all made already from the same settings and inputs (run_rounds.py asks)."""
+    record = step_record(args, dataset_flags(args))
+    return record.is_done(lambda summary: len(mask_files(record.folder)) == summary.get('images'))
+
+
+def mask_files(folder):
+    return [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith('.png')] \
+        if os.path.isdir(folder) else []
+
+
 def main(args):
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
     spec = get_dataset(args.dataset)
     flags = dataset_flags(args)
-    items = spec.box_items(flags['root'], flags['split'], args.split_file)
-    out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round)
+    record = step_record(args, flags)
+    out_dir = record.folder
+    if record.is_done(lambda summary: len(mask_files(out_dir)) == summary.get('images')):
+        ctx.print(f'{out_dir}: already made from the same settings and inputs')
+        return out_dir
+
+    def begin():
+        remove_stale_temporaries(out_dir)
+        record.begin(bool(mask_files(out_dir)), args.overwrite, what='pseudo masks',
+                     clear=lambda: remove_files(mask_files(out_dir) + [record.path]))
+    ctx.on_main(begin)
+    ctx.barrier()
+    unreadable = []
+    items = spec.box_items(flags['root'], flags['split'], args.split_file, errors=unreadable)
     # Each process takes its shard first and then skips what exists, so no process sees another's new files.
     todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item[0]}.png'))]
     remaining = sum(ctx.all_gather_objects(len(todo)))
-    ctx.print(f'{len(items)} images, {len(items) - remaining} already done, writing to {out_dir}'
+    ctx.print(f'{len(items) + len(unreadable)} images, {len(items) - remaining} already done, writing to {out_dir}'
               + (f' ({ctx.world_size} processes)' if ctx.distributed else ''))
-    if todo:
-        generate(args, ctx, precision, spec, flags, todo, out_dir)
-    ctx.barrier()
+    failed = generate(args, ctx, precision, spec, flags, todo, out_dir) if todo else []
+    failed = [failure for failures in ctx.all_gather_objects(failed) for failure in failures]
+    summary = {'images': len(items) + len(unreadable), 'written': remaining - len(failed),
+               'already done': len(items) - remaining, 'failed': dict(failed + unreadable)}
+    ctx.on_main(finish, record, summary)
     return out_dir
+
+
+def finish(record, summary):
+    """The summary line, the completion record (written last), and a non-zero exit if any image failed."""
+    failed = summary['failed']
+    print(f'{summary["images"]} images: {summary["written"]} written, {summary["already done"]} already done, '
+          f'{len(failed)} failed')
+    record.write('incomplete' if failed else 'done', summary)
+    if failed:
+        listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
+        raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  {listing}')
 
 
 def generate(args, ctx, precision, spec, flags, todo, out_dir):
     """Pseudo masks of this process's images: loader workers read and pad, the device generates a batch of
-    images at a time, writer threads encode and write the PNGs."""
+    images at a time, writer threads encode and write the PNGs. Returns the (image_id, reason) of the images
+    that could not be read."""
     if args.method == 'lpg':
         lpg, backbone = load_generators(args, flags['backbone_path'], spec.num_classes, precision)
     loader = DataLoader(BoxImageDataset(todo, flags['test_size']), batch_size=args.image_batch_size,
                         num_workers=args.workers, collate_fn=collate_boxes, pin_memory=ctx.device.type == 'cuda')
+    failed = []
     with BackgroundWriter(args.writer_threads) as writer:
         for samples in tqdm(loader, desc=f'pseudo masks ({args.method})', unit='batch', disable=not ctx.is_main):
+            failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
+            samples = [sample for sample in samples if 'error' not in sample]
             if args.method == 'box':
                 labels = [filled_box_label(sample) for sample in samples]
             else:
@@ -122,6 +183,7 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
                                          precision=precision)
             for sample, label in zip(samples, labels):
                 writer.submit(save_palette_png, os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
+    return failed
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ r"""Train a DeepLab segmentation backbone on (pseudo) masks.
 The defaults are the original schedule: VGG16 SGD lr 1e-3, batch 30, 20k iterations, crop 321;
 ResNet-101 lr 2.5e-4, batch 2 x 5 accumulated steps, 40k iterations. `<save_path>/checkpoint_last.pth`
 holds model, optimizer and iteration (--resume continues from it); `<save_path>/<model_type>_final.pth`
-is the plain state dict.
+is the plain state dict, `<model_type>_iter<N>.pth` the periodic snapshots (--keep_checkpoints K keeps the last K).
 
 On several GPUs: `torchrun --nproc_per_node N main.py ...` (DistributedDataParallel); --batch_size stays the
 global batch, so the schedule and learning rates hold at any GPU count.
@@ -20,17 +20,21 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
+from datasets.io import remove_files
 from datasets.registry import dataset_names, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, resize_labels
+from datasets.voc import resolve_voc_root, split_file
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
+from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (LossLog, add_training_args, convert_sync_bn, distributed_model, infinite_batches,
-                            set_poly_lr, training_loader)
+from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, add_training_args, begin_training_run,
+                            convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches, save_snapshot,
+                            set_poly_lr, snapshot_files, training_loader)
 
 
 def schedule_default(key):
@@ -68,8 +72,7 @@ def get_args_parser():
     parser.add_argument('--weight_decay', type=float, default=5e-4)
     parser.add_argument('--crop_size', type=int, default=321)
     parser.add_argument('--num_print_log', type=int, default=20)
-    parser.add_argument('--num_save_model', type=int, default=5000)
-    parser.add_argument('--resume', action='store_true', help='continue from <save_path>/checkpoint_last.pth')
+    parser.add_argument('--num_save_model', type=int, default=5000, help='save a snapshot every N iterations')
     add_training_args(parser)
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
@@ -101,7 +104,20 @@ def build_dataset(args):
     items = spec.segmentation_items(args.root_path, args.label_path_name, args.split or spec.default_split,
                                     args.split_file)
     augment = ScalePadCropFlip(args.crop_size, seed=args.seed, round_size=int if args.match_release else round)
-    return SegmentationDataset(items, augment=augment)
+    return SegmentationDataset(items, augment=augment, num_classes=spec.num_classes)
+
+
+def step_record(args):
+    """What this training is made from: its settings, the training masks and initial weights it reads, and
+    the iteration count that finishes it."""
+    spec = get_dataset(args.dataset)
+    label_dir = args.label_path_name if os.path.isabs(args.label_path_name) else \
+        os.path.join(args.root_path, args.label_path_name)
+    inputs = {'labels': label_dir, 'split_file': args.split_file, 'init_model': args.init_model_path}
+    if spec.name == 'voc' and not args.split_file:
+        inputs['split_file'] = split_file(resolve_voc_root(args.root_path), args.split or spec.default_split)
+    settings = settings_of(args, RUNTIME_FLAGS | {'num_iterations', 'save_path'})
+    return Record(args.save_path, settings, inputs, target={'iterations': args.num_iterations})
 
 
 def segmentation_loss(outputs, labels):
@@ -114,14 +130,33 @@ def segmentation_loss(outputs, labels):
     return loss
 
 
+def step_done(args):
+    """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
+    final_path = layout.backbone_weights(args.save_path, fill_schedule_defaults(args).model_type)
+    return step_record(args).is_done(lambda summary: os.path.exists(final_path))
+
+
 def main(args):
     fill_schedule_defaults(args)
     check_start(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
-    seed_everything(args.seed + ctx.rank)
-    num_classes = get_dataset(args.dataset).num_classes
+    record = step_record(args)
+    last_path = layout.last_checkpoint(args.save_path)
+    final_path = layout.backbone_weights(args.save_path, args.model_type)
+    snapshots = layout.backbone_snapshot_pattern(args.model_type)
+    if record.is_done(lambda summary: os.path.exists(final_path)) and not (args.overwrite and not args.resume):
+        ctx.print(f'{final_path}: already trained for {args.num_iterations} iterations with these settings and inputs')
+        return final_path
+    # The data are checked before anything is written.
     dataset = build_dataset(args)
+    drop_bad_samples(ctx, dataset, 'training images', args.skip_bad)
+    run_files = [last_path, final_path]
+    begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
+        run_files + [path for _, path in snapshot_files(args.save_path, snapshots)] + [record.path]))
+    seed_everything(args.seed + ctx.rank)
+
+    num_classes = get_dataset(args.dataset).num_classes
     loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
                              drop_last=lambda samples, batch: samples >= batch)
     backbone = get_backbone(args.model_type)
@@ -131,8 +166,6 @@ def main(args):
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
-    last_path = layout.last_checkpoint(args.save_path)
-    final_path = layout.backbone_weights(args.save_path, args.model_type)
     start = resume_training(last_path, model, optimizer) if args.resume else 0
     ctx.print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
               f'batch {args.batch_size} x {args.iter_size} on {ctx.world_size} process(es), {precision.label}')
@@ -140,8 +173,10 @@ def main(args):
     trained = distributed_model(model, ctx)
     batches = infinite_batches(loader)
     log = LossLog(args.num_iterations, args.num_print_log, ctx)
-    for iteration in range(start, args.num_iterations):
-        set_poly_lr(optimizer, iteration, args.num_iterations)
+    guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
+    done = start
+    while done < args.num_iterations:
+        set_poly_lr(optimizer, done, args.num_iterations)
         optimizer.zero_grad(set_to_none=True)
         update_loss = 0.0
         for step in range(args.iter_size):
@@ -155,14 +190,23 @@ def main(args):
                 loss = segmentation_loss(outputs, labels) / args.iter_size
                 precision.scaler.scale(loss).backward()
             update_loss = update_loss + loss.detach()
+        if not guard.loss_is_finite(update_loss, done + 1):
+            continue
         precision.scaler.step(optimizer)
         precision.scaler.update()
-        done = iteration + 1
+        done += 1
         log.update(done, update_loss, optimizer)
-        if ctx.is_main and (done % args.num_save_model == 0 or done == args.num_iterations):
-            save_training_state(last_path, model, optimizer, done, args)
+        if done % args.num_save_model == 0 or done == args.num_iterations:
+            guard.check_weights(model, done)
+            if ctx.is_main:
+                save_training_state(last_path, model, optimizer, done, args)
+                if done % args.num_save_model == 0:
+                    save_snapshot(layout.backbone_snapshot(args.save_path, args.model_type, done), model,
+                                  args.keep_checkpoints, snapshots)
+    guard.check_weights(model, done)
     if ctx.is_main:
         save_checkpoint(final_path, **model.state_dict())
+        record.write('done', {'iterations': done, 'images': len(dataset), 'final': final_path})
         print(f'saved {final_path}')
     ctx.barrier()
     return final_path

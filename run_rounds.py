@@ -4,8 +4,9 @@ r"""Run rounds 1..N of the LPG alternation on a VOC root and a COCO root.
         --voc_init_model_path PretrainedModel/vgg16_largefov_imagenet.pth \
         --coco_init_model_path PretrainedModel/vgg16_largefov_imagenet_61.pth
 
-Each step runs the published script in a subprocess and is skipped when its output already exists, so an
-interrupted run continues where it stopped (the training steps also resume from their last checkpoint).
+Each step runs the published script in a subprocess and is skipped when the script's completion record says
+the same settings and inputs already produced its outputs, so an interrupted run continues where it stopped
+(the training steps resume from their last checkpoint, generation skips the masks already written).
 Round r: train LPG-r on COCO-60 (reading the round r-1 COCO-60 backbone when r >= 2); VOC pseudo masks with
 LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round-r VOC backbone; unless r is
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
@@ -13,16 +14,18 @@ Layout under --work_dir (utils/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.p
 pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
 """
 import argparse
+import importlib
 import os
 import subprocess
 import sys
 import time
 
-from datasets.coco import bbox_annos_path
 from datasets.io import write_json
+from datasets.voc import resolve_voc_root
 from models.backbones import backbone_names
 from utils import layout
 from utils.layout import RunLayout
+from utils.parseCOCO import instances_path
 from utils.runtime import run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +43,9 @@ def get_args_parser():
                         'tracks, so one LPG_Round2/3 serves the VGG16 and the ResNet-101 experiments')
     parser.add_argument('--voc_init_model_path', help='initial weights of the VOC backbones (every round)')
     parser.add_argument('--coco_init_model_path', help='initial weights of the COCO-60 backbones (every round)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='redo the steps whose outputs were made from other settings or inputs (passed on to '
+                        'every step; a training run with the same inputs still resumes)')
     parser.add_argument('--from_scratch', action='store_true',
                         help='train backbones without an --*_init_model_path from random weights (main.py refuses '
                         'otherwise)')
@@ -104,15 +110,21 @@ class Runner:
         """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
         return ['--from_scratch'] if self.args.from_scratch and not init_model_path else []
 
-    def step(self, name, outputs, script, flags):
-        """Run `script flags` unless `outputs` is non-empty and every path in it exists."""
-        if outputs and all(os.path.exists(path) for path in outputs):
-            print(f'[skip] {name}: {outputs[0]} exists', flush=True)
+    def step(self, name, script, flags):
+        """Run `script flags`, unless the script's completion record says that these flags and the same
+        inputs have already produced its outputs (its `step_done`)."""
+        flags = [str(f) for f in flags] + (['--overwrite'] if self.args.overwrite else [])
+        module = importlib.import_module(script[:-3].replace(os.sep, '.'))
+        if module.step_done(module.get_args_parser().parse_args(flags)):
+            print(f'[skip] {name}: done with the same settings and inputs', flush=True)
             return
-        cmd = [sys.executable, os.path.join(HERE, script)] + [str(f) for f in flags]
+        cmd = [sys.executable, os.path.join(HERE, script)] + flags
         print(f'[run] {name}: {" ".join(cmd)}', flush=True)
         tic = time.time()
-        subprocess.run(cmd, check=True, cwd=HERE)
+        code = subprocess.run(cmd, cwd=HERE).returncode
+        if code:
+            raise SystemExit(f'step "{name}" failed (exit status {code}; its messages are above). Fix the cause and '
+                             'rerun run_rounds.py: the finished steps are skipped')
         self.times[name] = round(time.time() - tic, 1)
 
 
@@ -123,25 +135,27 @@ def run_round(runner, r, run, last_round):
 
     flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root, '--resume']
     iterations = for_round(a.lpg_iterations, r)
+    # Snapshots about every tenth of the run, so that a killed round loses little (the script's default
+    # is every 5000 of 100k iterations).
     flags += optional(['--batch_size', a.lpg_batch_size, '--crop_size', a.lpg_crop_size,
                        '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
-                       '--num_save_model', iterations])
+                       '--num_save_model', None if iterations is None else max(1, iterations // 10)])
     if r >= 2:
         flags += ['--init_seg_model_path', run.backbone('coco', cmt, r - 1), '--seg_model_type', cmt,
                   '--init_lpg_model_path', run.lpg(r - 1)]
-    runner.step(f'round {r}: train LPG', [run.lpg(r)], 'trainLPG.py', flags + runner.common())
+    runner.step(f'round {r}: train LPG', 'trainLPG.py', flags + runner.common())
 
     flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r), '--voc_root_dir', a.voc_root_dir,
              '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', mt, '--voc_split', a.voc_split]
     flags += optional(['--voc_test_size', a.voc_test_size])
     if r >= 2:
         flags += ['--init_voc_model_path', run.backbone('voc', mt, r - 1)]
-    runner.step(f'round {r}: VOC pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
+    runner.step(f'round {r}: VOC pseudo masks', 'genPseudoMasks.py', flags + runner.common())
     voc_masks = run.pseudo_masks('voc', 'lpg', mt, r)
 
     if a.score_masks:
         score_path = run.mask_scores('voc', 'lpg', mt, r)
-        runner.step(f'round {r}: score VOC pseudo masks', [score_path], 'test.py',
+        runner.step(f'round {r}: score VOC pseudo masks', 'test.py',
                     ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', voc_masks,
                      '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
         result['pseudo_mask_scores'] = score_path
@@ -151,12 +165,12 @@ def run_round(runner, r, run, last_round):
     flags += optional(['--init_model_path', a.voc_init_model_path, '--num_iterations', a.backbone_iterations,
                        '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                        '--lr', a.backbone_lr])
-    runner.step(f'round {r}: train VOC backbone', [run.backbone('voc', mt, r)], 'main.py',
+    runner.step(f'round {r}: train VOC backbone', 'main.py',
                 flags + runner.scratch(a.voc_init_model_path) + runner.common())
 
     eval_dir = run.backbone_eval('voc', mt, r, a.val_split)
     crf_scores = layout.scores_file(eval_dir, 'crf')
-    runner.step(f'round {r}: test VOC backbone + CRF', [crf_scores], 'test.py',
+    runner.step(f'round {r}: test VOC backbone + CRF', 'test.py',
                 ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt,
                  '--model_path', run.backbone('voc', mt, r), '--split', a.val_split, '--save_path', eval_dir,
                  '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda]))
@@ -168,7 +182,7 @@ def run_round(runner, r, run, last_round):
         flags += optional(['--coco_test_size', a.coco_test_size])
         if r >= 2:
             flags += ['--init_coco_model_path', run.backbone('coco', cmt, r - 1)]
-        runner.step(f'round {r}: COCO-60 pseudo masks', [], 'genPseudoMasks.py', flags + runner.common())
+        runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', flags + runner.common())
 
         flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
                  '--label_path_name', run.pseudo_masks('coco', 'lpg', cmt, r),
@@ -176,7 +190,7 @@ def run_round(runner, r, run, last_round):
         flags += optional(['--init_model_path', a.coco_init_model_path, '--num_iterations', a.backbone_iterations,
                            '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                            '--lr', a.backbone_lr])
-        runner.step(f'round {r}: train COCO-60 backbone', [run.backbone('coco', cmt, r)], 'main.py',
+        runner.step(f'round {r}: train COCO-60 backbone', 'main.py',
                     flags + runner.scratch(a.coco_init_model_path) + runner.common())
     return result
 
@@ -184,13 +198,13 @@ def run_round(runner, r, run, last_round):
 def run_baseline(runner, run):
     """Filled boxes: the pseudo masks LPG has to beat."""
     a = runner.args
-    runner.step('baseline: filled-box masks', [], 'genPseudoMasks.py',
+    runner.step('baseline: filled-box masks', 'genPseudoMasks.py',
                 ['--dataset', 'voc', '--method', 'box', '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
                  run.pseudo_root('voc'), '--voc_split', a.voc_split] + optional(['--voc_test_size', a.voc_test_size]) +
                 runner.common())
     score_path = run.mask_scores('voc', 'box', a.model_type, None)
     if a.score_masks:
-        runner.step('baseline: score filled-box masks', [score_path], 'test.py',
+        runner.step('baseline: score filled-box masks', 'test.py',
                     ['--type', 'masks', '--root_path', a.voc_root_dir,
                      '--pred_dir', run.pseudo_masks('voc', 'box', a.model_type, None),
                      '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
@@ -209,11 +223,17 @@ def check_initialisations(args):
 
 def main(args):
     check_initialisations(args)
+    # The steps run in the project folder: paths given relative to where run_rounds.py was started are made absolute.
+    for name in ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path'):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
+    resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
+    if not os.path.isfile(instances_path(args.coco_root_dir)):
+        raise FileNotFoundError(f'COCO annotation file not found: {instances_path(args.coco_root_dir)}')
     run = RunLayout(args.work_dir)
     os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)
-    runner.step('parse COCO', [bbox_annos_path(args.coco_root_dir)], os.path.join('utils', 'parseCOCO.py'),
-                ['--dataRoot', args.coco_root_dir])
+    runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
     summary = {'rounds': {}}
     if args.baseline:
         summary['baseline_scores'] = run_baseline(runner, run)

@@ -14,11 +14,13 @@ On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataP
 global batch, so the schedule and learning rate hold at any GPU count.
 """
 import argparse
+import os
 
 import torch
 import torch.nn.functional as F
 
-from datasets.coco import COCO60LPGDataset
+from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
+from datasets.io import remove_files
 from datasets.registry import get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, lpg_input, widen_to_five_channels
@@ -27,9 +29,11 @@ from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, 
                               save_training_state, unwrap_state_dict)
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
+from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (LossLog, add_training_args, convert_sync_bn, distributed_model, infinite_batches,
-                            set_poly_lr, training_loader)
+from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, add_training_args, begin_training_run,
+                            convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches, save_snapshot,
+                            set_poly_lr, snapshot_files, training_loader)
 
 
 def get_args_parser():
@@ -56,7 +60,6 @@ def get_args_parser():
     parser.add_argument('--num_update_lr', type=int, default=50, help='apply the poly learning rate every N iterations')
     parser.add_argument('--num_save_model', type=int, default=5000, help='save a checkpoint every N iterations')
     parser.add_argument('--num_max_iterations', type=int, default=100000)
-    parser.add_argument('--resume', action='store_true', help='continue from Round_<R>/checkpoint_last.pth')
     add_training_args(parser)
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
@@ -127,15 +130,42 @@ def train_step(lpg, backbone, batch, precision):
     return F.cross_entropy(logits.float(), targets)
 
 
+def step_record(args):
+    """What this round's training is made from: its settings, the COCO-60 files and checkpoints it reads, and
+    the iteration count that finishes it."""
+    inputs = {'boxes': bbox_annos_path(args.coco_root_dir, args.coco_split),
+              'masks': seg60_dir(args.coco_root_dir, args.coco_split),
+              'init_seg_model': args.init_seg_model_path, 'init_lpg_model': args.init_lpg_model_path}
+    settings = settings_of(args, RUNTIME_FLAGS | {'num_max_iterations', 'model_save_path'})
+    return Record(layout.lpg_dir(args.model_save_path, args.round), settings, inputs,
+                  target={'iterations': args.num_max_iterations})
+
+
+def step_done(args):
+    """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
+    final_path = layout.lpg_weights(args.model_save_path, args.round)
+    return step_record(args).is_done(lambda summary: os.path.exists(final_path))
+
+
 def main(args):
     check_flags(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
-    seed_everything(args.seed + ctx.rank)
-    last_path = layout.last_checkpoint(layout.lpg_dir(args.model_save_path, args.round))
+    record = step_record(args)
+    last_path = layout.last_checkpoint(record.folder)
     final_path = layout.lpg_weights(args.model_save_path, args.round)
-
+    snapshots = layout.lpg_snapshot_pattern(args.round)
+    if record.is_done(lambda summary: os.path.exists(final_path)) and not (args.overwrite and not args.resume):
+        ctx.print(f'{final_path}: already trained for {args.num_max_iterations} iterations with these settings '
+                  'and inputs')
+        return final_path
+    # The data are checked before anything is written.
     dataset = build_dataset(args)
+    drop_bad_samples(ctx, dataset, 'COCO-60 images', args.skip_bad)
+    run_files = [last_path, final_path]
+    begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
+        run_files + [path for _, path in snapshot_files(record.folder, snapshots)] + [record.path]))
+    seed_everything(args.seed + ctx.rank)
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
@@ -151,22 +181,31 @@ def main(args):
     model = distributed_model(lpg.train(), ctx)
     batches = infinite_batches(loader)
     log = LossLog(args.num_max_iterations, args.num_print_log, ctx)
-    for iteration in range(start, args.num_max_iterations):
-        if iteration % args.num_update_lr == 0:
-            set_poly_lr(optimizer, iteration, args.num_max_iterations)
+    guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
+    done = start
+    while done < args.num_max_iterations:
+        if done % args.num_update_lr == 0:
+            set_poly_lr(optimizer, done, args.num_max_iterations)
         loss = train_step(model, backbone, next(batches), precision)
+        if not guard.loss_is_finite(loss, done + 1):
+            continue
         optimizer.zero_grad(set_to_none=True)
         precision.scaler.scale(loss).backward()
         precision.scaler.step(optimizer)
         precision.scaler.update()
-        done = iteration + 1
+        done += 1
         log.update(done, loss, optimizer)
-        if ctx.is_main and (done % args.num_save_model == 0 or done == args.num_max_iterations):
-            save_training_state(last_path, lpg, optimizer, done, args)
-            if done % args.num_save_model == 0:
-                save_checkpoint(layout.lpg_snapshot(args.model_save_path, args.round, done), **lpg.state_dict())
+        if done % args.num_save_model == 0 or done == args.num_max_iterations:
+            guard.check_weights(lpg, done)
+            if ctx.is_main:
+                save_training_state(last_path, lpg, optimizer, done, args)
+                if done % args.num_save_model == 0:
+                    save_snapshot(layout.lpg_snapshot(args.model_save_path, args.round, done), lpg,
+                                  args.keep_checkpoints, snapshots)
+    guard.check_weights(lpg, done)
     if ctx.is_main:
         save_checkpoint(final_path, **lpg.state_dict())
+        record.write('done', {'iterations': done, 'samples': len(dataset), 'final': final_path})
         print(f'saved {final_path}')
     ctx.barrier()
     return final_path

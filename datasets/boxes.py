@@ -51,7 +51,7 @@ class BoxImageDataset(Dataset):
     items: list of (image_id, image_path, boxes), boxes = [(class_id, x1, y1, x2, y2)].
     Returns a dict: image (3xHxW float, mean-subtracted BGR, zero = mean in the padding), box_masks
     (KxHxW float 0/1, one per class in order of first appearance), class_ids (long K), height and
-    width (of the unpadded image), image_id."""
+    width (of the unpadded image), image_id; or, for an image that cannot be read, dict(image_id, error)."""
 
     def __init__(self, items, test_size):
         self.items = list(items)
@@ -62,7 +62,11 @@ class BoxImageDataset(Dataset):
 
     def __getitem__(self, index):
         image_id, image_path, boxes = self.items[index]
-        image = read_image_bgr(image_path) - MEAN_BGR
+        try:
+            image = read_image_bgr(image_path) - MEAN_BGR
+        except (OSError, ValueError) as error:
+            # A batch job goes on without this image; the caller records the failure.
+            return dict(image_id=image_id, error=str(error))
         height, width = image.shape[:2]
         padded_height, padded_width = pad_size(height, width, self.test_size)
         image = np.pad(image, ((0, padded_height - height), (0, padded_width - width), (0, 0)))

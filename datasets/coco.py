@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .boxes import box_mask
-from .constants import COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
+from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS, MEAN_BGR
 from .io import chw_tensor, folder_in_root, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip, resize_labels
+from .validate import find_problems, image_problems
 
 # LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
 LPG_OUTPUT_STRIDE = 4
@@ -106,6 +107,33 @@ class COCO60LPGDataset(Dataset):
 
     def __len__(self):
         return len(self.samples)
+
+    def num_images(self):
+        return len(self.boxes)
+
+    def problems(self, progress=True):
+        """{image name: [problems]}: image or mask missing, undecodable or of another size, and boxes without
+        area (a zero- or negative-width COCO box would give an empty or 1-pixel LPG sample)."""
+        annos = bbox_annos_path(self.coco_root, self.split)
+        found = {}
+        for name, boxes in self.boxes.items():
+            flat = [box for box in boxes if box[3] <= box[1] or box[4] <= box[2]]
+            if flat:
+                found[name] = [f'{annos}: image {int(name)}: box {[round(v, 2) for v in box[1:]]} of class {box[0]} '
+                               'has no area' for box in flat]
+        check = lambda name: image_problems(os.path.join(self.image_dir, f'{name}.jpg'),
+                                            os.path.join(self.seg_dir, f'{name}.png'), num_classes=len(COCO60_IDS) + 1)
+        for name, problems in find_problems(list(self.boxes), check, 'COCO-60 images', progress=progress).items():
+            found.setdefault(name, []).extend(problems)
+        return found
+
+    def drop(self, names):
+        """Leave out the samples of these images."""
+        names = set(names)
+        self.samples = [sample for sample in self.samples if sample[0] not in names]
+        self.boxes = {name: boxes for name, boxes in self.boxes.items() if name not in names}
+        if not self.samples:
+            raise ValueError('no COCO-60 training samples are left')
 
     def __getitem__(self, index):
         name, class60 = self.samples[index]

@@ -4,8 +4,11 @@ Every output is written atomically (a temporary file beside it, then os.replace)
 resumed run sees the old file or the complete new one, never a torn one.
 """
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +21,29 @@ from PIL import Image
 from .constants import MEAN_BGR, VOC_PALETTE
 
 
+# Temporary files of atomic writes: `.<name>.<32 hex digits>.tmp` beside the file they will replace.
+_TEMPORARY = re.compile(r'^\..+\.[0-9a-f]{32}\.tmp$')
+
+
+def disk_full(error, directory):
+    """Whether `error` (or what caused it) is a full disk. torch.save reports a failed write as a RuntimeError
+    ('unexpected pos ...'), so a write error with no space left in `directory` counts too."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(error, RuntimeError) and shutil.disk_usage(directory).free < 1 << 20:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode='wb'):
     """Open a temporary file beside `path` (parent folders created); on success it replaces `path`.
 
     mode is 'wb' or 'w'. The temporary file is created with open(..., 'x'), not mkstemp, so the result
-    gets the usual umask permissions.
+    gets the usual umask permissions. On failure the temporary file is removed and `path` is left as it
+    was; a full disk is reported as such (OSError ENOSPC naming the file).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -35,10 +55,29 @@ def atomic_open(path, mode='wb'):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, Exception) and disk_full(error, directory):
+            state = 'the earlier file is intact' if os.path.exists(path) else 'nothing was written'
+            raise OSError(errno.ENOSPC, f'no space left on device while writing {path} ({state})') from error
         raise
+
+
+def remove_files(paths):
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that writes killed mid-way left in `folder`; returns how many."""
+    if not os.path.isdir(folder):
+        return 0
+    stale = [name for name in os.listdir(folder) if _TEMPORARY.match(name)]
+    for name in stale:
+        os.remove(os.path.join(folder, name))
+    return len(stale)
 
 
 def write_json(path, data, indent=2):
@@ -55,11 +94,23 @@ def folder_in_root(root, folder):
     return directory
 
 
+# Where a complete JPEG / PNG ends: the end-of-image marker, the IEND chunk (in the last bytes; a few files
+# carry some trailing bytes after it).
+_END_MARKERS = ((b'\xff\xd8', b'\xff\xd9'), (b'\x89PNG', b'IEND'))
+
+
 def read_image_bgr(path):
-    """Image file -> float32 HxWx3 BGR array (not mean-subtracted)."""
+    """Image file -> float32 HxWx3 BGR array (not mean-subtracted).
+
+    A truncated JPEG or PNG is an error: OpenCV would decode it with the missing part filled grey."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image file not found: {path}')
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    for start, end in _END_MARKERS:
+        if data.startswith(start) and end not in data[-1024:]:
+            raise ValueError(f'image file {path} is truncated (its end-of-image marker is missing)')
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f'could not decode image file {path} (corrupt or not an image)')
     return image.astype(np.float32)

@@ -5,21 +5,40 @@ from torch.utils.data import Dataset
 
 from .constants import IGNORE_LABEL, MEAN_BGR
 from .io import chw_tensor, read_image_bgr, read_label
+from .validate import find_problems, image_problems
 
 
 class SegmentationDataset(Dataset):
     """(image, label) pairs for backbone training and evaluation.
 
     items: list of (image_id, image_path, label_path), e.g. from `datasets.voc.voc_items` or
-    `datasets.coco.coco_items`. augment: a `datasets.transforms.ScalePadCropFlip` or None.
+    `datasets.coco.coco_items`. augment: a `datasets.transforms.ScalePadCropFlip` or None. num_classes: the
+    label values allowed besides 255, for `problems`.
     Returns (3xHxW float tensor, mean-subtracted BGR; HxW long tensor, 255 = ignore; image_id)."""
 
-    def __init__(self, items, augment=None):
+    def __init__(self, items, augment=None, num_classes=None):
         self.items = list(items)
         self.augment = augment
+        self.num_classes = num_classes
 
     def __len__(self):
         return len(self.items)
+
+    def num_images(self):
+        return len(self.items)
+
+    def problems(self, progress=True):
+        """{image_id: [problems]} of the pairs whose image or label is missing, undecodable, truncated, of
+        another size, or holds values that are no class."""
+        by_id = {item[0]: item for item in self.items}
+        check = lambda image_id: image_problems(by_id[image_id][1], by_id[image_id][2], self.num_classes)
+        return find_problems(list(by_id), check, 'training images and labels', progress=progress)
+
+    def drop(self, image_ids):
+        image_ids = set(image_ids)
+        self.items = [item for item in self.items if item[0] not in image_ids]
+        if not self.items:
+            raise ValueError('no training images are left')
 
     def __getitem__(self, index):
         image_id, image_path, label_path = self.items[index]
@@ -35,7 +54,8 @@ class SegmentationDataset(Dataset):
 
 class TestImageDataset(Dataset):
     """Images for testing a backbone, padded (bottom/right, with the mean) to at least pad_to x pad_to when
-    pad_to is given. items: (image_id, image_path). Returns dict(image 3xHxW float, image_id)."""
+    pad_to is given. items: (image_id, image_path). Returns dict(image 3xHxW float, image_size (height, width)
+    before padding, image_id), or dict(image_id, error) for an image that cannot be read."""
 
     def __init__(self, items, pad_to=None):
         self.items = list(items)
@@ -46,8 +66,11 @@ class TestImageDataset(Dataset):
 
     def __getitem__(self, index):
         image_id, image_path = self.items[index]
-        image = read_image_bgr(image_path) - MEAN_BGR
+        try:
+            image = read_image_bgr(image_path) - MEAN_BGR
+        except (OSError, ValueError) as error:
+            return dict(image_id=image_id, error=str(error))
+        height, width = image.shape[:2]
         if self.pad_to:
-            height, width = image.shape[:2]
             image = np.pad(image, ((0, max(self.pad_to - height, 0)), (0, max(self.pad_to - width, 0)), (0, 0)))
-        return dict(image=chw_tensor(image), image_id=image_id)
+        return dict(image=chw_tensor(image), image_size=(height, width), image_id=image_id)

@@ -2,6 +2,7 @@
 import os
 import warnings
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 
 from .constants import VOC_CLASS_TO_ID
 from .io import folder_in_root
@@ -17,15 +18,31 @@ def resolve_voc_root(path):
         f'or in {path}/VOCdevkit/VOC2012')
 
 
+def check_image_id(image_id, where):
+    """Refuse ids that would name a file outside their folder: path separators, '..', absolute paths."""
+    if (not image_id or '/' in image_id or '\\' in image_id or image_id in ('.', '..') or os.path.isabs(image_id)
+            or '\0' in image_id):
+        raise ValueError(f'{where}: image id {image_id!r} is not a plain file name (ids may not contain path '
+                         'separators or be "..")')
+    return image_id
+
+
 def read_split(path):
-    """Split file -> list of image ids, one per line (blank lines skipped)."""
+    """Split file -> list of image ids, one per line (blank lines skipped; a repeated id is kept once, with a
+    warning). Ids that are not plain file names are refused, naming the line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'split file not found: {path}')
     with open(path) as split:
-        ids = [line.strip() for line in split if line.strip()]
+        lines = [(number, line.strip()) for number, line in enumerate(split, 1) if line.strip()]
+    ids = [check_image_id(image_id, f'{path}, line {number}') for number, image_id in lines]
     if not ids:
         raise ValueError(f'split file {path} lists no image ids')
-    return ids
+    unique = list(dict.fromkeys(ids))
+    if len(unique) < len(ids):
+        repeated = [image_id for image_id, count in Counter(ids).items() if count > 1]
+        warnings.warn(f'{path} lists {len(ids) - len(unique)} repeated image ids (each is used once): '
+                      f'{", ".join(repeated[:5])}{" ..." if len(repeated) > 5 else ""}')
+    return unique
 
 
 def split_file(voc_root, split, split_file=None):
@@ -103,8 +120,19 @@ def voc_items(voc_root, ids, label_dir):
              os.path.join(directory, f'{image_id}.png')) for image_id in ids]
 
 
-def voc_box_items(voc_root, ids):
-    """BoxImageDataset items for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20)."""
-    return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
-             parse_voc_xml(os.path.join(voc_root, 'Annotations', f'{image_id}.xml')))
-            for image_id in ids]
+def voc_box_items(voc_root, ids, errors=None):
+    """BoxImageDataset items for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20).
+
+    errors: None to raise at a missing or malformed XML, or a list that collects (image_id, message) while
+    the other images go on."""
+    items = []
+    for image_id in ids:
+        try:
+            boxes = parse_voc_xml(os.path.join(voc_root, 'Annotations', f'{image_id}.xml'))
+        except (OSError, ValueError) as error:
+            if errors is None:
+                raise
+            errors.append((image_id, str(error)))
+            continue
+        items.append((image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'), boxes))
+    return items

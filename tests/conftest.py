@@ -21,9 +21,9 @@ from utils.parseCOCO import parse_coco
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(script, *flags):
+def run(script, *flags, cwd=ROOT):
     """Run a project script like a user; returns its stdout (stderr included), failing loudly."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=cwd,
                           capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='2'))
     assert proc.returncode == 0, f'{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
     return proc.stdout + proc.stderr

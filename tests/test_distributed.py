@@ -51,7 +51,8 @@ def voc_backbone(data):
 
 
 def read_masks(folder):
-    return {name: np.asarray(Image.open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))}
+    return {name: np.asarray(Image.open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))
+            if name.endswith('.png')}
 
 
 def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
@@ -88,7 +89,7 @@ def test_lpg_training_writes_one_checkpoint_series_and_resumes_on_another_proces
              '--crop_size', 128, '--num_save_model', 2, '--num_print_log', 1, *CPU]
     log = torchrun('trainLPG.py', *flags, '--num_max_iterations', 2)
     folder = layout.lpg_dir(str(tmp_path), 1)
-    assert sorted(os.listdir(folder)) == ['LPG_Round1.pth', 'LPG_Round1_iter2.pth', 'checkpoint_last.pth']
+    assert sorted(os.listdir(folder)) == ['LPG_Round1.pth', 'LPG_Round1_iter2.pth', 'checkpoint_last.pth', 'record.json']
     assert log.count('saved ') == 1 and log.count('iter 2/2 loss') == 1 and 'on 2 process(es)' in log
     state = load_checkpoint(layout.last_checkpoint(folder))
     assert state['iteration'] == 2 and not any(key.startswith('module.') for key in state['model'])
@@ -102,7 +103,7 @@ def test_backbone_training_over_two_processes(data, tmp_path):
     log = torchrun('main.py', '--root_path', data['voc'], '--label_path_name', 'SegmentationClassAug',
                    '--save_path', tmp_path, '--from_scratch', '--num_iterations', 2, '--batch_size', 4,
                    '--iter_size', 2, '--crop_size', 33, '--num_print_log', 1, *CPU)
-    assert sorted(os.listdir(tmp_path)) == ['checkpoint_last.pth', 'vgg16_final.pth']
+    assert sorted(os.listdir(tmp_path)) == ['checkpoint_last.pth', 'record.json', 'vgg16_final.pth']
     assert log.count('saved ') == 1 and 'batch 4 x 2 on 2 process(es)' in log
 
 

@@ -68,7 +68,7 @@ def test_voc_pseudo_masks_hold_only_the_image_classes(demo):
 def test_coco_pseudo_masks_use_the_60_class_ids(demo):
     annos = load_bbox_annos(demo['coco_root'])
     folder = demo['work'] / 'pseudo_coco' / 'vgg16_Round1'
-    written = sorted(os.listdir(folder))
+    written = sorted(name for name in os.listdir(folder) if name.endswith('.png'))
     assert written
     for name in written:
         present = {box[0] for box in non_voc_boxes(annos[str(int(name[:-4]))])}
@@ -94,7 +94,7 @@ def test_rerun_skips_finished_steps(demo):
     log = run('demo.py', '--out_dir', demo['out'], '--figs_dir', demo['figs'], *TINY)
     assert '[run] round 1: train LPG' not in log and '[skip] round 1: train LPG' in log
     assert '[skip] round 2: train VOC backbone' in log
-    assert '6 images, 6 already done' in log
+    assert '[skip] round 1: VOC pseudo masks' in log and '[run]' not in log
 
 
 def test_train_lpg_short_last_batch_and_resume(demo, tmp_path):
@@ -131,10 +131,12 @@ def test_later_rounds_demand_the_previous_backbone(demo, tmp_path):
 def test_test_py_plain_and_cuda_false(demo, tmp_path):
     model = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
     run('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_type', 'vgg16', '--model_path', model,
-        '--save_path', tmp_path, '--cuda', 'false')
+        '--save_path', tmp_path, '--cuda', 'false', cwd=tmp_path)  # it records the run in ./.lpg/
     scores = json.load(open(tmp_path / 'scores_test.json'))
-    assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'without CRF']
-    assert len(os.listdir(tmp_path / 'pred')) == 4 and len(os.listdir(tmp_path / 'logits')) == 4
+    assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'num_scored', 'failed', 'without CRF']
+    assert scores['num_scored'] == 4 and scores['failed'] == {}
+    assert len(os.listdir(tmp_path / 'pred')) == 4
+    assert sorted(name[-4:] for name in os.listdir(tmp_path / 'logits')) == ['.npz'] * 4 + ['json']  # + record.json
 
 
 def test_main_honours_label_path_name_for_resnet(demo, tmp_path):

@@ -75,7 +75,7 @@ def test_main_says_when_it_trains_on_ground_truth(voc_root, tmp_path, capsys):
     pseudo.mkdir()
     for name in os.listdir(os.path.join(voc_root, 'SegmentationClassAug')):
         (pseudo / name).write_bytes(open(os.path.join(voc_root, 'SegmentationClassAug', name), 'rb').read())
-    train_backbone.main(parse(train_backbone, '--label_path_name', pseudo, '--resume', *flags))
+    train_backbone.main(parse(train_backbone, '--label_path_name', pseudo, '--overwrite', *flags))
     assert 'ground-truth' not in capsys.readouterr().out
 
 
@@ -172,7 +172,7 @@ def recorded_round(tmp_path, *flags):
                  '--from_scratch', *flags)
     runner = run_rounds.Runner(args)
     steps = []
-    runner.step = lambda name, outputs, script, step_flags: steps.append((script, [str(f) for f in step_flags]))
+    runner.step = lambda name, script, step_flags: steps.append((script, [str(f) for f in step_flags]))
     run_rounds.run_round(runner, 2, RunLayout(tmp_path), last_round=False)
     return steps
 

@@ -44,6 +44,11 @@ def load_checkpoint(path, map_location='cpu', weights_only=True):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    with open(path, 'rb') as handle:
+        head = handle.read(4)
+    # torch.save writes a zip archive (PK..); files of torch < 1.6 start with a pickle protocol byte.
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
+        raise ValueError(f'{path} is not a checkpoint (not a file written by torch.save)')
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
@@ -94,6 +99,12 @@ def describe_mismatch(model_state, state_dict):
     return text
 
 
+def non_finite_keys(state_dict):
+    """Keys of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, v in state_dict.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 def load_weights(model, path, what=None):
     """Loads the weights in `path` into `model` strictly and returns `model`.
 
@@ -108,6 +119,10 @@ def load_weights(model, path, what=None):
     problems = describe_mismatch(model.state_dict(), state_dict)
     if problems:
         raise ValueError(f'{path} does not hold the weights of {what}:{problems}')
+    bad = non_finite_keys(state_dict)
+    if bad:
+        raise ValueError(f'{path} holds non-finite weights (NaN or infinity in {len(bad)} tensors, e.g. {bad[0]}): '
+                         'it comes from a run that diverged; use an earlier checkpoint')
     model.load_state_dict(state_dict, strict=True)
     return model
 
@@ -129,11 +144,21 @@ def save_training_state(path, model, optimizer, iteration, args):
 
 def resume_training(path, model, optimizer):
     """Restore a `save_training_state` file into model and optimizer; returns the iterations already done
-    (0 when there is no such file yet)."""
+    (0 when there is no such file yet). A file of another network is refused with a short summary."""
     if not os.path.exists(path):
         return 0
     state = load_checkpoint(path)
-    model.load_state_dict(state['model'])
-    optimizer.load_state_dict(state['optimizer'])
+    if not isinstance(state, Mapping) or not {'model', 'optimizer', 'iteration'} <= set(state):
+        raise ValueError(f'{path} is not a training state to resume from (it lacks model, optimizer or iteration)')
+    weights = strip_module_prefix(state['model'])
+    problems = describe_mismatch(model.state_dict(), weights)
+    if problems:
+        raise ValueError(f'cannot resume from {path}: it holds another network than {type(model).__name__} '
+                         f'(were --model_type, --dataset or --round changed?){problems}')
+    model.load_state_dict(weights)
+    try:
+        optimizer.load_state_dict(state['optimizer'])
+    except ValueError as error:
+        raise ValueError(f'cannot resume from {path}: its optimizer state does not fit ({error})') from None
     print(f'resumed from {path} at iteration {state["iteration"]}')
     return state['iteration']

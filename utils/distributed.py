@@ -49,6 +49,23 @@ class Context:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def on_main(self, fn, *args):
+        """Run fn(*args) on rank 0 only and hand its result, or the error it raised, to every process: for
+        decisions and file operations that must happen once and be seen alike by all processes."""
+        result = error = None
+        if self.is_main:
+            try:
+                result = fn(*args)
+            except (SystemExit, OSError, ValueError) as raised:
+                error = raised
+        if self.distributed:
+            box = [(result, error)]
+            dist.broadcast_object_list(box, src=0)
+            result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
     def print(self, *args, **kwargs):
         if self.is_main:
             print(*args, **kwargs, flush=True)

@@ -22,6 +22,7 @@ import torch
 
 from models.backbones import BACKBONES, get_backbone
 from utils.checkpoint import load_checkpoint, save_checkpoint, unwrap_state_dict
+from utils.runtime import run_script
 
 
 def convert(arch, src, dst, num_classes=21):
@@ -60,4 +61,4 @@ def main(args):
 
 
 if __name__ == '__main__':
-    main(get_args_parser().parse_args())
+    run_script(main, get_args_parser())

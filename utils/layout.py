@@ -7,7 +7,10 @@
     genPseudoMasks.py  <proposals_dir>/<model_type>_Round<R>/ID.png         LPG pseudo masks (VOC palette)
                        <proposals_dir>/box/ID.png                           the filled-box baseline
     main.py            <save_path>/<model_type>_final.pth                   the backbone (plain state dict)
+                       <save_path>/<model_type>_iter<N>.pth                 periodic snapshots
                        <save_path>/checkpoint_last.pth                      what --resume continues from
+    every step         <its output folder>/record.json                      what the outputs were made from
+                                                                            (utils/records.py), written last
     test.py            <model dir>/eval_<split>/{logits,pred,crf}/          per image: logits .npz, PNGs
                        <model dir>/eval_<split>/scores_<type>.json          scores of --type test / crf
                        <pred_dir>/../scores_masks_<pred_dir name>.json      scores of --type masks
@@ -18,6 +21,7 @@
                        (the COCO-60 format itself, defined in datasets.coco)
 """
 import os
+import re
 
 LAST_CHECKPOINT = 'checkpoint_last.pth'
 
@@ -40,6 +44,11 @@ def lpg_snapshot(model_save_path, round_, iteration):
     return os.path.join(lpg_dir(model_save_path, round_), f'LPG_Round{round_}_iter{iteration}.pth')
 
 
+def lpg_snapshot_pattern(round_):
+    """The names of lpg_snapshot files, the iteration as group 1."""
+    return rf'LPG_Round{round_}_iter(\d+)\.pth'
+
+
 def pseudo_mask_dir(proposals_dir, method, model_type, round_):
     """`box` for the filled-box baseline, `<model_type>_Round<R>` for the generator of round R."""
     name = method if method != 'lpg' else f'{model_type}_Round{round_}'
@@ -48,6 +57,14 @@ def pseudo_mask_dir(proposals_dir, method, model_type, round_):
 
 def backbone_weights(save_path, model_type):
     return os.path.join(save_path, f'{model_type}_final.pth')
+
+
+def backbone_snapshot(save_path, model_type, iteration):
+    return os.path.join(save_path, f'{model_type}_iter{iteration}.pth')
+
+
+def backbone_snapshot_pattern(model_type):
+    return rf'{re.escape(model_type)}_iter(\d+)\.pth'
 
 
 def eval_dir(model_path, split):

@@ -1,5 +1,7 @@
 """What both training scripts (trainLPG.py, main.py) share: the loader of each process's share of a global
 batch, DistributedDataParallel, the poly learning rate, the loss log."""
+import os
+import re
 import time
 
 import torch
@@ -8,11 +10,29 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from datasets.io import remove_files, remove_stale_temporaries
+from datasets.validate import report_problems
+from utils.checkpoint import non_finite_keys, save_checkpoint
+
 
 def add_training_args(parser):
+    """--sync_bn, and the flags that keep a long run honest: resume or overwrite, NaN handling, bad samples,
+    snapshots."""
     parser.add_argument('--sync_bn', action='store_true',
                         help='with several GPUs, batch-norm statistics over the global batch (SyncBatchNorm) '
                         'instead of each GPU\'s share, as DataParallel in the release')
+    parser.add_argument('--resume', action='store_true', help='continue the run whose checkpoint_last.pth is in the '
+                        'output folder (refused if it was made from other settings or inputs)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='start again: delete the run already in the output folder')
+    parser.add_argument('--on_nan', choices=['stop', 'skip'], default='stop',
+                        help='a non-finite loss stops the run (default), or its batch is skipped, --max_nan_skips '
+                        'times at most; non-finite weights are never saved')
+    parser.add_argument('--max_nan_skips', type=int, default=10)
+    parser.add_argument('--skip_bad', action='store_true',
+                        help='leave out the samples the up-front data check finds bad, instead of stopping')
+    parser.add_argument('--keep_checkpoints', type=int, default=0,
+                        help='keep only the last K periodic snapshots (default 0: keep all)')
 
 
 def per_process_batch(global_batch, ctx):
@@ -98,3 +118,88 @@ class LossLog:
             self.ctx.print(f'iter {done}/{self.total} loss {mean:.4f} '
                            f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - self.tic:.1f}s')
             self.running, self.count = 0.0, 0
+
+
+# What the flags above and the run-time flags change: how a run executes, not what it computes.
+RUNTIME_FLAGS = {'resume', 'overwrite', 'on_nan', 'max_nan_skips', 'skip_bad', 'keep_checkpoints', 'workers',
+                 'cuda', 'amp', 'sync_bn', 'num_print_log', 'num_save_model'}
+
+
+def begin_training_run(ctx, record, args, run_files, clear):
+    """Honest resume. A folder that already holds a run (any of run_files) is only continued with --resume
+    (and only if it was made from the same settings and inputs) or replaced with --overwrite; with both, the run
+    is continued if it fits and replaced if not (what run_rounds.py --overwrite asks for). Returns the stored
+    state of the run being continued, or 'new'. Decided on rank 0, seen by every process."""
+    def decide():
+        existing = [path for path in run_files if os.path.exists(path)]
+        if existing and not args.resume and not args.overwrite:
+            raise SystemExit(f'{record.folder} already holds a training run ({os.path.basename(existing[0])}): pass '
+                             '--resume to continue it, or --overwrite to start again')
+        if args.overwrite and not args.resume:  # start again, whatever the folder holds
+            clear()
+            existing = []
+        removed = remove_stale_temporaries(record.folder)
+        if removed:
+            print(f'removed {removed} temporary files left by an interrupted save in {record.folder}')
+        return record.begin(bool(existing), args.overwrite, clear, 'a training run')
+    state = ctx.on_main(decide)
+    ctx.barrier()
+    return state
+
+
+def snapshot_files(folder, pattern):
+    """(iteration, path) of the periodic snapshots in folder whose names match pattern (iteration = group 1)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted((int(match.group(1)), os.path.join(folder, name)) for name in os.listdir(folder)
+                  for match in [re.fullmatch(pattern, name)] if match)
+
+
+def drop_bad_samples(ctx, dataset, what, skip_bad):
+    """The up-front data check, on rank 0: stops with a report of every bad sample, or with skip_bad leaves them
+    out (on every process)."""
+    def check():
+        problems = dataset.problems(progress=True)
+        report_problems(problems, dataset.num_images(), what, skip_bad)
+        return list(problems)
+    bad = ctx.on_main(check)
+    if bad:
+        dataset.drop(bad)
+
+
+class NonFiniteGuard:
+    """Stops a run at a non-finite loss (naming the iteration), or skips the batch up to a limit; all
+    processes agree, so they stop or skip together."""
+
+    def __init__(self, ctx, policy, limit, last_checkpoint):
+        self.ctx, self.policy, self.limit, self.last_checkpoint = ctx, policy, limit, last_checkpoint
+        self.skipped = 0
+
+    def loss_is_finite(self, loss, iteration):
+        bad = self.ctx.all_reduce_sum((~torch.isfinite(loss.detach().float())).float().reshape(1))
+        if not bad.item():
+            return True
+        where = 'its checkpoint stays untouched' if os.path.exists(self.last_checkpoint) else 'nothing was saved'
+        if self.policy == 'stop' or self.skipped >= self.limit:
+            limit = f' after skipping {self.skipped} batches (--max_nan_skips {self.limit})' if self.skipped else ''
+            raise SystemExit(f'iteration {iteration}: the loss is not finite ({float(loss):g}){limit}; stopped. '
+                             f'The last good checkpoint is {self.last_checkpoint} ({where}); lower --lr, or pass '
+                             '--on_nan skip to skip such batches')
+        self.skipped += 1
+        self.ctx.print(f'iteration {iteration}: non-finite loss, batch skipped ({self.skipped}/{self.limit})')
+        return False
+
+    def check_weights(self, model, iteration):
+        """Refuse to save weights that are no longer finite."""
+        bad = non_finite_keys(model.state_dict())
+        if bad:
+            raise SystemExit(f'iteration {iteration}: the weights are no longer finite ({bad[0]} and {len(bad) - 1} '
+                             f'more); nothing was saved, the last good checkpoint is {self.last_checkpoint}')
+
+
+def save_snapshot(path, model, keep, pattern):
+    """Save a periodic snapshot (plain state dict) and delete all but the last `keep` (0: keep all).
+    pattern: a regex matching the snapshot names of this run, with the iteration as group 1."""
+    save_checkpoint(path, **model.state_dict())
+    if keep > 0:
+        remove_files([old for _, old in snapshot_files(os.path.dirname(path), pattern)[:-keep]])

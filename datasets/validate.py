@@ -1,0 +1,59 @@
+"""Up-front checks of a long job's data: every listed image and label exists, decodes, has the right size
+and values, and every box has an area. Run in threads (decoding releases the GIL) with a progress bar, and
+reported all at once, so that a bad file stops a 20k-iteration run before it starts, not at a random
+iteration hours later."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from tqdm import tqdm
+
+from .constants import IGNORE_LABEL
+from .io import read_image_bgr, read_label
+
+SHOW = 10  # problems listed in a report; the rest are counted
+
+
+def image_problems(image_path, label_path=None, num_classes=None):
+    """What is wrong with an image (and its label map): missing, undecodable, truncated, sizes that differ,
+    label values that are no class (0..num_classes-1) and not 255. [] when all is well."""
+    try:
+        height, width = read_image_bgr(image_path).shape[:2]
+    except (OSError, ValueError) as error:
+        return [str(error)]
+    if label_path is None:
+        return []
+    try:
+        label = read_label(label_path)
+    except (OSError, ValueError) as error:
+        return [str(error)]
+    problems = []
+    if label.shape != (height, width):
+        problems.append(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is '
+                        f'{width}x{height}')
+    if num_classes is not None:
+        values = np.unique(label)
+        wrong = values[(values >= num_classes) & (values != IGNORE_LABEL)]
+        if wrong.size:
+            problems.append(f'label {label_path} holds values {wrong[:5].tolist()} that are no class '
+                            f'(0..{num_classes - 1}, or {IGNORE_LABEL} = ignore)')
+    return problems
+
+
+def find_problems(keys, check, what, threads=8, progress=True):
+    """{key: [problems]} for the keys whose check(key) is not empty."""
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(tqdm(pool.map(check, keys), total=len(keys), desc=f'checking {what}', disable=not progress))
+    return {key: problems for key, problems in zip(keys, results) if problems}
+
+
+def report_problems(problems, total, what, skip_bad):
+    """Nothing when there are none. Otherwise a ValueError listing them (the first SHOW, then a count), or,
+    with skip_bad, a printed notice of how many are left out."""
+    if not problems:
+        return
+    lines = [line for found in problems.values() for line in found]
+    listing = '\n  '.join(lines[:SHOW]) + (f'\n  ... and {len(lines) - SHOW} more' if len(lines) > SHOW else '')
+    if not skip_bad:
+        raise ValueError(f'{len(problems)} of {total} {what} are bad:\n  {listing}\n'
+                         'Fix them, or pass --skip_bad to leave them out.')
+    print(f'--skip_bad: leaving out {len(problems)} of {total} {what}:\n  {listing}', flush=True)

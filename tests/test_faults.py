@@ -1,0 +1,414 @@
+"""The fault suite: faults a user meets in multi-day jobs, each built in tmp_path. Every case asserts the
+message, the exit status and that nothing written earlier was lost."""
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import genPseudoMasks
+import main as train_backbone
+import run_rounds
+import test as test_backbone
+import trainLPG
+from datasets import io as file_io
+from datasets.synthetic import make_demo_data
+from datasets.voc import read_split, split_file
+from models import DeepLabLargeFOV, LPGNet
+from tests.conftest import ROOT, write_coco
+from utils import imagenet_init, layout, parseCOCO
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.layout import RunLayout
+from utils.runtime import run_script
+
+CPU = ['--cuda', 'false', '--workers', 0]
+
+
+def cli(module, *flags, monkeypatch):
+    """Run a script's command line in this process. Returns (exit status, what it said on the way out)."""
+    monkeypatch.setattr(sys, 'argv', [module.__name__] + [str(flag) for flag in flags])
+    try:
+        run_script(module.main, module.get_args_parser())
+    except SystemExit as exit_:
+        return (exit_.code if isinstance(exit_.code, int) else 1), str(exit_.code)
+    return 0, ''
+
+
+def spawn(script, *flags):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def kill_when(process, condition, timeout=120):
+    """SIGKILL `process` as soon as condition() holds; returns whether it was still running then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.01)
+    process.wait()
+    return False
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+    """Small generated COCO (parsed) and VOC datasets, copied per test by `data`."""
+    root = tmp_path_factory.mktemp('faults')
+    coco, voc = make_demo_data(str(root / 'data'), num_coco=12, num_voc_train=6, num_voc_val=3, image_size=64, seed=4)
+    parseCOCO.parse_coco(coco)
+    return root / 'data'
+
+
+@pytest.fixture
+def data(source, tmp_path):
+    shutil.copytree(source, tmp_path / 'data')
+    return dict(coco=str(tmp_path / 'data' / 'coco'), voc=str(tmp_path / 'data' / 'VOCdevkit' / 'VOC2012'))
+
+
+def backbone_flags(data, save, *extra):
+    return ['--root_path', data['voc'], '--label_path_name', 'SegmentationClassAug', '--save_path', save,
+            '--from_scratch', '--batch_size', 2, '--crop_size', 33, *extra, *CPU]
+
+
+# ---------------------------------------------------------------------------------------------- training guards
+def test_nan_stops_and_leaves_the_last_good_checkpoint_byte_identical(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    flags = backbone_flags(data, save, '--lr', 1e10, '--num_save_model', 1)
+    assert cli(train_backbone, *flags, '--num_iterations', 1, monkeypatch=monkeypatch)[0] == 0
+    good = {path: open(path, 'rb').read() for path in (layout.last_checkpoint(save), layout.backbone_weights(save, 'vgg16'))}
+    status, message = cli(train_backbone, *flags, '--num_iterations', 6, '--resume', monkeypatch=monkeypatch)
+    assert status == 1 and 'the loss is not finite' in message and 'iteration 2' in message
+    assert {path: open(path, 'rb').read() for path in good} == good
+    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'record.json', 'vgg16_final.pth', 'vgg16_iter1.pth']
+
+
+def test_nan_skip_has_a_limit(data, tmp_path, monkeypatch):
+    status, message = cli(train_backbone, *backbone_flags(data, tmp_path / 'run', '--lr', 1e10, '--num_iterations', 6,
+                                                          '--on_nan', 'skip', '--max_nan_skips', 2),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and 'after skipping 2 batches (--max_nan_skips 2)' in message
+    assert not os.path.exists(tmp_path / 'run' / 'vgg16_final.pth')
+
+
+def test_test_py_refuses_non_finite_weights(data, tmp_path, monkeypatch):
+    state = DeepLabLargeFOV(num_classes=21).state_dict()
+    state['features.38.bias'][3] = float('nan')
+    save_checkpoint(tmp_path / 'nan.pth', **state)
+    status, message = cli(test_backbone, '--type', 'test', '--root_path', data['voc'], '--model_path',
+                          tmp_path / 'nan.pth', '--save_path', tmp_path / 'eval', *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and 'non-finite weights' in message and 'nan.pth' in message
+    assert not os.path.exists(layout.scores_file(str(tmp_path / 'eval'), 'test'))
+
+
+def test_main_keeps_the_last_k_snapshots(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    assert cli(train_backbone, *backbone_flags(data, save, '--num_iterations', 4, '--num_save_model', 1,
+                                               '--keep_checkpoints', 2), monkeypatch=monkeypatch)[0] == 0
+    assert sorted(name for name in os.listdir(save) if '_iter' in name) == ['vgg16_iter3.pth', 'vgg16_iter4.pth']
+
+
+# ---------------------------------------------------------------------------------------------- honest resume
+def test_a_rerun_without_resume_refuses_to_restart(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    flags = backbone_flags(data, save, '--num_iterations', 3, '--num_save_model', 1)
+    assert cli(train_backbone, *flags[:-4], '--num_iterations', 1, *flags[-4:], monkeypatch=monkeypatch)[0] == 0
+    before = open(layout.last_checkpoint(save), 'rb').read()
+    status, message = cli(train_backbone, *flags, monkeypatch=monkeypatch)
+    assert status == 1 and '--resume' in message and '--overwrite' in message
+    assert open(layout.last_checkpoint(save), 'rb').read() == before
+    assert cli(train_backbone, *flags, '--resume', monkeypatch=monkeypatch)[0] == 0
+    assert load_checkpoint(layout.last_checkpoint(save))['iteration'] == 3
+    assert cli(train_backbone, *flags, '--overwrite', '--num_save_model', 10, monkeypatch=monkeypatch)[0] == 0
+    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'record.json', 'vgg16_final.pth']  # old snapshots gone
+
+
+def test_run_rounds_saves_lpg_snapshots_along_the_way(tmp_path):
+    args = run_rounds.get_args_parser().parse_args(['--voc_root_dir', 'v', '--coco_root_dir', 'c', '--work_dir',
+                                                    str(tmp_path), '--lpg_iterations', '100', '--from_scratch'])
+    runner = run_rounds.Runner(args)
+    steps = []
+    runner.step = lambda name, script, flags: steps.append([str(f) for f in flags])
+    run_rounds.run_round(runner, 1, RunLayout(tmp_path), last_round=True)
+    lpg = steps[0]
+    assert lpg[lpg.index('--num_save_model') + 1] == '10' and '--resume' in lpg
+
+
+def test_kill_9_then_resume(data, tmp_path):
+    flags = ['--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path, '--batch_size', 2,
+             '--crop_size', 128, '--num_save_model', 1, '--resume', *CPU]
+    last = layout.last_checkpoint(layout.lpg_dir(str(tmp_path), 1))
+    process = spawn('trainLPG.py', *flags, '--num_max_iterations', 50)
+    assert kill_when(process, lambda: os.path.exists(last)), 'the run ended before it could be killed'
+    saved = load_checkpoint(last)
+    # Resuming to the saved iteration trains nothing: the final weights are the checkpoint's.
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'trainLPG.py'), *map(str, flags),
+                           '--num_max_iterations', str(saved['iteration'])], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = load_checkpoint(layout.lpg_weights(str(tmp_path), 1))
+    assert all(torch.equal(final[k], v) for k, v in saved['model'].items())
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'trainLPG.py'), *map(str, flags),
+                           '--num_max_iterations', str(saved['iteration'] + 2)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and f'resumed from {last} at iteration {saved["iteration"]}' in done.stdout
+    assert load_checkpoint(last)['iteration'] == saved['iteration'] + 2
+    assert not [name for name in os.listdir(os.path.dirname(last)) if name.endswith('.tmp')]
+
+
+# ---------------------------------------------------------------------------------------------- completion records
+def test_interrupted_parse_coco_resumes_to_the_same_outputs(tmp_path):
+    root = tmp_path / 'coco'
+    make_demo_data(str(tmp_path / 'gen'), num_coco=400, num_voc_train=1, num_voc_val=1, image_size=48, seed=1)
+    shutil.copytree(tmp_path / 'gen' / 'coco' / 'annotations', root / 'annotations')
+    reference = tmp_path / 'reference'
+    shutil.copytree(root, reference)
+    parseCOCO.parse_coco(str(reference))
+    annos = os.path.join(root, 'annotations', 'coco_train2017_bbox_annos.json')
+    masks = root / 'train2017_seg60'
+    process = spawn('utils/parseCOCO.py', '--dataRoot', root)
+    assert kill_when(process, lambda: masks.is_dir() and len(os.listdir(masks)) > 3)
+    assert not os.path.exists(annos), 'the box json is written last'
+    assert not parseCOCO.step_done(parseCOCO.get_args_parser().parse_args(['--dataRoot', str(root)]))
+    parseCOCO.parse_coco(str(root))
+    for folder in ('train2017_seg60', 'train2017_bbox60'):
+        names = sorted(os.listdir(reference / folder))
+        assert names == sorted(os.listdir(root / folder)) and len(names) > 100
+        assert all(open(reference / folder / n, 'rb').read() == open(root / folder / n, 'rb').read() for n in names)
+    assert open(annos).read() == open(reference / 'annotations' / 'coco_train2017_bbox_annos.json').read()
+
+
+def generation_flags(data, lpg_path, out, *extra):
+    return ['--dataset', 'voc', '--round', 1, '--model_path_test', lpg_path, '--voc_root_dir', data['voc'],
+            '--voc_proposals_dir', out, '--voc_test_size', 128, '--image_batch_size', 1, *extra, *CPU]
+
+
+@pytest.fixture
+def lpg_path(tmp_path):
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path / 'LPG_Round1.pth', **LPGNet(in_channels=4).state_dict()))
+
+
+def pngs(folder):
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return {name: np.asarray(Image.open(os.path.join(folder, name))) for name in names if name.endswith('.png')}
+
+
+def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_path):
+    run_ok = lambda *flags: subprocess.run([sys.executable, os.path.join(ROOT, 'genPseudoMasks.py'), *map(str, flags)],
+                                           cwd=ROOT, capture_output=True, text=True)
+    assert run_ok(*generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512)).returncode == 0
+    out = layout.pseudo_mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
+    process = spawn('genPseudoMasks.py', *generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512))
+    assert kill_when(process, lambda: len(pngs(out)) >= 1)
+    assert len(pngs(out)) < 6
+    done = run_ok(*generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512))
+    assert done.returncode == 0 and 'already done' in done.stdout
+    whole = pngs(layout.pseudo_mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
+    cut = pngs(out)
+    assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)
+
+
+def test_masks_of_another_model_are_not_reused(data, lpg_path, tmp_path, monkeypatch):
+    flags = generation_flags(data, lpg_path, tmp_path / 'out')
+    assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
+    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
+    before = pngs(out)
+    other = tmp_path / 'other.pth'
+    other.write_bytes(os.urandom(4096))
+    status, message = cli(genPseudoMasks, *generation_flags(data, other, tmp_path / 'out'), monkeypatch=monkeypatch)
+    assert status == 1 and 'other --model_path_test, lpg' in message and '--overwrite' in message
+    assert pngs(out).keys() == before.keys() and all(np.array_equal(pngs(out)[k], before[k]) for k in before)
+    status, message = cli(genPseudoMasks, *generation_flags(data, other, tmp_path / 'out', '--overwrite'),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and 'is not a checkpoint' in message  # random bytes: read, and refused as such
+
+
+def test_logits_of_another_model_are_not_reused(data, tmp_path, monkeypatch):
+    model = tmp_path / 'vgg16_final.pth'
+    torch.manual_seed(0)
+    save_checkpoint(model, **DeepLabLargeFOV(num_classes=21).state_dict())
+    flags = ['--type', 'test', '--root_path', data['voc'], '--model_path', model, '--test_size', 65, *CPU]
+    assert cli(test_backbone, *flags, monkeypatch=monkeypatch)[0] == 0
+    scores = layout.scores_file(layout.eval_dir(str(model), 'val'), 'test')
+    before = open(scores).read()
+    torch.manual_seed(1)
+    save_checkpoint(model, **DeepLabLargeFOV(num_classes=21).state_dict())  # retrained at the same path
+    status, message = cli(test_backbone, *flags, monkeypatch=monkeypatch)
+    assert status == 1 and 'other model' in message and '--overwrite' in message
+    assert open(scores).read() == before
+    assert cli(test_backbone, *flags, '--overwrite', monkeypatch=monkeypatch)[0] == 0
+    assert open(scores).read() != before
+
+
+def test_leftover_temporary_files_are_removed_at_the_next_start(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    flags = backbone_flags(data, save, '--num_iterations', 1)
+    assert cli(train_backbone, *flags, monkeypatch=monkeypatch)[0] == 0
+    leftover = save / f'.checkpoint_last.pth.{"0" * 32}.tmp'
+    leftover.write_bytes(b'half a checkpoint')
+    assert cli(train_backbone, *flags[:-4], '--num_iterations', 2, '--resume', *flags[-4:], monkeypatch=monkeypatch)[0] == 0
+    assert not leftover.exists()
+
+
+# ---------------------------------------------------------------------------------------------- up-front validation
+def test_bad_training_data_is_reported_at_once_before_training(data, tmp_path, monkeypatch, capsys):
+    ids = read_split(split_file(data['voc'], 'train_aug'))
+    os.remove(os.path.join(data['voc'], 'JPEGImages', f'{ids[0]}.jpg'))
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(os.path.join(data['voc'], 'SegmentationClassAug', f'{ids[1]}.png'))
+    flags = backbone_flags(data, tmp_path / 'run', '--num_iterations', 1)
+    status, message = cli(train_backbone, *flags, monkeypatch=monkeypatch)
+    assert status == 1 and '2 of 6 training images are bad' in message
+    assert f'{ids[0]}.jpg' in message and f'{ids[1]}.png is 7x5' in message and '--skip_bad' in message
+    assert not os.path.exists(layout.last_checkpoint(str(tmp_path / 'run')))
+    assert cli(train_backbone, *flags, '--skip_bad', '--overwrite', monkeypatch=monkeypatch)[0] == 0
+    assert '--skip_bad: leaving out 2 of 6 training images' in capsys.readouterr().out
+
+
+def test_degenerate_coco_boxes_are_reported(data, tmp_path, monkeypatch):
+    annos_path = os.path.join(data['coco'], 'annotations', 'coco_train2017_bbox_annos.json')
+    import json
+    annos = json.load(open(annos_path))
+    image_id, boxes = next((key, boxes) for key, boxes in annos.items()
+                           if os.path.exists(os.path.join(data['coco'], 'train2017_seg60', f'{int(key):012d}.png')))
+    x1, y1, x2, y2, cat = next(box for box in boxes if box[4] not in (1, 18))  # a non-VOC category
+    boxes.append([x1, y1, x1, y2, cat])  # zero width
+    json.dump(annos, open(annos_path, 'w'))
+    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--model_save_path', tmp_path, '--crop_size', 128,
+                          '--batch_size', 2, '--num_max_iterations', 1, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and annos_path in message and f'image {image_id}' in message and 'has no area' in message
+
+
+# ---------------------------------------------------------------------------------------------- batch jobs go on
+def test_a_truncated_jpeg_fails_and_the_others_are_written(data, lpg_path, tmp_path, monkeypatch, capsys):
+    ids = read_split(split_file(data['voc'], 'train_aug'))
+    jpeg = os.path.join(data['voc'], 'JPEGImages', f'{ids[2]}.jpg')
+    content = open(jpeg, 'rb').read()
+    open(jpeg, 'wb').write(content[:len(content) // 2])
+    flags = generation_flags(data, lpg_path, tmp_path / 'out')
+    status, message = cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)
+    assert status == 1 and f'{ids[2]}: image file {jpeg} is truncated' in message
+    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
+    assert sorted(pngs(out)) == sorted(f'{i}.png' for i in ids if i != ids[2])
+    assert '6 images: 5 written, 0 already done, 1 failed' in capsys.readouterr().out
+    open(jpeg, 'wb').write(content)  # repaired: the rerun makes the missing mask only
+    assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
+    assert len(pngs(out)) == 6 and '6 images, 5 already done' in capsys.readouterr().out
+
+
+def test_ground_truth_of_another_size_is_never_scored_on_a_crop(data, tmp_path, monkeypatch):
+    ids = read_split(split_file(data['voc'], 'val'))
+    Image.fromarray(np.zeros((60, 64), np.uint8)).save(os.path.join(data['voc'], 'SegmentationClass', f'{ids[0]}.png'))
+    model = tmp_path / 'vgg16_final.pth'
+    save_checkpoint(model, **DeepLabLargeFOV(num_classes=21).state_dict())
+    status, message = cli(test_backbone, '--type', 'test', '--root_path', data['voc'], '--model_path', model,
+                          '--test_size', 65, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and f'{ids[0]}: ground truth' in message and 'is 64x60 but the image is 64x64' in message
+    scores = load_json(layout.scores_file(layout.eval_dir(str(model), 'val'), 'test'))
+    assert scores['num_scored'] == 2 and list(scores['failed']) == [ids[0]]
+
+
+def test_a_bad_polygon_names_annotation_and_file_and_the_rest_is_parsed(tmp_path, monkeypatch):
+    path = write_coco(str(tmp_path))
+    import json
+    instances = json.load(open(path))
+    instances['annotations'][3]['segmentation'] = [[1.0, 2.0]]  # annotation 104 (image 1): not a polygon
+    json.dump(instances, open(path, 'w'))
+    status, message = cli(parseCOCO, '--dataRoot', tmp_path, monkeypatch=monkeypatch)
+    assert status == 1 and 'annotation 104' in message and path in message and 'image 1' in message
+    assert os.listdir(tmp_path / 'train2017_seg60') == ['000000000042.png']  # the other image is written
+
+
+# ---------------------------------------------------------------------------------------------- inputs stay inside
+@pytest.mark.parametrize('bad_id', ['../../escaped', '/tmp/escaped', 'a/b'])
+def test_ids_cannot_escape_their_folders(data, lpg_path, tmp_path, monkeypatch, bad_id):
+    ids_file = tmp_path / 'ids.txt'
+    ids_file.write_text(f'{read_split(split_file(data["voc"], "val"))[0]}\n{bad_id}\n')
+    status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out', '--split_file', ids_file),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and repr(bad_id) in message and 'line 2' in message
+    status, message = cli(test_backbone, '--type', 'masks', '--root_path', data['voc'], '--pred_dir', tmp_path,
+                          '--split_file', ids_file, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and repr(bad_id) in message
+    assert not os.path.exists(tmp_path / 'escaped') and not os.path.exists('/tmp/escaped.png')
+
+
+def test_duplicate_ids_are_used_once_with_a_warning(tmp_path):
+    (tmp_path / 'ids.txt').write_text('a\nb\na\n')
+    with pytest.warns(UserWarning, match='1 repeated image ids'):
+        assert read_split(str(tmp_path / 'ids.txt')) == ['a', 'b']
+
+
+# ---------------------------------------------------------------------------------------------- messages
+def test_random_bytes_are_not_a_checkpoint(tmp_path, monkeypatch):
+    (tmp_path / 'random.pth').write_bytes(os.urandom(1000))
+    status, message = cli(imagenet_init, '--arch', 'vgg16', '--src', tmp_path / 'random.pth', '--dst',
+                          tmp_path / 'out.pth', monkeypatch=monkeypatch)
+    assert status == 1 and message == f'error: {tmp_path / "random.pth"} is not a checkpoint (not a file written by torch.save)'
+
+
+def test_resuming_another_network_gives_a_short_summary(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    assert cli(train_backbone, *backbone_flags(data, save, '--num_iterations', 1), monkeypatch=monkeypatch)[0] == 0
+    state = load_checkpoint(layout.last_checkpoint(save))
+    state['model'] = LPGNet(in_channels=4).state_dict()
+    save_checkpoint(layout.last_checkpoint(save), **state)
+    status, message = cli(train_backbone, *backbone_flags(data, save, '--num_iterations', 2, '--resume'),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and 'another network' in message and 'missing keys (32)' in message and len(message) < 1500
+
+
+def test_a_full_disk_says_so_and_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / 'checkpoint_last.pth'
+    save_checkpoint(path, step=1, weights=torch.zeros(10))
+    before = path.read_bytes()
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 100:
+                raise OSError(errno.ENOSPC, 'No space left on device')
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+    real_open = open
+    monkeypatch.setattr(file_io, 'open', lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    with pytest.raises(OSError, match='no space left on device while writing .*checkpoint_last.pth \\(the earlier '
+                                      'file is intact\\)'):
+        save_checkpoint(path, step=2, weights=torch.zeros(100000))
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ['checkpoint_last.pth']
+
+
+@pytest.mark.parametrize('script, flags, expected', [
+    (parseCOCO, ['--dataRoot', '{tmp}'], 'COCO annotation file not found'),
+    (imagenet_init, ['--arch', 'resnet101', '--src', '{tmp}/none.pth', '--dst', '{tmp}/x.pth'], 'checkpoint not found'),
+    (run_rounds, ['--voc_root_dir', '{tmp}', '--coco_root_dir', '{tmp}', '--work_dir', '{tmp}/w', '--from_scratch'],
+     'no PASCAL VOC 2012 found'),
+])
+def test_command_line_tools_report_bad_input_in_one_line(tmp_path, monkeypatch, script, flags, expected):
+    status, message = cli(script, *[f.format(tmp=tmp_path) for f in flags], monkeypatch=monkeypatch)
+    assert status == 1 and expected in message and 'Traceback' not in message and message.count('\n') == 0
+
+
+def load_json(path):
+    import json
+    with open(path) as handle:
+        return json.load(handle)
