@@ -19,11 +19,12 @@ import os
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import BoxImageDataset, collate_boxes, filled_box_label
-from datasets.io import BackgroundWriter, remove_files, remove_stale_temporaries, save_palette_png
+from datasets.boxes import BoxImageDataset, collate_boxes, compose_label
+from datasets.custom import rle_annotation, write_target_outputs
+from datasets.io import BackgroundWriter, remove_files, remove_stale_temporaries, save_palette_png, write_json
 from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone
-from models.lpg import LPGNet, generate_labels, lpg_in_channels
+from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
@@ -43,15 +44,21 @@ def get_args_parser():
                         help='backbone architecture of the round R-1 segmentation model (and the output folder name)')
     for spec in DATASETS.values():
         name = spec.name
-        parser.add_argument(f'--{name}_root_dir', help=spec.root_help)
+        if 'root' in spec.source_flags:
+            parser.add_argument(f'--{name}_root_dir', help=spec.root_help)
         parser.add_argument(f'--{name}_proposals_dir', help=f'output folder for {spec.title} pseudo masks')
-        parser.add_argument(f'--init_{name}_model_path',
-                            help=f'round R-1 {spec.title} backbone ({spec.num_classes} classes), round >= 2')
+        classes = f'{spec.num_classes} classes' if spec.num_classes else 'a class per category of the file'
+        parser.add_argument(f'--init_{name}_model_path', help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
         parser.add_argument(f'--{name}_test_size', type=int, default=spec.test_size,
                             help='images are padded (bottom/right) to this size, or to a multiple of 128 above it '
                             '(default %(default)s)')
         parser.add_argument(f'--{name}_split', default=spec.default_split,
                             help=f'{spec.title} split (default %(default)s)')
+    parser.add_argument('--annotations', help='--dataset custom: a COCO-format json with the boxes (any categories)')
+    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    parser.add_argument('--instances', action='store_true',
+                        help='--dataset custom: one mask per box annotation, the generator run on that box alone '
+                        '(touching objects of a class stay apart), in pseudo_masks.json; the PNGs still hold classes')
     parser.add_argument('--split_file', help='image id list to use instead of the dataset split')
     parser.add_argument('--batch_size', type=int, default=16, help='(image, class) pairs per generator forward')
     parser.add_argument('--image_batch_size', type=int, default=8,
@@ -67,13 +74,18 @@ def get_args_parser():
 
 
 def dataset_flags(args):
-    """The flags of the chosen dataset: root, output folder, backbone, test size, split."""
-    name = args.dataset
-    flags = dict(root=getattr(args, f'{name}_root_dir'), proposals_dir=getattr(args, f'{name}_proposals_dir'),
+    """The flags of the chosen dataset: its source (root folder, or annotations and image folder), output
+    folder, backbone, test size, split."""
+    name, spec = args.dataset, get_dataset(args.dataset)
+    source = dict(root=getattr(args, f'{name}_root_dir', None), annotations=args.annotations, image_dir=args.image_dir)
+    spec.check_source(source)
+    flags = dict(source=source, proposals_dir=getattr(args, f'{name}_proposals_dir'),
                  backbone_path=getattr(args, f'init_{name}_model_path'), test_size=getattr(args, f'{name}_test_size'),
                  split=getattr(args, f'{name}_split'))
-    if not flags['root'] or not flags['proposals_dir']:
-        raise SystemExit(f'--dataset {name} needs --{name}_root_dir and --{name}_proposals_dir')
+    if not flags['proposals_dir']:
+        raise SystemExit(f'--dataset {name} needs --{name}_proposals_dir')
+    if args.instances and name != 'custom':
+        raise SystemExit('--instances writes COCO-format instance masks: it goes with --dataset custom')
     return flags
 
 
@@ -95,6 +107,9 @@ def load_generators(args, backbone_path, num_classes, precision):
     return lpg, backbone
 
 
+# --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
+INSTANCES = 'instances'
+
 # Flags that change how generation runs, not the masks it writes.
 RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite'}
 
@@ -102,7 +117,7 @@ RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 
 def step_record(args, flags):
     """What these pseudo masks are made from: the settings, the box annotations, the generator and backbone."""
     spec = get_dataset(args.dataset)
-    inputs = dict(spec.box_inputs(flags['root'], flags['split'], args.split_file))
+    inputs = dict(spec.box_inputs(flags['source'], flags['split'], args.split_file))
     if args.method == 'lpg':
         inputs.update(lpg=args.model_path_test, backbone=flags['backbone_path'] if args.round >= 2 else None)
     out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round)
@@ -120,6 +135,15 @@ def mask_files(folder):
         if os.path.isdir(folder) else []
 
 
+def output_files(folder):
+    """Everything a generation writes in its folder: the PNGs, and for --dataset custom the class table, the
+    COCO-format json and the per-image instance masks."""
+    extra = [os.path.join(folder, name) for name in ('classes.json', 'pseudo_masks.json')]
+    instances = os.path.join(folder, INSTANCES)
+    extra += [os.path.join(instances, name) for name in os.listdir(instances)] if os.path.isdir(instances) else []
+    return mask_files(folder) + extra
+
+
 def main(args):
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
@@ -134,11 +158,11 @@ def main(args):
     def begin():
         remove_stale_temporaries(out_dir)
         record.begin(bool(mask_files(out_dir)), args.overwrite, what='pseudo masks',
-                     clear=lambda: remove_files(mask_files(out_dir) + [record.path]))
+                     clear=lambda: remove_files(output_files(out_dir) + [record.path]))
     ctx.on_main(begin)
     ctx.barrier()
     unreadable = []
-    items = spec.box_items(flags['root'], flags['split'], args.split_file, errors=unreadable)
+    items = spec.box_items(flags['source'], flags['split'], args.split_file, errors=unreadable)
     # Each process takes its shard first and then skips what exists, so no process sees another's new files.
     todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item[0]}.png'))]
     remaining = sum(ctx.all_gather_objects(len(todo)))
@@ -148,15 +172,19 @@ def main(args):
     failed = [failure for failures in ctx.all_gather_objects(failed) for failure in failures]
     summary = {'images': len(items) + len(unreadable), 'written': remaining - len(failed),
                'already done': len(items) - remaining, 'failed': dict(failed + unreadable)}
-    ctx.on_main(finish, record, summary)
+    ctx.on_main(finish, args, flags, record, summary)
     return out_dir
 
 
-def finish(record, summary):
-    """The summary line, the completion record (written last), and a non-zero exit if any image failed."""
+def finish(args, flags, record, summary):
+    """The summary line, for --dataset custom the class table and COCO-format json, the completion record
+    (written last), and a non-zero exit if any image failed."""
     failed = summary['failed']
     print(f'{summary["images"]} images: {summary["written"]} written, {summary["already done"]} already done, '
           f'{len(failed)} failed')
+    if args.dataset == 'custom':
+        instances = os.path.join(record.folder, INSTANCES) if args.instances else None
+        print(f'wrote {write_target_outputs(flags["source"]["annotations"], record.folder, instances)}')
     record.write('incomplete' if failed else 'done', summary)
     if failed:
         listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
@@ -168,21 +196,27 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
     images at a time, writer threads encode and write the PNGs. Returns the (image_id, reason) of the images
     that could not be read."""
     if args.method == 'lpg':
-        lpg, backbone = load_generators(args, flags['backbone_path'], spec.num_classes, precision)
-    loader = DataLoader(BoxImageDataset(todo, flags['test_size']), batch_size=args.image_batch_size,
-                        num_workers=args.workers, collate_fn=collate_boxes, pin_memory=ctx.device.type == 'cuda')
+        num_classes = len(spec.class_names(flags['source']))
+        lpg, backbone = load_generators(args, flags['backbone_path'], num_classes, precision)
+    dataset = BoxImageDataset(todo, flags['test_size'], per_box=args.instances)
+    loader = DataLoader(dataset, batch_size=args.image_batch_size, num_workers=args.workers, collate_fn=collate_boxes,
+                        pin_memory=ctx.device.type == 'cuda')
     failed = []
     with BackgroundWriter(args.writer_threads) as writer:
         for samples in tqdm(loader, desc=f'pseudo masks ({args.method})', unit='batch', disable=not ctx.is_main):
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
+            # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
             if args.method == 'box':
-                labels = [filled_box_label(sample) for sample in samples]
+                masks = [sample['box_masks'][:, :sample['height'], :sample['width']] > 0.5 for sample in samples]
             else:
-                labels = generate_labels(lpg, samples, ctx.device, backbone, max_batch=args.batch_size,
-                                         precision=precision)
-            for sample, label in zip(samples, labels):
+                masks = generate_foregrounds(lpg, samples, ctx.device, backbone, args.batch_size, precision)
+            for sample, entries in zip(samples, masks):
+                label = compose_label(entries, entries, sample['class_ids'].tolist()).cpu().numpy()
                 writer.submit(save_palette_png, os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
+                if args.instances:
+                    writer.submit(write_json, os.path.join(out_dir, INSTANCES, f'{sample["image_id"]}.json'),
+                                  [rle_annotation(0, None, None, mask.cpu().numpy()) for mask in entries])
     return failed
 
 

@@ -24,7 +24,6 @@ from datasets.io import remove_files
 from datasets.registry import dataset_names, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, resize_labels
-from datasets.voc import resolve_voc_root, split_file
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
@@ -45,8 +44,11 @@ def schedule_default(key):
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataset', choices=dataset_names(), default='voc',
-                        help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round')
-    parser.add_argument('--root_path', required=True, help='VOC2012 folder, or the COCO folder with --dataset coco')
+                        help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round; '
+                        'custom: a backbone with a class per category of --annotations')
+    parser.add_argument('--root_path', help='VOC2012 folder, or the COCO folder with --dataset coco')
+    parser.add_argument('--annotations', help='--dataset custom: the COCO-format json of the images')
+    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
     parser.add_argument('--label_path_name', required=True,
                         help='folder of training masks (the pseudo masks of genPseudoMasks.py), absolute or relative '
                         'to --root_path; a ground-truth folder (SegmentationClass, SegmentationClassAug) trains the '
@@ -99,23 +101,34 @@ def check_start(args):
               'this trains a fully supervised model (the upper bound), not a box-supervised one', flush=True)
 
 
-def build_dataset(args):
+def data_source(args):
+    """The dataset entry and what it reads: the root folder, or the annotations and the image folder."""
     spec = get_dataset(args.dataset)
-    items = spec.segmentation_items(args.root_path, args.label_path_name, args.split or spec.default_split,
-                                    args.split_file)
+    source = dict(root=args.root_path, annotations=args.annotations, image_dir=args.image_dir)
+    spec.check_source(source)
+    return spec, source
+
+
+def label_folder(args):
+    """--label_path_name, relative to the root folder of a dataset that has one."""
+    if os.path.isabs(args.label_path_name) or not args.root_path:
+        return args.label_path_name
+    return os.path.join(args.root_path, args.label_path_name)
+
+
+def build_dataset(args):
+    spec, source = data_source(args)
+    items = spec.segmentation_items(source, label_folder(args), args.split or spec.default_split, args.split_file)
     augment = ScalePadCropFlip(args.crop_size, seed=args.seed, round_size=int if args.match_release else round)
-    return SegmentationDataset(items, augment=augment, num_classes=spec.num_classes)
+    return SegmentationDataset(items, augment=augment, num_classes=len(spec.class_names(source)))
 
 
 def step_record(args):
-    """What this training is made from: its settings, the training masks and initial weights it reads, and
-    the iteration count that finishes it."""
-    spec = get_dataset(args.dataset)
-    label_dir = args.label_path_name if os.path.isabs(args.label_path_name) else \
-        os.path.join(args.root_path, args.label_path_name)
-    inputs = {'labels': label_dir, 'split_file': args.split_file, 'init_model': args.init_model_path}
-    if spec.name == 'voc' and not args.split_file:
-        inputs['split_file'] = split_file(resolve_voc_root(args.root_path), args.split or spec.default_split)
+    """What this training is made from: its settings, the training masks, the data listing and the initial
+    weights it reads, and the iteration count that finishes it."""
+    spec, source = data_source(args)
+    inputs = {'labels': label_folder(args), 'init_model': args.init_model_path,
+              **spec.box_inputs(source, args.split or spec.default_split, args.split_file)}
     settings = settings_of(args, RUNTIME_FLAGS | {'num_iterations', 'save_path'})
     return Record(args.save_path, settings, inputs, target={'iterations': args.num_iterations})
 
@@ -156,7 +169,8 @@ def main(args):
         run_files + [path for _, path in snapshot_files(args.save_path, snapshots)] + [record.path]))
     seed_everything(args.seed + ctx.rank)
 
-    num_classes = get_dataset(args.dataset).num_classes
+    spec, source = data_source(args)
+    num_classes = len(spec.class_names(source))
     loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
                              drop_last=lambda samples, batch: samples >= batch)
     backbone = get_backbone(args.model_type)

@@ -3,13 +3,15 @@
     python test.py --type test --root_path VOC2012 --model_type vgg16 --model_path final.pth
     python test.py --type crf  --root_path VOC2012 --model_type vgg16 --n_jobs 8
     python test.py --type masks --root_path VOC2012 --pred_dir PSEUDO/vgg16_Round1 --split train_aug
+    python test.py --type masks --dataset custom --annotations FILE.json --image_dir DIR --pred_dir OUT/vgg16_Round1
 
 `test` writes the raw logits (`<save_path>/logits/ID.npz`), predictions (`pred/ID.png`) and `scores_test.json`
 (default save_path: `eval_<split>/` beside the model), and records the run in `./.lpg/` of the working directory.
 `crf` reuses those logits (computing any that are missing), refines them with DenseCRF in parallel and writes
 `crf/ID.png` and `scores_crf.json` with the scores without and with CRF; without --model_path it reads the
-last `--type test` run of --model_type started from the same working directory, as the release's commands do. `masks` scores pseudo masks against
-the ground truth (default `SegmentationClassAug`), the pseudo-mask quality table, and writes `scores_masks.json`.
+last `--type test` run of --model_type started from the same working directory, as the release's commands do.
+`masks` scores pseudo masks against the ground truth (default `SegmentationClassAug`), the pseudo-mask quality
+table, and writes `scores_masks_<folder>.json`. With --dataset custom the ground truth is the json's own masks.
 """
 import argparse
 import json
@@ -17,37 +19,31 @@ import os
 from dataclasses import asdict
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from joblib import Parallel, delayed
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import collate_boxes
-from datasets.io import (BackgroundWriter, atomic_open, folder_in_root, read_image_bgr, read_label, remove_files,
-                         remove_stale_temporaries, save_palette_png, write_json)
-from datasets.registry import get_dataset
-from datasets.segmentation import TestImageDataset
-from datasets.voc import read_split, resolve_voc_root, split_file
+from datasets.io import remove_files, remove_stale_temporaries, write_json
+from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
-from utils.crf import DenseCRF
-from utils.metric import confusion_matrix, scores_from_confusion
 from utils.distributed import init_distributed
+from utils.evaluation import compute_logits, evaluate_image, gathered_scores, print_scores, score_masks
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
 
-# test.py evaluates on PASCAL VOC 2012.
-VOC_CLASSES = get_dataset('voc').classes
 DEFAULT_TEST_SIZE = 513
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')
-    parser.add_argument('--root_path', required=True, help='VOC2012 folder')
+    parser.add_argument('--dataset', choices=[name for name, spec in DATASETS.items() if spec.eval_items],
+                        default='voc', help='voc, or custom: the images and masks of a COCO-format json')
+    parser.add_argument('--root_path', help='VOC2012 folder')
+    parser.add_argument('--annotations', help='--dataset custom: the COCO-format json (its masks are the ground truth)')
+    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--model_path', help='backbone checkpoint (test; crf, where it defaults to the model of the '
                         'last --type test run of --model_type started from the working directory, as in the release)')
@@ -75,132 +71,20 @@ def get_args_parser():
     return parser
 
 
-def save_logits(path, logits, input_size, image_size):
-    with atomic_open(path) as handle:
-        np.savez(handle, logits=logits, input_size=np.array(input_size), image_size=np.array(image_size))
-
-
-@torch.no_grad()
-def compute_logits(args, ctx, precision, root, ids, logits_dir):
-    """Raw backbone logits of this process's images (float32 .npz, with the network input size they cover and
-    the image size). Returns the (image_id, reason) of the images that could not be read.
-
-    Images of one input size are batched (all of them for backbones tested padded); loader workers read and
-    pad, writer threads save."""
-    todo = [i for i in ctx.shard(ids) if not os.path.exists(os.path.join(logits_dir, f'{i}.npz'))]
-    if not todo:
-        return []
-    model = build_backbone(args.model_type, len(VOC_CLASSES))
-    load_weights(model, args.model_path, what=f'{args.model_type} VOC backbone ({len(VOC_CLASSES)} classes)')
-    model = precision.prepare_model(model).eval()
-    pad_to = args.test_size if get_backbone(args.model_type).pad_to_test_size else None
-    items = [(i, os.path.join(root, 'JPEGImages', f'{i}.jpg')) for i in todo]
-    loader = DataLoader(TestImageDataset(items, pad_to), batch_size=args.batch_size, num_workers=args.workers,
-                        collate_fn=collate_boxes, pin_memory=ctx.device.type == 'cuda')
-    failed = []
-    with BackgroundWriter(args.writer_threads) as writer:
-        for samples in tqdm(loader, desc='logits', unit='batch', disable=not ctx.is_main):
-            by_size = {}
-            for sample in samples:
-                if 'error' in sample:
-                    failed.append((sample['image_id'], sample['error']))
-                else:
-                    by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(sample)
-            for size, group in by_size.items():
-                images = precision.prepare_input(torch.stack([sample['image'] for sample in group]))
-                with precision.autocast():
-                    logits = model(images)
-                for sample, image_logits in zip(group, logits.float().cpu().numpy()):
-                    writer.submit(save_logits, os.path.join(logits_dir, f'{sample["image_id"]}.npz'), image_logits,
-                                  size, sample['image_size'])
-    return failed
-
-
-def probabilities(logits_path):
-    """Softmax of the logits resized (bilinear, align_corners=True) to the network input they cover
-    (the padded input for backbones tested padded), and the (height, width) of the image."""
-    with np.load(logits_path) as entry:
-        logits = torch.from_numpy(entry['logits'])[None]
-        input_size = tuple(int(side) for side in entry['input_size'])
-        image_size = tuple(int(side) for side in entry['image_size'])
-    logits = F.interpolate(logits, size=input_size, mode='bilinear', align_corners=True)
-    return torch.softmax(logits[0], dim=0).numpy(), image_size
-
-
-def evaluate_image(root, gt_dir, image_id, logits_dir, out_dirs, crf_params, crf_on_padded=False):
-    """Prediction without (and, given crf_params, with) CRF for one image. Returns (image_id, confusion
-    matrices), or (image_id, reason) when the image cannot be scored: no logits (its image failed), a missing
-    or unreadable ground truth, or one whose size is not the image's (never scored on a crop).
-
-    The CRF runs on the image itself, or with crf_on_padded (the release) on the whole padded network input,
-    the image padded with black, and is cropped afterwards."""
-    logits_path = os.path.join(logits_dir, f'{image_id}.npz')
-    if not os.path.exists(logits_path):
-        return image_id, 'no logits (the image could not be read)'
-    try:
-        label = read_label(os.path.join(gt_dir, f'{image_id}.png'))
-    except (OSError, ValueError) as error:
-        return image_id, str(error)
-    prob, image_size = probabilities(logits_path)
-    if label.shape != image_size:
-        return image_id, (f'ground truth {os.path.join(gt_dir, image_id)}.png is {label.shape[1]}x{label.shape[0]} '
-                          f'but the image is {image_size[1]}x{image_size[0]}')
-    height, width = label.shape
-    prediction = prob[:, :height, :width].argmax(0).astype(np.uint8)
-    save_palette_png(os.path.join(out_dirs['pred'], f'{image_id}.png'), prediction)
-    hists = {'without CRF': confusion_matrix(label, prediction, len(VOC_CLASSES))}
-    if crf_params is not None:
-        image = read_image_bgr(os.path.join(root, 'JPEGImages', f'{image_id}.jpg')).astype(np.uint8)
-        if crf_on_padded:
-            image = np.pad(image, ((0, prob.shape[1] - height), (0, prob.shape[2] - width), (0, 0)))
-        else:
-            prob = np.ascontiguousarray(prob[:, :height, :width])
-        refined = DenseCRF(**crf_params)(image, prob).argmax(0)[:height, :width].astype(np.uint8)
-        save_palette_png(os.path.join(out_dirs['crf'], f'{image_id}.png'), refined)
-        hists['with CRF'] = confusion_matrix(label, refined, len(VOC_CLASSES))
-    return image_id, hists
-
-
-def to_json_scores(scores):
-    """Scores with class names, NaN (class absent from the ground truth) as null."""
-    clean = lambda v: None if v is None or np.isnan(v) else float(v)
-    out = {key: clean(value) for key, value in scores.items() if key != 'Class IoU'}
-    out['Class IoU'] = {VOC_CLASSES[i]: clean(v) for i, v in scores['Class IoU'].items()}
-    return out
-
-
-def print_scores(title, scores):
-    print(f'\n{title}')
-    for key in ('Pixel Accuracy', 'Mean Accuracy', 'Frequency Weighted IoU', 'Mean IoU'):
-        value = scores[key]
-        print(f'  {key:<24}{"n/a" if value is None else f"{100 * value:6.2f}"}')
-    present = {name: v for name, v in scores['Class IoU'].items() if v is not None}
-    print('  ' + '  '.join(f'{name} {100 * v:.1f}' for name, v in present.items()))
-
-
-def score_masks(pred_dir, gt_dir, ids):
-    """Confusion matrix of the pseudo masks in pred_dir against the ground truth, over `ids`."""
-    hist = np.zeros((len(VOC_CLASSES),) * 2, dtype=np.int64)
-    for image_id in ids:
-        pred_path = os.path.join(pred_dir, f'{image_id}.png')
-        if not os.path.exists(pred_path):
-            raise SystemExit(f'{pred_path}: no pseudo mask for image {image_id} of the split')
-        gt = read_label(os.path.join(gt_dir, f'{image_id}.png'))
-        pred = read_label(pred_path)
-        if pred.shape != gt.shape:
-            raise SystemExit(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
-        hist += confusion_matrix(gt, pred, len(VOC_CLASSES))
-    return hist
-
-
-def gathered_scores(ctx, hist):
-    """Scores of the confusion matrix summed over the processes (one all-reduce)."""
-    return to_json_scores(scores_from_confusion(ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()))
-
-
 # Flags that change how the logits are computed, not what they are.
 RUNTIME_FLAGS = {'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'overwrite', 'gt_dir', 'match_release',
-                 'pred_dir', 'save_path', 'root_path', 'split_file'}
+                 'pred_dir', 'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset'}
+
+
+def data_source(args):
+    spec = get_dataset(args.dataset)
+    source = dict(root=args.root_path, annotations=args.annotations, image_dir=args.image_dir)
+    spec.check_source(source)
+    return spec, source
+
+
+def default_split(args):
+    return args.split or ('train_aug' if args.type == 'masks' else 'val')
 
 
 def logits_record(args, split):
@@ -210,6 +94,42 @@ def logits_record(args, split):
     if not get_backbone(args.model_type).pad_to_test_size:
         settings.pop('test_size')  # unpadded backbones do not use it
     return Record(layout.eval_subdir(save_path, 'logits'), settings, {'model': args.model_path})
+
+
+def logits_present(folder):
+    """Whether the logits of a finished run are all still there (for Record.is_done)."""
+    return lambda summary: sum(name.endswith('.npz') for name in os.listdir(folder)) == summary.get('images')
+
+
+def masks_save_path(args):
+    return args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
+
+
+def masks_record(args, split, gt_dir):
+    """The record of a --type masks score file: the masks, ground truth and split it was computed from."""
+    spec, source = data_source(args)
+    out = layout.mask_scores_file(masks_save_path(args), args.pred_dir)
+    inputs = {'pred_dir': args.pred_dir, 'gt_dir': gt_dir, **spec.box_inputs(source, split, args.split_file)}
+    return Record(masks_save_path(args), {'split': split}, inputs,
+                  name=os.path.basename(out)[:-len('.json')] + '_record.json')
+
+
+def ground_truth(args, spec, source, scratch_dir):
+    return spec.ground_truth(source, args.gt_dir, args.type == 'masks', os.path.join(scratch_dir, 'ground_truth'))
+
+
+def step_done(args):
+    """Whether these scores were computed already from the same inputs (run_rounds.py asks)."""
+    args.test_size = args.test_size or DEFAULT_TEST_SIZE
+    spec, source = data_source(args)
+    if args.type == 'masks':
+        gt_dir = ground_truth(args, spec, source, masks_save_path(args))
+        return masks_record(args, default_split(args), gt_dir).is_done()
+    if not args.model_path:
+        return False
+    record = logits_record(args, default_split(args))
+    return record.is_done(logits_present(record.folder)) and \
+        os.path.exists(layout.scores_file(os.path.dirname(record.folder), args.type))
 
 
 def last_test_run(args):
@@ -235,70 +155,25 @@ def last_test_run(args):
             setattr(args, name, record.get(name))
 
 
-def default_split(args):
-    return args.split or ('train_aug' if args.type == 'masks' else 'val')
-
-
-def ground_truth_dir(args, root):
-    return folder_in_root(root, args.gt_dir or ('SegmentationClassAug' if args.type == 'masks' else 'SegmentationClass'))
-
-
-def masks_record(args, root, split):
-    """The record of a --type masks score file: the masks, ground truth and split it was computed from."""
-    save_path = args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
-    out = layout.mask_scores_file(save_path, args.pred_dir)
-    return Record(save_path, {'split': split}, {'pred_dir': args.pred_dir, 'gt_dir': ground_truth_dir(args, root),
-                                                'split_file': split_file(root, split, args.split_file)},
-                  name=os.path.basename(out)[:-len('.json')] + '_record.json')
-
-
-def step_done(args):
-    """Whether these scores were computed already from the same inputs (run_rounds.py asks)."""
-    args.test_size = args.test_size or DEFAULT_TEST_SIZE
-    root = resolve_voc_root(args.root_path)
-    if args.type == 'masks':
-        return masks_record(args, root, default_split(args)).is_done()
-    if not args.model_path:
-        return False
-    record = logits_record(args, default_split(args))
-    return record.is_done(logits_present(record.folder)) and \
-        os.path.exists(layout.scores_file(os.path.dirname(record.folder), args.type))
-
-
-def logits_present(folder):
-    """Whether the logits of a finished run are all still there (for Record.is_done)."""
-    return lambda summary: sum(name.endswith('.npz') for name in os.listdir(folder)) == summary.get('images')
-
-
 def main(args):
-    root = resolve_voc_root(args.root_path)
     if args.type in ('test', 'crf') and not args.model_path:
         if args.type == 'test':
             raise SystemExit('--type test needs --model_path')
         last_test_run(args)
     args.test_size = args.test_size or DEFAULT_TEST_SIZE
+    spec, source = data_source(args)
+    class_names = spec.class_names(source)
     split = default_split(args)
-    ids = read_split(split_file(root, split, args.split_file))
-    gt_dir = ground_truth_dir(args, root)
+    items = spec.eval_items(source, split, args.split_file)
     ctx = init_distributed(args.cuda)
     if args.type == 'masks':
-        if not args.pred_dir:
-            raise SystemExit('--type masks needs --pred_dir')
-        record = masks_record(args, root, split)
-        hist = score_masks(args.pred_dir, gt_dir, tqdm(ctx.shard(ids), desc='scoring masks', disable=not ctx.is_main))
-        results = {'pseudo masks': gathered_scores(ctx, hist), 'pred_dir': args.pred_dir, 'num_images': len(ids)}
-        if ctx.is_main:
-            print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
-            out = layout.mask_scores_file(record.folder, args.pred_dir)
-            write_json(out, results)
-            record.write('done', {'images': len(ids)})
-            print(f'\nwrote {out}')
-        return results
+        return score_pseudo_masks(args, ctx, spec, source, split, items, class_names)
 
     precision = Precision(args.amp, ctx.device)
     record = logits_record(args, split)
     save_path, logits_dir = os.path.dirname(record.folder), record.folder
     out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
+    gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path)
 
     def begin():
         remove_stale_temporaries(logits_dir)
@@ -307,37 +182,64 @@ def main(args):
             layout.scores_file(save_path, kind) for kind in ('test', 'crf')]))
     ctx.on_main(begin)
     ctx.barrier()
-    unreadable = [f for found in ctx.all_gather_objects(compute_logits(args, ctx, precision, root, ids, logits_dir))
-                  for f in found]
+    backbone = get_backbone(args.model_type)
+    model = build_backbone(args.model_type, len(class_names))
+    load_weights(model, args.model_path, what=f'{args.model_type} backbone ({len(class_names)} classes)')
+    model = precision.prepare_model(model).eval()
+    pad_to = args.test_size if backbone.pad_to_test_size else None
+    unreadable = compute_logits(model, ctx.shard(items), logits_dir, pad_to, precision, args.batch_size, args.workers,
+                                args.writer_threads, progress=ctx.is_main)
+    unreadable = [failure for found in ctx.all_gather_objects(unreadable) for failure in found]
     if ctx.is_main:
-        record.write('incomplete' if unreadable else 'done', {'images': len(ids), 'failed': dict(unreadable)})
+        record.write('incomplete' if unreadable else 'done', {'images': len(items), 'failed': dict(unreadable)})
     if args.type == 'test' and ctx.is_main:
         write_json(layout.last_test_record(args.model_type), {
             'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split,
             'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda})
-    backbone = get_backbone(args.model_type)
     crf_params = asdict(backbone.crf_params) if args.type == 'crf' else None
     crf_on_padded = args.match_release and backbone.pad_to_test_size
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
-        delayed(evaluate_image)(root, gt_dir, image_id, logits_dir, out_dirs, crf_params, crf_on_padded)
-        for image_id in tqdm(ctx.shard(ids), desc='CRF' if crf_params else 'scoring', disable=not ctx.is_main))
+        delayed(evaluate_image)(image_id, image_path, gt_dir, logits_dir, out_dirs, len(class_names), crf_params,
+                                crf_on_padded)
+        for image_id, image_path in tqdm(ctx.shard(items), desc='CRF' if crf_params else 'scoring',
+                                         disable=not ctx.is_main))
     scored = [hists for _, hists in per_image if isinstance(hists, dict)]
     failed = {image_id: reason for found in ctx.all_gather_objects(
         [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]) for image_id, reason in found}
-    results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(ids),
-               'num_scored': len(ids) - len(failed), 'failed': failed}
+    results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
+               'num_scored': len(items) - len(failed), 'failed': failed}
     for key in ['without CRF'] + (['with CRF'] if crf_params else []):
-        hist = sum((hists[key] for hists in scored), np.zeros((len(VOC_CLASSES),) * 2, np.int64))
-        results[key] = gathered_scores(ctx, hist)
+        hist = sum((hists[key] for hists in scored), np.zeros((len(class_names),) * 2, np.int64))
+        results[key] = gathered_scores(ctx, hist, class_names)
         if ctx.is_main:
             print_scores(f'{args.model_type} on {split}, {key}', results[key])
     if ctx.is_main:
         out = layout.scores_file(save_path, args.type)
         write_json(out, results)
-        print(f'\n{len(ids)} images: {len(ids) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
+        print(f'\n{len(items)} images: {len(items) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
     if failed:
         listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
         raise SystemExit(f'{len(failed)} images could not be scored (the scores cover the others):\n  {listing}')
+    return results
+
+
+def score_pseudo_masks(args, ctx, spec, source, split, items, class_names):
+    """--type masks: the pseudo masks in --pred_dir against the ground truth."""
+    if not args.pred_dir:
+        raise SystemExit('--type masks needs --pred_dir')
+    gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
+    record = masks_record(args, split, gt_dir)
+    ids = [image_id for image_id, _ in items]
+    hist = score_masks(args.pred_dir, gt_dir, tqdm(ctx.shard(ids), desc='scoring masks', disable=not ctx.is_main),
+                       len(class_names))
+    results = {'pseudo masks': gathered_scores(ctx, hist, class_names), 'pred_dir': args.pred_dir,
+               'num_images': len(ids)}
+    if ctx.is_main:
+        print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
+        out = layout.mask_scores_file(record.folder, args.pred_dir)
+        write_json(out, results)
+        record.write('done', {'images': len(ids)})
+        print(f'\nwrote {out}')
     return results
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
+from datasets.custom import CustomLabels
 from datasets.io import remove_files
 from datasets.registry import get_dataset
 from models.backbones import backbone_names, build_backbone
@@ -28,6 +29,7 @@ from utils import layout
 from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, resume_training, save_checkpoint,
                               save_training_state, unwrap_state_dict)
 from utils.distributed import init_distributed
+from utils.parseCOCO import label_custom
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
@@ -38,9 +40,20 @@ from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, add_training
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--coco_root_dir', required=True, help='COCO folder, after utils/parseCOCO.py')
+    parser.add_argument('--dataset', choices=['coco', 'custom'], default='coco',
+                        help='the auxiliary set: coco (COCO-60, after utils/parseCOCO.py) or custom (any COCO-format '
+                        'mask dataset: --annotations, --image_dir, --exclude_categories)')
+    parser.add_argument('--coco_root_dir', help='COCO folder, after utils/parseCOCO.py')
+    parser.add_argument('--annotations', help='--dataset custom: a COCO-format json with masks')
+    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    parser.add_argument('--exclude_categories', type=lambda text: [name for name in text.split(',') if name],
+                        help='--dataset custom: category names left out of the training (NAME,NAME), as COCO-60 '
+                        'leaves out the 20 VOC classes')
+    parser.add_argument('--labels_dir', help='--dataset custom: where the labelling step writes (default '
+                        '<model_save_path>/auxiliary_labels)')
     parser.add_argument('--round', type=int, default=1)
-    parser.add_argument('--init_seg_model_path', help='round R-1 COCO-60 backbone (61 classes); needed for round >= 2')
+    parser.add_argument('--init_seg_model_path', help='round R-1 backbone of the auxiliary set (COCO-60: 61 classes; '
+                        'custom: one per kept category + background); needed for round >= 2')
     parser.add_argument('--seg_model_type', choices=backbone_names(), default='vgg16',
                         help='architecture of --init_seg_model_path')
     parser.add_argument('--init_lpg_model_path',
@@ -91,9 +104,31 @@ def check_flags(args):
                          '--init_seg_model_path')
 
 
-def build_dataset(args):
-    return COCO60LPGDataset(args.coco_root_dir, args.coco_split, crop_size=args.crop_size, max_images=args.max_images,
-                            seed=args.seed, round_size=int if args.match_release else round)
+def check_source(args):
+    needed = ['--coco_root_dir'] if args.dataset == 'coco' else ['--annotations', '--image_dir']
+    missing = [flag for flag in needed if not getattr(args, flag[2:])]
+    if missing:
+        raise SystemExit(f'--dataset {args.dataset} needs {" and ".join(missing)}')
+    if args.dataset == 'custom' and not args.labels_dir:
+        args.labels_dir = layout.auxiliary_labels(args.model_save_path)
+
+
+def build_dataset(args, ctx=None):
+    """The training samples: COCO-60 from parseCOCO's files, or a custom set labelled first (once, on rank 0)."""
+    options = dict(crop_size=args.crop_size, max_images=args.max_images, seed=args.seed,
+                   round_size=int if args.match_release else round)
+    if args.dataset == 'coco':
+        return COCO60LPGDataset(args.coco_root_dir, args.coco_split, **options)
+    label = lambda: label_custom(args.annotations, args.labels_dir, args.exclude_categories)
+    (ctx.on_main(label) if ctx is not None else label())
+    return CustomLabels(args.labels_dir).dataset(args.image_dir, **options)
+
+
+def auxiliary_classes(args):
+    """The class count of the auxiliary set's backbone: 61 for COCO-60, kept categories + 1 for a custom set."""
+    if args.dataset == 'coco':
+        return get_dataset('coco').num_classes
+    return CustomLabels(args.labels_dir).num_classes()
 
 
 def build_models(args, ctx, precision):
@@ -105,10 +140,10 @@ def build_models(args, ctx, precision):
     lpg = precision.prepare_model(convert_sync_bn(lpg, ctx, args.sync_bn))
     backbone = None
     if args.round >= 2:
-        num_classes = get_dataset('coco').num_classes
+        num_classes = auxiliary_classes(args)
         backbone = build_backbone(args.seg_model_type, num_classes)
         load_weights(backbone, args.init_seg_model_path,
-                     what=f'{args.seg_model_type} COCO-60 backbone ({num_classes} classes)')
+                     what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
         backbone = precision.prepare_model(backbone).eval()
         for param in backbone.parameters():
             param.requires_grad_(False)
@@ -133,9 +168,13 @@ def train_step(lpg, backbone, batch, precision):
 def step_record(args):
     """What this round's training is made from: its settings, the COCO-60 files and checkpoints it reads, and
     the iteration count that finishes it."""
-    inputs = {'boxes': bbox_annos_path(args.coco_root_dir, args.coco_split),
-              'masks': seg60_dir(args.coco_root_dir, args.coco_split),
-              'init_seg_model': args.init_seg_model_path, 'init_lpg_model': args.init_lpg_model_path}
+    check_source(args)
+    if args.dataset == 'coco':
+        inputs = {'boxes': bbox_annos_path(args.coco_root_dir, args.coco_split),
+                  'masks': seg60_dir(args.coco_root_dir, args.coco_split)}
+    else:
+        inputs = {'annotations': args.annotations}
+    inputs.update(init_seg_model=args.init_seg_model_path, init_lpg_model=args.init_lpg_model_path)
     settings = settings_of(args, RUNTIME_FLAGS | {'num_max_iterations', 'model_save_path'})
     return Record(layout.lpg_dir(args.model_save_path, args.round), settings, inputs,
                   target={'iterations': args.num_max_iterations})
@@ -160,8 +199,8 @@ def main(args):
                   'and inputs')
         return final_path
     # The data are checked before anything is written.
-    dataset = build_dataset(args)
-    drop_bad_samples(ctx, dataset, 'COCO-60 images', args.skip_bad)
+    dataset = build_dataset(args, ctx)
+    drop_bad_samples(ctx, dataset, f'{dataset.what} images', args.skip_bad)
     run_files = [last_path, final_path]
     begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
         run_files + [path for _, path in snapshot_files(record.folder, snapshots)] + [record.path]))

@@ -50,12 +50,14 @@ class BoxImageDataset(Dataset):
 
     items: list of (image_id, image_path, boxes), boxes = [(class_id, x1, y1, x2, y2)].
     Returns a dict: image (3xHxW float, mean-subtracted BGR, zero = mean in the padding), box_masks
-    (KxHxW float 0/1, one per class in order of first appearance), class_ids (long K), height and
+    (KxHxW float 0/1, one per class in order of first appearance, or with per_box one per box in order),
+    class_ids (long K), height and
     width (of the unpadded image), image_id; or, for an image that cannot be read, dict(image_id, error)."""
 
-    def __init__(self, items, test_size):
+    def __init__(self, items, test_size, per_box=False):
         self.items = list(items)
         self.test_size = int(test_size)
+        self.per_box = per_box
 
     def __len__(self):
         return len(self.items)
@@ -70,11 +72,14 @@ class BoxImageDataset(Dataset):
         height, width = image.shape[:2]
         padded_height, padded_width = pad_size(height, width, self.test_size)
         image = np.pad(image, ((0, padded_height - height), (0, padded_width - width), (0, 0)))
-        class_ids = classes_in_order(boxes)
+        if self.per_box:  # one entry per box, so that touching objects of one class stay apart
+            class_ids, entries = [int(box[0]) for box in boxes], [[box[1:]] for box in boxes]
+        else:
+            class_ids = classes_in_order(boxes)
+            entries = [[box[1:] for box in boxes if int(box[0]) == class_id] for class_id in class_ids]
         masks = np.zeros((len(class_ids), padded_height, padded_width), np.float32)
-        for k, class_id in enumerate(class_ids):
-            class_boxes = [box[1:] for box in boxes if int(box[0]) == class_id]
-            masks[k, :height, :width] = box_mask(class_boxes, height, width)
+        for k, entry_boxes in enumerate(entries):
+            masks[k, :height, :width] = box_mask(entry_boxes, height, width)
         return dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
                     class_ids=torch.tensor(class_ids, dtype=torch.long),
                     height=height, width=width, image_id=image_id)

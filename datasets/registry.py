@@ -2,13 +2,18 @@
 
 A script never asks "is this VOC?": it reads the entry of `--dataset`. Adding a dataset means writing
 its readers and registering one `DatasetSpec`; the class count, the genPseudoMasks flags
-(`--<name>_root_dir`, `--<name>_proposals_dir`, `--init_<name>_model_path`, `--<name>_test_size`,
-`--<name>_split`) and main.py's `--dataset` choice follow from it.
+(`--<name>_root_dir` or the shared `--annotations`/`--image_dir`, `--<name>_proposals_dir`,
+`--init_<name>_model_path`, `--<name>_test_size`, `--<name>_split`), main.py's and test.py's `--dataset`
+choices follow from it.
+
+Every reader takes a `source`: {'root': ..., 'annotations': ..., 'image_dir': ...}, of which a dataset uses
+those in its `source_flags`.
 """
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
+from . import custom
 from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
 from .io import folder_in_root
@@ -21,33 +26,57 @@ class DatasetSpec:
 
     name: the `--dataset` value; title: how messages and --help name it.
     classes: class names, background first; the backbone trained on the dataset has one output per class.
+        None when they come from the data (class_names reads them then).
     default_split: the training split (VOC: a list under ImageSets/Segmentation; COCO: the image folder).
     test_size: genPseudoMasks pads every image (bottom/right) to this side, or to a multiple of 128 above it.
-    box_items: (root, split, split_file, errors) -> [(image_id, image_path, [(class_id, x1, y1, x2, y2), ...])],
+    box_items: (source, split, split_file, errors) -> [(image_id, image_path, [(class_id, x1, y1, x2, y2), ...])],
         the input of pseudo-mask generation; with an errors list, images whose annotation cannot be read are
         collected there as (image_id, message) instead of raising.
-    box_inputs: (root, split, split_file) -> {name: path} of the files the box items come from (what a
+    box_inputs: (source, split, split_file) -> {name: path} of the files the box items come from (what a
         completion record ties the pseudo masks to).
-    segmentation_items: (root, label_dir, split, split_file) -> [(image_id, image_path, label_path)],
+    segmentation_items: (source, label_dir, split, split_file) -> [(image_id, image_path, label_path)],
         the input of backbone training.
+    eval_items: (source, split, split_file) -> [(image_id, image_path)], the images test.py evaluates; None
+        when the dataset is not evaluated.
+    ground_truth: (source, gt_dir, masks, scratch_dir) -> the folder of ground-truth label PNGs test.py scores
+        against (masks: scoring pseudo masks rather than a backbone; scratch_dir: where to write them when they
+        have to be made first).
     ground_truth_dirs: label folders (names under the root) that hold ground-truth masks: training on them
         is fully supervised.
+    source_flags: the source entries the dataset reads ('root', or 'annotations' and 'image_dir').
     root_help: what the root folder holds, for --help.
     """
     name: str
     title: str
-    classes: tuple
-    default_split: str
+    classes: Optional[tuple]
+    default_split: Optional[str]
     test_size: int
     box_items: Callable
     box_inputs: Callable
     segmentation_items: Callable
+    eval_items: Optional[Callable] = None
+    ground_truth: Optional[Callable] = None
     ground_truth_dirs: tuple = ()
+    source_flags: tuple = ('root',)
     root_help: str = ''
+    class_reader: Optional[Callable] = None
+
+    def class_names(self, source=None):
+        """Class names, background first: fixed, or read from the source."""
+        return self.classes if self.classes is not None else self.class_reader(source)
 
     @property
     def num_classes(self):
-        return len(self.classes)
+        """The class count of a dataset with fixed classes (None when they come from the data)."""
+        return None if self.classes is None else len(self.classes)
+
+    def check_source(self, source):
+        """SystemExit naming the missing flags when the source lacks what the dataset reads."""
+        flags = {'root': '--root_path / --<dataset>_root_dir', 'annotations': '--annotations',
+                 'image_dir': '--image_dir'}
+        missing = [flags[key] for key in self.source_flags if not source.get(key)]
+        if missing:
+            raise SystemExit(f'--dataset {self.name} needs {" and ".join(missing)}')
 
 
 DATASETS = {}
@@ -71,50 +100,103 @@ def get_dataset(name):
     return DATASETS[name]
 
 
-def _voc_box_items(root, split, ids_file=None, errors=None):
-    root = resolve_voc_root(root)
-    return voc_box_items(root, read_split(split_file(root, split, ids_file)), errors)
+# ---------------------------------------------------------------------------------------------- PASCAL VOC
+def _voc_ids(source, split, ids_file):
+    root = resolve_voc_root(source['root'])
+    return root, read_split(split_file(root, split, ids_file))
 
 
-def _voc_box_inputs(root, split, ids_file=None):
-    root = resolve_voc_root(root)
+def _voc_box_items(source, split, ids_file=None, errors=None):
+    root, ids = _voc_ids(source, split, ids_file)
+    return voc_box_items(root, ids, errors)
+
+
+def _voc_box_inputs(source, split, ids_file=None):
+    root = resolve_voc_root(source['root'])
     return {'split_file': split_file(root, split, ids_file), 'annotations': os.path.join(root, 'Annotations')}
 
 
-def _voc_segmentation_items(root, label_dir, split, ids_file=None):
-    root = resolve_voc_root(root)
-    return voc_items(root, read_split(split_file(root, split, ids_file)), label_dir)
+def _voc_segmentation_items(source, label_dir, split, ids_file=None):
+    root, ids = _voc_ids(source, split, ids_file)
+    return voc_items(root, ids, label_dir)
 
 
-def _coco_box_items(root, split, ids_file=None, errors=None):
-    return coco_box_items(root, split, read_split(ids_file) if ids_file else None)
+def _voc_eval_items(source, split, ids_file=None):
+    root, ids = _voc_ids(source, split, ids_file)
+    return [(image_id, os.path.join(root, 'JPEGImages', f'{image_id}.jpg')) for image_id in ids]
 
 
-def _coco_box_inputs(root, split, ids_file=None):
-    return {'split_file': ids_file, 'boxes': bbox_annos_path(root, split)}
+def _voc_ground_truth(source, gt_dir, masks, scratch_dir):
+    """SegmentationClassAug for pseudo masks (train_aug), SegmentationClass for a backbone (val)."""
+    return folder_in_root(resolve_voc_root(source['root']),
+                          gt_dir or ('SegmentationClassAug' if masks else 'SegmentationClass'))
 
 
-def _coco_segmentation_items(root, label_dir, split, ids_file=None):
+register_dataset(DatasetSpec(
+    name='voc', title='PASCAL VOC', classes=VOC_CLASSES, default_split='train_aug', test_size=512,
+    box_items=_voc_box_items, box_inputs=_voc_box_inputs, segmentation_items=_voc_segmentation_items,
+    eval_items=_voc_eval_items, ground_truth=_voc_ground_truth,
+    ground_truth_dirs=('SegmentationClass', 'SegmentationClassAug'),
+    root_help='VOC2012 folder (with JPEGImages/, Annotations/, ImageSets/; VOCdevkit/ or its parent also work)'))
+
+
+# ---------------------------------------------------------------------------------------------- COCO-60
+def _coco_box_items(source, split, ids_file=None, errors=None):
+    return coco_box_items(source['root'], split, read_split(ids_file) if ids_file else None)
+
+
+def _coco_box_inputs(source, split, ids_file=None):
+    return {'split_file': ids_file, 'boxes': bbox_annos_path(source['root'], split)}
+
+
+def _coco_segmentation_items(source, label_dir, split, ids_file=None):
     """Every image with a mask in label_dir (pseudo masks exist only for images with non-VOC boxes),
     unless an id list is given."""
     if ids_file:
         ids = read_split(ids_file)
     else:
-        directory = folder_in_root(root, label_dir)
+        directory = folder_in_root(source['root'], label_dir)
         ids = sorted(name[:-4] for name in os.listdir(directory) if name.endswith('.png'))
-    return coco_items(root, [coco_image_id(i) for i in ids], label_dir, split)
+    return coco_items(source['root'], [coco_image_id(i) for i in ids], label_dir, split)
 
 
 COCO60_CLASSES = ('background',) + tuple(COCO_CATEGORY_NAMES[COCO_CATEGORY_IDS.index(i)] for i in COCO60_IDS)
-
-register_dataset(DatasetSpec(
-    name='voc', title='PASCAL VOC', classes=VOC_CLASSES, default_split='train_aug', test_size=512,
-    box_items=_voc_box_items, box_inputs=_voc_box_inputs, segmentation_items=_voc_segmentation_items,
-    ground_truth_dirs=('SegmentationClass', 'SegmentationClassAug'),
-    root_help='VOC2012 folder (with JPEGImages/, Annotations/, ImageSets/; VOCdevkit/ or its parent also work)'))
 
 register_dataset(DatasetSpec(
     name='coco', title='COCO-60', classes=COCO60_CLASSES, default_split='train2017', test_size=640,
     box_items=_coco_box_items, box_inputs=_coco_box_inputs, segmentation_items=_coco_segmentation_items,
     ground_truth_dirs=('train2017_seg60',),
     root_help='COCO folder (with train2017/ and annotations/, after utils/parseCOCO.py)'))
+
+
+# ---------------------------------------------------------------------------------------------- any COCO-format json
+def _custom_box_items(source, split, ids_file=None, errors=None):
+    items = custom.box_items(source['annotations'], source['image_dir'], errors)
+    if ids_file:
+        wanted = set(read_split(ids_file))
+        items = [item for item in items if item[0] in wanted]
+    return items
+
+
+def _custom_segmentation_items(source, label_dir, split, ids_file=None):
+    return custom.segmentation_items(source['annotations'], source['image_dir'], label_dir, ids_file)
+
+
+def _custom_eval_items(source, split, ids_file=None):
+    return custom.eval_items(source['annotations'], source['image_dir'], ids_file)
+
+
+def _custom_ground_truth(source, gt_dir, masks, scratch_dir):
+    """A given --gt_dir, or the json's own masks written as PNGs into scratch_dir."""
+    if gt_dir:
+        return gt_dir
+    return custom.write_ground_truth(source['annotations'], scratch_dir)
+
+
+register_dataset(DatasetSpec(
+    name='custom', title='COCO-format', classes=None, default_split=None, test_size=512,
+    box_items=_custom_box_items, box_inputs=lambda source, split, ids_file=None: {
+        'annotations': source['annotations'], 'split_file': ids_file},
+    segmentation_items=_custom_segmentation_items, eval_items=_custom_eval_items,
+    ground_truth=_custom_ground_truth, source_flags=('annotations', 'image_dir'),
+    class_reader=lambda source: custom.target_class_names(source['annotations'])))

@@ -123,42 +123,51 @@ def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=1
 
 
 @torch.no_grad()
-def generate_labels(lpg, samples, device, backbone=None, max_batch=16, precision=None):
-    """Pseudo labels for a list of samples from `datasets.boxes.BoxImageDataset`.
+def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, precision=None):
+    """The generator's foreground inside each box entry of each sample (`datasets.boxes.BoxImageDataset`).
 
     The images of one padded size form one batch: one backbone forward for all of them (round >= 2), then
-    every (image, class) pair goes through the generator, `max_batch` pairs per forward, each reading its
+    every (image, entry) pair goes through the generator, `max_batch` pairs per forward, each reading its
     class's probability channel. `precision` (utils.precision.Precision) sets autocast and memory format.
-    Returns a list of (height, width) uint8 numpy labels, cropped back to the image size, in sample order.
+    Returns, per sample, a (K, height, width) bool tensor on the device, cropped to the image, each entry's
+    foreground kept inside its own boxes.
     """
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
     to_device = precision.prepare_input if precision is not None else (lambda t: t.to(device))
-    labels = [None] * len(samples)
+    results = [None] * len(samples)
     by_size = {}
     for index, sample in enumerate(samples):
         by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(index)
     for indices in by_size.values():
         group = [samples[i] for i in indices]
         counts = [len(sample['class_ids']) for sample in group]
-        if not sum(counts):
-            for i, sample in zip(indices, group):
-                labels[i] = np.zeros((sample['height'], sample['width']), np.uint8)
-            continue
-        images = to_device(torch.stack([sample['image'] for sample in group]))
-        box_masks = torch.cat([sample['box_masks'] for sample in group]).to(device).unsqueeze(1)
-        class_ids = torch.cat([sample['class_ids'] for sample in group]).to(device)
-        owners = torch.repeat_interleave(torch.arange(len(group), device=device), torch.tensor(counts, device=device))
-        seg_probs = None
-        if backbone is not None:
-            with autocast():
-                probs = backbone_probs(backbone, images)
-            seg_probs = probs[owners, class_ids].unsqueeze(1)  # each pair's own class channel
-        foreground = pairs_foreground(lpg, images, owners, box_masks, seg_probs, max_batch, autocast)
-        for i, sample, fg, boxes, ids in zip(indices, group, foreground.split(counts), (box_masks[:, 0] > 0.5).split(counts),
-                                             class_ids.split(counts)):
-            label = compose_label(fg, boxes, ids.tolist())
-            labels[i] = label[:sample['height'], :sample['width']].cpu().numpy()
-    return labels
+        foreground = torch.zeros(0, *group[0]['image'].shape[-2:], dtype=torch.bool, device=device)
+        box_masks = foreground
+        if sum(counts):
+            images = to_device(torch.stack([sample['image'] for sample in group]))
+            box_masks = torch.cat([sample['box_masks'] for sample in group]).to(device).unsqueeze(1)
+            class_ids = torch.cat([sample['class_ids'] for sample in group]).to(device)
+            owners = torch.repeat_interleave(torch.arange(len(group), device=device),
+                                             torch.tensor(counts, device=device))
+            seg_probs = None
+            if backbone is not None:
+                with autocast():
+                    probs = backbone_probs(backbone, images)
+                seg_probs = probs[owners, class_ids].unsqueeze(1)  # each pair's own class channel
+            foreground = pairs_foreground(lpg, images, owners, box_masks, seg_probs, max_batch, autocast)
+            box_masks = box_masks[:, 0] > 0.5
+        for i, sample, fg, boxes in zip(indices, group, foreground.split(counts), box_masks.split(counts)):
+            results[i] = (fg & boxes)[:, :sample['height'], :sample['width']]
+    return results
+
+
+def generate_labels(lpg, samples, device, backbone=None, max_batch=16, precision=None):
+    """Pseudo labels for a list of samples from `datasets.boxes.BoxImageDataset`: each entry's foreground
+    inside its boxes, painted in order, a pixel keeping the first class that claims it (the release's rule).
+    Returns a list of (height, width) uint8 numpy labels in sample order."""
+    foregrounds = generate_foregrounds(lpg, samples, device, backbone, max_batch, precision)
+    return [compose_label(fg, fg, sample['class_ids'].tolist()).cpu().numpy()
+            for fg, sample in zip(foregrounds, samples)]
 
 
 @torch.no_grad()

@@ -44,6 +44,11 @@ def lpg_snapshot(model_save_path, round_, iteration):
     return os.path.join(lpg_dir(model_save_path, round_), f'LPG_Round{round_}_iter{iteration}.pth')
 
 
+def auxiliary_labels(model_save_path):
+    """trainLPG.py --dataset custom: the labels of the auxiliary set, shared by the rounds."""
+    return os.path.join(model_save_path, 'auxiliary_labels')
+
+
 def lpg_snapshot_pattern(round_):
     """The names of lpg_snapshot files, the iteration as group 1."""
     return rf'LPG_Round{round_}_iter(\d+)\.pth'

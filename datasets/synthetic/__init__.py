@@ -25,9 +25,11 @@ from datasets.constants import COCO_CATEGORY_NAMES
 # _crowd_rle is private but re-exported: tests check the crowd RLE against pycocotools.
 from .coco_format import (COCO_NON_VOC_USED, COCO_SHAPE_FAMILIES, COCO_VOC_USED, _crowd_rle, coco_image_ids,
                           coco_like_sample, make_coco_like)
+from .custom_format import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_custom_coco
 from .voc_format import DEFAULT_VOC_CLASSES, VOC_SHAPE_FAMILIES, make_voc_like, voc_image_ids, voc_like_sample
 
 __all__ = [
+    'AUXILIARY_CATEGORIES', 'TARGET_CATEGORIES', 'make_custom_coco', 'make_custom_data',
     'COCO_CATEGORY_NAMES', 'COCO_NON_VOC_USED', 'COCO_SHAPE_FAMILIES', 'COCO_VOC_USED', 'DEFAULT_VOC_CLASSES',
     'VOC_SHAPE_FAMILIES', 'coco_image_ids', 'coco_like_sample', 'make_coco_like', 'make_demo_data',
     'make_voc_like', 'voc_image_ids', 'voc_like_sample',
@@ -40,3 +42,13 @@ def make_demo_data(out_dir, num_coco=400, num_voc_train=80, num_voc_val=40, imag
     coco_root = make_coco_like(os.path.join(out_dir, 'coco'), num_coco, image_size, seed)
     voc_root = make_voc_like(os.path.join(out_dir, 'VOCdevkit'), num_voc_train, num_voc_val, image_size, seed)
     return coco_root, voc_root
+
+
+def make_custom_data(out_dir, num_images=40, image_size=128, seed=0):
+    """An auxiliary set (masks of AUXILIARY_CATEGORIES) and a target set (boxes and masks of TARGET_CATEGORIES)
+    in COCO format under out_dir/custom_aux and out_dir/custom_target. Returns {'aux': (json, image folder),
+    'target': (json, image folder)}."""
+    return {'aux': make_custom_coco(os.path.join(out_dir, 'custom_aux'), AUXILIARY_CATEGORIES, num_images,
+                                    image_size, seed, stream=10),
+            'target': make_custom_coco(os.path.join(out_dir, 'custom_target'), TARGET_CATEGORIES, num_images,
+                                       image_size, seed, stream=11)}

@@ -1,0 +1,106 @@
+"""The samples a generator trains on: one per (image, class present), from any auxiliary set with masks.
+
+A leaf of the data package: `datasets.coco.COCO60LPGDataset` (COCO-60) and `datasets.custom` (any
+COCO-format mask dataset) build it from their label files."""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .boxes import box_mask
+from .constants import MEAN_BGR
+from .io import chw_tensor, read_image_bgr, read_label
+from .transforms import ScalePadCropFlip, resize_labels
+from .validate import find_problems, image_problems
+
+# LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
+LPG_OUTPUT_STRIDE = 4
+
+
+class LPGSampleDataset(Dataset):
+    """LPG training samples: one per (image, class present in it).
+
+    image_paths: {name: image file}; boxes: {name: [(class, x1, y1, x2, y2)]} in the images' order;
+    mask_dir: <name>.png label maps of class indices (0 = background). Images without boxes or without a
+    mask are left out; max_images keeps the first N (trainLPG.py --max_images). source: the box file, for
+    messages; shown: {name: how messages show the image}. num_classes: the label values allowed, for
+    `problems`. round_size: see ScalePadCropFlip.
+
+    Target: 1 where the mask equals the sample's class. Box mask: the union of that class's boxes. Augment:
+    random scale, pad bottom/right to the crop (image with the mean, masks with 0), a random crop that shows
+    part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output.
+    Returns (image 3xSxS float, box_mask 1xSxS float 0/1, target (S/4)x(S/4) long 0/1, class int), S = crop_size.
+    """
+
+    def __init__(self, image_paths, boxes, mask_dir, num_classes, source, what, crop_size=512,
+                 scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, max_images=None, seed=0, round_size=round, shown=None):
+        if crop_size % LPG_OUTPUT_STRIDE:
+            raise ValueError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
+        self.crop_size, self.mask_dir, self.num_classes = int(crop_size), mask_dir, num_classes
+        self.source, self.what, self.shown = source, what, shown or {}
+        with_masks = set(os.listdir(mask_dir))
+        self.image_paths, self.boxes, self.samples = {}, {}, []  # samples: (name, class)
+        for name, image_boxes in boxes.items():
+            if max_images is not None and len(self.boxes) >= max_images:
+                break
+            if not image_boxes or f'{name}.png' not in with_masks:
+                continue
+            self.image_paths[name], self.boxes[name] = image_paths[name], image_boxes
+            self.samples += [(name, class_id) for class_id in dict.fromkeys(box[0] for box in image_boxes)]
+        if not self.samples:
+            raise ValueError(f'no {what} training samples: no image of {source} has a box and a mask in {mask_dir}')
+        self.augment = ScalePadCropFlip(crop_size, scales, flip, seed=seed, round_size=round_size)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def num_images(self):
+        return len(self.boxes)
+
+    def mask_path(self, name):
+        return os.path.join(self.mask_dir, f'{name}.png')
+
+    def problems(self, progress=True):
+        """{image name: [problems]}: image or mask missing, undecodable or of another size, and boxes without
+        area (a zero- or negative-width box would give an empty or 1-pixel sample)."""
+        found = {}
+        for name, boxes in self.boxes.items():
+            flat = [box for box in boxes if box[3] <= box[1] or box[4] <= box[2]]
+            if flat:
+                found[name] = [f'{self.source}: image {self.shown.get(name, name)}: box '
+                               f'{[round(v, 2) for v in box[1:]]} of class {box[0]} has no area' for box in flat]
+        check = lambda name: image_problems(self.image_paths[name], self.mask_path(name), self.num_classes)
+        for name, problems in find_problems(list(self.boxes), check, f'{self.what} images', progress=progress).items():
+            found.setdefault(name, []).extend(problems)
+        return found
+
+    def drop(self, names):
+        """Leave out the samples of these images."""
+        names = set(names)
+        self.samples = [sample for sample in self.samples if sample[0] not in names]
+        self.boxes = {name: boxes for name, boxes in self.boxes.items() if name not in names}
+        if not self.samples:
+            raise ValueError(f'no {self.what} training samples are left')
+
+    def __getitem__(self, index):
+        name, class_id = self.samples[index]
+        image_path, mask_path = self.image_paths[name], self.mask_path(name)
+        image = read_image_bgr(image_path) - MEAN_BGR
+        mask = read_label(mask_path)
+        height, width = image.shape[:2]
+        if mask.shape != (height, width):
+            raise ValueError(f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image '
+                             f'{image_path} is {width}x{height}')
+        target = (mask == class_id).astype(np.uint8)
+        class_boxes = [box[1:] for box in self.boxes[name] if box[0] == class_id]
+        class_box_mask = box_mask(class_boxes, height, width)
+        # The crop must show part of this class's boxes; one random box guarantees an actual box
+        # (the union's bounding box alone could fall between two boxes).
+        overlap_box = class_boxes[int(self.augment.rng.integers(len(class_boxes)))]
+        image, (class_box_mask, target) = self.augment(image, [class_box_mask, target], [0, 0], overlap_box)
+        # Downsampled to the generator's output size with the same centre-sampling nearest resize as the
+        # backbones' loss labels.
+        target_size = self.crop_size // LPG_OUTPUT_STRIDE
+        target = resize_labels(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
+        return chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target, int(class_id)
