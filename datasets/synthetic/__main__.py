@@ -15,21 +15,22 @@ def get_args_parser():
     parser.add_argument('--image_size', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--custom', type=int, default=0, metavar='N',
-                        help='also write COCO-format sets with categories neither VOC nor COCO has: N images with '
-                        'masks in OUT/custom_aux and N in OUT/custom_target (for --dataset custom)')
+                        help='instead, write two COCO-format sets with categories neither VOC nor COCO has: N images '
+                        'with masks in OUT/custom_aux and N in OUT/custom_target (for --dataset custom)')
     return parser
 
 
 def main(args):
+    if args.custom:
+        for side, (annotations, image_dir) in make_custom_data(args.out, args.custom, args.image_size, args.seed).items():
+            print(f'custom {side}: {annotations} (images in {image_dir})')
+        return
     coco_root, voc_root = make_demo_data(args.out, args.num_coco, args.num_voc_train, args.num_voc_val,
                                          args.image_size, args.seed)
     with open(os.path.join(coco_root, 'annotations', 'instances_train2017.json')) as handle:
         num_annotations = len(json.load(handle)['annotations'])
     print(f'COCO-like: {coco_root}  ({args.num_coco} images, {num_annotations} annotations)')
     print(f'VOC-like:  {voc_root}  ({args.num_voc_train} train, {args.num_voc_val} val)')
-    if args.custom:
-        for side, (annotations, image_dir) in make_custom_data(args.out, args.custom, args.image_size, args.seed).items():
-            print(f'custom {side}: {annotations} (images in {image_dir})')
 
 
 if __name__ == '__main__':
