@@ -5,7 +5,8 @@ r"""Turn boxes into pseudo masks with a trained LPG generator (or filled boxes, 
     python genPseudoMasks.py --dataset voc --round 2 --model_path_test LPG_Round2.pth \
         --voc_root_dir VOC2012 --voc_proposals_dir OUT --model_type vgg16 --init_voc_model_path VOC_Round1.pth
 
-Writes `<proposals_dir>/<model_type>_Round<R>/ID.png` (VOC palette); `--method box` writes `<proposals_dir>/box/`.
+Writes `<proposals_dir>/<model_type>_Round<R>/ID.png` (VOC palette); the baselines (`--method box|grabcut|crf`)
+write `<proposals_dir>/<method>/`, and an overlap rule other than the method's default adds `_<rule>`.
 The folder's record.json, written last, names the settings, annotations and checkpoints the masks come from: a
 rerun with the same ones skips the images already written (an interrupted run continues where it stopped), one
 with others is refused unless --overwrite. An image that cannot be read is reported and the others go on; the
@@ -16,12 +17,16 @@ Every dataset has its own flags: `--<dataset>_root_dir`, `--<dataset>_proposals_
 import argparse
 import os
 
+import numpy as np
+import torch
+from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import BoxImageDataset, collate_boxes, compose_label
+from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries
 from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import BackgroundWriter, remove_files, remove_stale_temporaries, save_palette_png, write_json
+from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_stale_temporaries, save_palette_png,
+                         write_json)
 from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
@@ -29,6 +34,7 @@ from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
+from utils.baselines import box_foreground, crf_foreground, grabcut_foreground
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
 
@@ -37,8 +43,15 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataset', choices=list(DATASETS), default='voc')
     parser.add_argument('--round', type=int, default=1, help='LPG round; round >= 2 reads the round R-1 backbone')
-    parser.add_argument('--method', choices=['lpg', 'box'], default='lpg',
-                        help='lpg: the learned generator; box: filled boxes (baseline)')
+    parser.add_argument('--method', choices=list(METHODS), default='lpg',
+                        help='lpg: the learned generator; baselines: box (filled boxes), grabcut (OpenCV GrabCut from '
+                        'each box), crf (DenseCRF on a unary built from the boxes)')
+    parser.add_argument('--overlap', choices=OVERLAP_RULES,
+                        help='where boxes of several classes claim a pixel: first (the first class keeps it; the '
+                        "release's rule and the default of lpg), confidence (the class with the highest foreground "
+                        'probability; lpg and crf), smaller (the smaller box; the default of the baselines). Other '
+                        'than the default, the output folder gets the rule as a suffix')
+    parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the baselines')
     parser.add_argument('--model_path_test', help='LPG checkpoint of this round')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16',
                         help='backbone architecture of the round R-1 segmentation model (and the output folder name)')
@@ -86,7 +99,13 @@ def dataset_flags(args):
         raise SystemExit(f'--dataset {name} needs --{name}_proposals_dir')
     if args.instances and name != 'custom':
         raise SystemExit('--instances writes COCO-format instance masks: it goes with --dataset custom')
+    if args.overlap == 'confidence' and args.method not in ('lpg', 'crf'):
+        raise SystemExit(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
     return flags
+
+
+def overlap_rule(args):
+    return args.overlap or METHODS[args.method]
 
 
 def load_generators(args, backbone_path, num_classes, precision):
@@ -107,11 +126,14 @@ def load_generators(args, backbone_path, num_classes, precision):
     return lpg, backbone
 
 
+# The methods and the overlap rule each uses unless told otherwise.
+METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'smaller'}
+
 # --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
 INSTANCES = 'instances'
 
 # Flags that change how generation runs, not the masks it writes.
-RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite'}
+RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite', 'n_jobs'}
 
 
 def step_record(args, flags):
@@ -120,7 +142,8 @@ def step_record(args, flags):
     inputs = dict(spec.box_inputs(flags['source'], flags['split'], args.split_file))
     if args.method == 'lpg':
         inputs.update(lpg=args.model_path_test, backbone=flags['backbone_path'] if args.round >= 2 else None)
-    out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round)
+    out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round,
+                                     overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None)
     return Record(out_dir, settings_of(args, RUNTIME_FLAGS), inputs)
 
 
@@ -192,32 +215,65 @@ def finish(args, flags, record, summary):
 
 
 def generate(args, ctx, precision, spec, flags, todo, out_dir):
-    """Pseudo masks of this process's images: loader workers read and pad, the device generates a batch of
-    images at a time, writer threads encode and write the PNGs. Returns the (image_id, reason) of the images
-    that could not be read."""
-    if args.method == 'lpg':
-        num_classes = len(spec.class_names(flags['source']))
-        lpg, backbone = load_generators(args, flags['backbone_path'], num_classes, precision)
-    dataset = BoxImageDataset(todo, flags['test_size'], per_box=args.instances)
-    loader = DataLoader(dataset, batch_size=args.image_batch_size, num_workers=args.workers, collate_fn=collate_boxes,
+    """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed.
+
+    The generator: loader workers read and pad, the device generates a batch of images at a time, writer
+    threads encode and write the PNGs. The baselines: one job per image, --n_jobs in parallel."""
+    if args.method != 'lpg':
+        jobs = Parallel(n_jobs=args.n_jobs)(
+            delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
+            for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
+        return [job for job in jobs if job is not None]
+    lpg, backbone = load_generators(args, flags['backbone_path'], len(spec.class_names(flags['source'])), precision)
+    loader = DataLoader(BoxImageDataset(todo, flags['test_size'], per_box=args.instances),
+                        batch_size=args.image_batch_size, num_workers=args.workers, collate_fn=collate_boxes,
                         pin_memory=ctx.device.type == 'cuda')
+    rule = overlap_rule(args)
     failed = []
     with BackgroundWriter(args.writer_threads) as writer:
-        for samples in tqdm(loader, desc=f'pseudo masks ({args.method})', unit='batch', disable=not ctx.is_main):
+        for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not ctx.is_main):
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
             # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
-            if args.method == 'box':
-                masks = [sample['box_masks'][:, :sample['height'], :sample['width']] > 0.5 for sample in samples]
-            else:
-                masks = generate_foregrounds(lpg, samples, ctx.device, backbone, args.batch_size, precision)
-            for sample, entries in zip(samples, masks):
-                label = compose_label(entries, entries, sample['class_ids'].tolist()).cpu().numpy()
-                writer.submit(save_palette_png, os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
-                if args.instances:
-                    writer.submit(write_json, os.path.join(out_dir, INSTANCES, f'{sample["image_id"]}.json'),
-                                  [rle_annotation(0, None, None, mask.cpu().numpy()) for mask in entries])
+            results = generate_foregrounds(lpg, samples, ctx.device, backbone, args.batch_size, precision,
+                                           with_scores=rule == 'confidence')
+            for sample, result in zip(samples, results):
+                entries, scores = result if rule == 'confidence' else (result, None)
+                label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, sample['entry_boxes'])
+                write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
+                              entries.cpu().numpy() if args.instances else None)
     return failed
+
+
+def write_outputs(write, out_dir, image_id, label, instance_masks=None):
+    """The palette PNG, and with --instances the RLE of each box's mask."""
+    write(save_palette_png, os.path.join(out_dir, f'{image_id}.png'), label)
+    if instance_masks is not None:
+        write(write_json, os.path.join(out_dir, INSTANCES, f'{image_id}.json'),
+              [rle_annotation(0, None, None, mask) for mask in instance_masks])
+
+
+def baseline_image(method, item, out_dir, rule, per_box):
+    """One image of a baseline (a job of its own): its mask written, or (image_id, reason) if it failed."""
+    image_id, image_path, boxes = item
+    try:
+        image = read_image_bgr(image_path).astype(np.uint8)
+    except (OSError, ValueError) as error:
+        return image_id, str(error)
+    class_ids, entry_boxes = box_entries(boxes, per_box)
+    scores = None
+    if method == 'box':
+        foreground = box_foreground(entry_boxes, *image.shape[:2])
+    elif method == 'grabcut':
+        foreground = grabcut_foreground(image, entry_boxes)
+    else:
+        foreground, scores = crf_foreground(image, entry_boxes)
+        scores = torch.from_numpy(scores)
+    foreground = torch.from_numpy(foreground)
+    label = compose_entries(foreground, class_ids, rule, scores, entry_boxes).numpy()
+    write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
+                  foreground.numpy() if per_box else None)
+    return None
 
 
 if __name__ == '__main__':

@@ -19,16 +19,18 @@ import os
 from dataclasses import asdict
 
 import numpy as np
+import torch
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from datasets.io import remove_files, remove_stale_temporaries, write_json
+from datasets.io import atomic_open, remove_files, remove_stale_temporaries, write_json
 from datasets.registry import DATASETS, get_dataset
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
-from utils.evaluation import compute_logits, evaluate_image, gathered_scores, print_scores, score_masks
+from utils.evaluation import (box_foreground_scores, compute_logits, evaluate_image, gathered_scores, predict_image,
+                              print_scores, report_table, score_masks)
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
@@ -38,7 +40,9 @@ DEFAULT_TEST_SIZE = 513
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--type', choices=['test', 'crf', 'masks'], default='test')
+    parser.add_argument('--type', choices=['test', 'crf', 'masks', 'predict'], default='test',
+                        help='test: scores; crf: scores without and with DenseCRF; masks: score pseudo-mask folders; '
+                        'predict: label maps of images without ground truth, in the VOC evaluation-server layout')
     parser.add_argument('--dataset', choices=[name for name, spec in DATASETS.items() if spec.eval_items],
                         default='voc', help='voc, or custom: the images and masks of a COCO-format json')
     parser.add_argument('--root_path', help='VOC2012 folder')
@@ -47,7 +51,8 @@ def get_args_parser():
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--model_path', help='backbone checkpoint (test; crf, where it defaults to the model of the '
                         'last --type test run of --model_type started from the working directory, as in the release)')
-    parser.add_argument('--pred_dir', help='folder of predicted / pseudo masks to score (masks)')
+    parser.add_argument('--pred_dir', nargs='+', help='folders of pseudo masks to score side by side (masks)')
+    parser.add_argument('--report', help='--type masks: name of the report files (default masks_report_<folders>)')
     parser.add_argument('--split', help='split under ImageSets/Segmentation; default val (train_aug for masks)')
     parser.add_argument('--split_file', help='image id list instead of --split')
     parser.add_argument('--gt_dir', help='ground-truth folder (relative to --root_path or absolute); '
@@ -64,6 +69,12 @@ def get_args_parser():
     parser.add_argument('--match_release', action='store_true',
                         help='run the CRF of backbones tested padded (VGG16) on the whole padded input, the image '
                         'padded with black, then crop, as the release does (default: on the image itself)')
+    parser.add_argument('--crf', action='store_true', help='--type predict: refine the predictions with DenseCRF')
+    parser.add_argument('--scales', type=lambda text: tuple(float(v) for v in text.split(',')),
+                        help='test-time scales whose logits are averaged (before the CRF), e.g. 0.75,1,1.25; must '
+                        'hold 1; default 1, the release\'s single scale')
+    parser.add_argument('--flip', action='store_true', default=None,
+                        help='also average the logits of the mirrored images (test-time augmentation)')
     parser.add_argument('--batch_size', type=int, default=8, help='images per forward (those of one input size)')
     parser.add_argument('--writer_threads', type=int, default=4, help='threads writing logits')
     add_amp_arg(parser)
@@ -73,7 +84,8 @@ def get_args_parser():
 
 # Flags that change how the logits are computed, not what they are.
 RUNTIME_FLAGS = {'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'overwrite', 'gt_dir', 'match_release',
-                 'pred_dir', 'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset'}
+                 'pred_dir', 'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset', 'report',
+                 'crf'}
 
 
 def data_source(args):
@@ -84,7 +96,16 @@ def data_source(args):
 
 
 def default_split(args):
-    return args.split or ('train_aug' if args.type == 'masks' else 'val')
+    return args.split or {'masks': 'train_aug', 'predict': 'test'}.get(args.type, 'val')
+
+
+def resolve_defaults(args):
+    """Defaults that --type crf without --model_path takes from the last --type test run instead."""
+    args.test_size = args.test_size or DEFAULT_TEST_SIZE
+    args.scales = args.scales or (1.0,)
+    args.flip = bool(args.flip)
+    if 1 not in args.scales:
+        raise SystemExit(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
 
 
 def logits_record(args, split):
@@ -102,16 +123,15 @@ def logits_present(folder):
 
 
 def masks_save_path(args):
-    return args.save_path or os.path.dirname(os.path.abspath(args.pred_dir))
+    return args.save_path or os.path.dirname(os.path.abspath(args.pred_dir[0]))
 
 
 def masks_record(args, split, gt_dir):
-    """The record of a --type masks score file: the masks, ground truth and split it was computed from."""
+    """The record of a --type masks report: the masks, ground truth and split it was computed from."""
     spec, source = data_source(args)
-    out = layout.mask_scores_file(masks_save_path(args), args.pred_dir)
-    inputs = {'pred_dir': args.pred_dir, 'gt_dir': gt_dir, **spec.box_inputs(source, split, args.split_file)}
-    return Record(masks_save_path(args), {'split': split}, inputs,
-                  name=os.path.basename(out)[:-len('.json')] + '_record.json')
+    inputs = {f'pred_dir {d}': d for d in args.pred_dir}
+    inputs.update(gt_dir=gt_dir, **spec.box_inputs(source, split, args.split_file))
+    return Record(masks_save_path(args), {'split': split}, inputs, name=f'{report_stem(args)}_record.json')
 
 
 def ground_truth(args, spec, source, scratch_dir):
@@ -120,7 +140,7 @@ def ground_truth(args, spec, source, scratch_dir):
 
 def step_done(args):
     """Whether these scores were computed already from the same inputs (run_rounds.py asks)."""
-    args.test_size = args.test_size or DEFAULT_TEST_SIZE
+    resolve_defaults(args)
     spec, source = data_source(args)
     if args.type == 'masks':
         gt_dir = ground_truth(args, spec, source, masks_save_path(args))
@@ -150,17 +170,17 @@ def last_test_run(args):
     args.model_path = record['model_path']
     args.save_path = args.save_path or record['save_path']
     args.split = record['split']
-    for name in ('test_size', 'amp', 'cuda'):  # the settings of that run, unless given again
+    for name in ('test_size', 'amp', 'cuda', 'scales', 'flip'):  # the settings of that run, unless given again
         if getattr(args, name) is None:
-            setattr(args, name, record.get(name))
+            setattr(args, name, tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name))
 
 
 def main(args):
-    if args.type in ('test', 'crf') and not args.model_path:
-        if args.type == 'test':
-            raise SystemExit('--type test needs --model_path')
+    if args.type in ('test', 'crf', 'predict') and not args.model_path:
+        if args.type != 'crf':
+            raise SystemExit(f'--type {args.type} needs --model_path')
         last_test_run(args)
-    args.test_size = args.test_size or DEFAULT_TEST_SIZE
+    resolve_defaults(args)
     spec, source = data_source(args)
     class_names = spec.class_names(source)
     split = default_split(args)
@@ -173,7 +193,7 @@ def main(args):
     record = logits_record(args, split)
     save_path, logits_dir = os.path.dirname(record.folder), record.folder
     out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
-    gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path)
+    gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
 
     def begin():
         remove_stale_temporaries(logits_dir)
@@ -188,16 +208,18 @@ def main(args):
     model = precision.prepare_model(model).eval()
     pad_to = args.test_size if backbone.pad_to_test_size else None
     unreadable = compute_logits(model, ctx.shard(items), logits_dir, pad_to, precision, args.batch_size, args.workers,
-                                args.writer_threads, progress=ctx.is_main)
+                                args.writer_threads, progress=ctx.is_main, scales=args.scales, flip=args.flip)
     unreadable = [failure for found in ctx.all_gather_objects(unreadable) for failure in found]
     if ctx.is_main:
         record.write('incomplete' if unreadable else 'done', {'images': len(items), 'failed': dict(unreadable)})
     if args.type == 'test' and ctx.is_main:
         write_json(layout.last_test_record(args.model_type), {
             'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split,
-            'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda})
-    crf_params = asdict(backbone.crf_params) if args.type == 'crf' else None
+            'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda, 'scales': args.scales, 'flip': args.flip})
+    crf_params = asdict(backbone.crf_params) if args.type == 'crf' or args.crf else None
     crf_on_padded = args.match_release and backbone.pad_to_test_size
+    if args.type == 'predict':
+        return predict(args, ctx, items, logits_dir, layout.server_results(save_path), crf_params, crf_on_padded)
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
         delayed(evaluate_image)(image_id, image_path, gt_dir, logits_dir, out_dirs, len(class_names), crf_params,
                                 crf_on_padded)
@@ -208,11 +230,15 @@ def main(args):
         [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]) for image_id, reason in found}
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
                'num_scored': len(items) - len(failed), 'failed': failed}
+    confusion = {}
     for key in ['without CRF'] + (['with CRF'] if crf_params else []):
         hist = sum((hists[key] for hists in scored), np.zeros((len(class_names),) * 2, np.int64))
-        results[key] = gathered_scores(ctx, hist, class_names)
+        hist = ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()
+        results[key] = gathered_scores(ctx, hist, class_names, reduce=False)
+        confusion[key] = hist.tolist()
         if ctx.is_main:
             print_scores(f'{args.model_type} on {split}, {key}', results[key])
+    results['confusion'] = confusion
     if ctx.is_main:
         out = layout.scores_file(save_path, args.type)
         write_json(out, results)
@@ -224,23 +250,61 @@ def main(args):
 
 
 def score_pseudo_masks(args, ctx, spec, source, split, items, class_names):
-    """--type masks: the pseudo masks in --pred_dir against the ground truth."""
-    if not args.pred_dir:
-        raise SystemExit('--type masks needs --pred_dir')
+    """--type masks: each folder of --pred_dir against the ground truth, in one table (mIoU, class IoU, pixel
+    accuracy, precision and recall of the foreground inside the boxes). Writes scores_masks_<folder>.json per
+    folder and the report as <report>.json (with the confusion matrices) and <report>.md."""
     gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
     record = masks_record(args, split, gt_dir)
-    ids = [image_id for image_id, _ in items]
-    hist = score_masks(args.pred_dir, gt_dir, tqdm(ctx.shard(ids), desc='scoring masks', disable=not ctx.is_main),
-                       len(class_names))
-    results = {'pseudo masks': gathered_scores(ctx, hist, class_names), 'pred_dir': args.pred_dir,
-               'num_images': len(ids)}
+    box_failures = []
+    boxes = {image_id: image_boxes for image_id, _, image_boxes in
+             spec.box_items(source, split, args.split_file, errors=box_failures)}
+    mine = [(image_id, boxes.get(image_id, [])) for image_id, _ in ctx.shard(items)]
+    rows, results = {}, {'split': split, 'num_images': len(items), 'gt_dir': gt_dir, 'methods': {}}
+    for pred_dir, name in zip(args.pred_dir, report_names(args.pred_dir)):
+        hist, inside = score_masks(pred_dir, gt_dir, tqdm(mine, desc=f'scoring {name}', disable=not ctx.is_main),
+                                   len(class_names))
+        hist = ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()
+        rows[name] = gathered_scores(ctx, hist, class_names)
+        rows[name]['box foreground'] = box_foreground_scores(ctx.all_reduce_sum(torch.from_numpy(inside)))
+        results['methods'][name] = dict(rows[name], pred_dir=pred_dir, confusion=hist.tolist())
+        if ctx.is_main:
+            write_json(layout.mask_scores_file(record.folder, pred_dir),
+                       {'pseudo masks': rows[name], 'pred_dir': pred_dir, 'num_images': len(items),
+                        'confusion': hist.tolist()})
     if ctx.is_main:
-        print_scores(f'pseudo masks {args.pred_dir} vs {gt_dir} ({len(ids)} images)', results['pseudo masks'])
-        out = layout.mask_scores_file(record.folder, args.pred_dir)
-        write_json(out, results)
-        record.write('done', {'images': len(ids)})
-        print(f'\nwrote {out}')
+        table = report_table(rows, class_names)
+        print(f'\npseudo masks vs {gt_dir} ({len(items)} images of {split})\n\n{table}')
+        stem = os.path.join(record.folder, report_stem(args))
+        write_json(f'{stem}.json', results)
+        with atomic_open(f'{stem}.md', 'w') as handle:
+            handle.write(table)
+        record.write('done', {'images': len(items)})
+        print(f'wrote {stem}.json and {stem}.md')
     return results
+
+
+def predict(args, ctx, items, logits_dir, out_dir, crf_params, crf_on_padded):
+    """--type predict: a palette PNG per image (with --crf, refined by DenseCRF) in the layout of the VOC
+    evaluation server, results/VOC2012/Segmentation/comp6_test_cls/ID.png."""
+    failures = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
+        delayed(predict_image)(image_id, image_path, logits_dir, out_dir, crf_params, crf_on_padded)
+        for image_id, image_path in tqdm(ctx.shard(items), desc='predict', disable=not ctx.is_main))
+    failed = {image_id: reason for found in ctx.all_gather_objects([f for f in failures if f]) for image_id, reason in found}
+    ctx.print(f'{len(items)} images: {len(items) - len(failed)} predicted, {len(failed)} failed; wrote {out_dir}')
+    if failed:
+        listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
+        raise SystemExit(f'{len(failed)} images could not be predicted:\n  {listing}')
+    return out_dir
+
+
+def report_names(pred_dirs):
+    """The folders' names, or their paths where two share a name."""
+    names = [os.path.basename(os.path.normpath(d)) for d in pred_dirs]
+    return [d if names.count(n) > 1 else n for d, n in zip(pred_dirs, names)]
+
+
+def report_stem(args):
+    return args.report or 'masks_report_' + '+'.join(os.path.basename(os.path.normpath(d)) for d in args.pred_dir)
 
 
 if __name__ == '__main__':

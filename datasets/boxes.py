@@ -45,13 +45,22 @@ def classes_in_order(boxes):
     return list(dict.fromkeys(int(box[0]) for box in boxes))
 
 
+def box_entries(boxes, per_box=False):
+    """What a mask is made for: one entry per class in order of first appearance, with all its boxes, or with
+    per_box one entry per box. Returns (class ids, [[(x1, y1, x2, y2), ...] per entry])."""
+    if per_box:  # touching objects of one class stay apart
+        return [int(box[0]) for box in boxes], [[tuple(box[1:])] for box in boxes]
+    class_ids = classes_in_order(boxes)
+    return class_ids, [[tuple(box[1:]) for box in boxes if int(box[0]) == class_id] for class_id in class_ids]
+
+
 class BoxImageDataset(Dataset):
     """One image with its per-class box masks, padded for LPG.
 
     items: list of (image_id, image_path, boxes), boxes = [(class_id, x1, y1, x2, y2)].
     Returns a dict: image (3xHxW float, mean-subtracted BGR, zero = mean in the padding), box_masks
     (KxHxW float 0/1, one per class in order of first appearance, or with per_box one per box in order),
-    class_ids (long K), height and
+    class_ids (long K), entry_boxes (the boxes of each entry), height and
     width (of the unpadded image), image_id; or, for an image that cannot be read, dict(image_id, error)."""
 
     def __init__(self, items, test_size, per_box=False):
@@ -72,16 +81,12 @@ class BoxImageDataset(Dataset):
         height, width = image.shape[:2]
         padded_height, padded_width = pad_size(height, width, self.test_size)
         image = np.pad(image, ((0, padded_height - height), (0, padded_width - width), (0, 0)))
-        if self.per_box:  # one entry per box, so that touching objects of one class stay apart
-            class_ids, entries = [int(box[0]) for box in boxes], [[box[1:]] for box in boxes]
-        else:
-            class_ids = classes_in_order(boxes)
-            entries = [[box[1:] for box in boxes if int(box[0]) == class_id] for class_id in class_ids]
+        class_ids, entries = box_entries(boxes, self.per_box)
         masks = np.zeros((len(class_ids), padded_height, padded_width), np.float32)
         for k, entry_boxes in enumerate(entries):
             masks[k, :height, :width] = box_mask(entry_boxes, height, width)
         return dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
-                    class_ids=torch.tensor(class_ids, dtype=torch.long),
+                    class_ids=torch.tensor(class_ids, dtype=torch.long), entry_boxes=entries,
                     height=height, width=width, image_id=image_id)
 
 
@@ -91,7 +96,8 @@ def collate_boxes(batch):
 
 
 def compose_label(foreground, box_masks, class_ids):
-    """Paint each class's foreground inside its boxes, in order; a pixel keeps the first class that claims it.
+    """Paint each class's foreground inside its boxes, in order; a pixel keeps the first class that claims it
+    (the release's rule).
 
     foreground, box_masks: (K, H, W) bool; class_ids: K ints > 0. Returns an (H, W) uint8 label map.
     """
@@ -101,8 +107,49 @@ def compose_label(foreground, box_masks, class_ids):
     return label
 
 
+# Where entries claim the same pixel: the first one (the release), the most confident one, the smaller box.
+OVERLAP_RULES = ('first', 'confidence', 'smaller')
+
+
+def covering_box_area(entry_boxes, height, width, device=None):
+    """(K, H, W): per entry and pixel, the area of the smallest of the entry's boxes covering it (inf outside)."""
+    areas = torch.full((len(entry_boxes), height, width), float('inf'), device=device)
+    for k, boxes in enumerate(entry_boxes):
+        for x1, y1, x2, y2 in boxes:
+            left, top = max(int(x1), 0), max(int(y1), 0)
+            right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
+            if right >= left and bottom >= top:
+                area = float((int(x2) - int(x1) + 1) * (int(y2) - int(y1) + 1))
+                region = areas[k, top:bottom + 1, left:right + 1]
+                region.clamp_(max=area)
+    return areas
+
+
+def compose_entries(foreground, class_ids, rule='first', scores=None, entry_boxes=None):
+    """One label map from the foreground of each entry (K, H, W bool, each inside its own boxes).
+
+    A pixel that several entries claim goes to the first of them (rule 'first', the release), to the one with
+    the highest score ('confidence': scores (K, H, W), e.g. the generator's foreground probability) or to the
+    one whose covering box is smallest ('smaller': entry_boxes, per entry its (x1, y1, x2, y2) boxes).
+    Returns an (H, W) uint8 label map on the foreground's device."""
+    if rule == 'first' or len(class_ids) < 2:
+        return compose_label(foreground, foreground, class_ids)
+    if rule == 'confidence':
+        if scores is None:
+            raise ValueError('--overlap confidence needs a method that scores its pixels (lpg or crf)')
+        choice = torch.where(foreground, scores.float(), torch.tensor(-1.0, device=foreground.device)).argmax(0)
+    elif rule == 'smaller':
+        areas = covering_box_area(entry_boxes, *foreground.shape[-2:], device=foreground.device)
+        choice = torch.where(foreground, areas, torch.tensor(float('inf'), device=foreground.device)).argmin(0)
+    else:
+        raise ValueError(f'unknown overlap rule {rule!r}: expected one of {OVERLAP_RULES}')
+    classes = torch.tensor([0] + [int(c) for c in class_ids], dtype=torch.uint8, device=foreground.device)
+    return torch.where(foreground.any(0), classes[choice + 1], classes[0])
+
+
 def filled_box_label(sample):
-    """The filled-box baseline: every box pixel is foreground. Returns an (height, width) uint8 numpy label."""
-    boxes = sample['box_masks'] > 0.5
-    label = compose_label(boxes, boxes, sample['class_ids'].tolist())
-    return label[:sample['height'], :sample['width']].numpy()
+    """The filled-box baseline: every box filled with its class, smaller boxes drawn over larger ones.
+    Returns an (height, width) uint8 numpy label."""
+    height, width = sample['height'], sample['width']
+    boxes = sample['box_masks'][:, :height, :width] > 0.5
+    return compose_entries(boxes, sample['class_ids'].tolist(), 'smaller', entry_boxes=sample['entry_boxes']).numpy()

@@ -105,13 +105,15 @@ def class_channel(probs, class_ids):
     return probs.gather(1, index)
 
 
-def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=16, autocast=contextlib.nullcontext):
-    """Run the generator on (image, class) pairs and return their (P, H, W) bool foreground.
+def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=16, autocast=contextlib.nullcontext,
+                     with_scores=False):
+    """Run the generator on (image, class) pairs and return their (P, H, W) bool foreground (and, with_scores,
+    the (P, H, W) foreground probability).
 
     images: (B, 3, H, W); owners: (P,) index of each pair's image; box_masks: (P, 1, H, W); seg_probs:
     (P, 1, H, W) or None. Pairs go through the generator `max_batch` at a time. Logits come out at 1/4 size;
     they are resized x4 (bilinear, align_corners=True) in float32 before the argmax, as in the release."""
-    outputs = []
+    outputs, scores = [], []
     for start in range(0, len(owners), max_batch):
         chunk = slice(start, start + max_batch)
         probs = None if seg_probs is None else seg_probs[chunk]
@@ -119,18 +121,20 @@ def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=1
             logits = lpg(lpg_input(images[owners[chunk]], box_masks[chunk], probs))
         logits = F.interpolate(logits.float(), size=images.shape[-2:], mode='bilinear', align_corners=True)
         outputs.append(logits.argmax(dim=1) == 1)
-    return torch.cat(outputs)
+        if with_scores:
+            scores.append(torch.softmax(logits, dim=1)[:, 1])
+    return (torch.cat(outputs), torch.cat(scores)) if with_scores else torch.cat(outputs)
 
 
 @torch.no_grad()
-def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, precision=None):
+def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, precision=None, with_scores=False):
     """The generator's foreground inside each box entry of each sample (`datasets.boxes.BoxImageDataset`).
 
     The images of one padded size form one batch: one backbone forward for all of them (round >= 2), then
     every (image, entry) pair goes through the generator, `max_batch` pairs per forward, each reading its
     class's probability channel. `precision` (utils.precision.Precision) sets autocast and memory format.
     Returns, per sample, a (K, height, width) bool tensor on the device, cropped to the image, each entry's
-    foreground kept inside its own boxes.
+    foreground kept inside its own boxes; with_scores, per sample (foreground, foreground probability).
     """
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
     to_device = precision.prepare_input if precision is not None else (lambda t: t.to(device))
@@ -142,7 +146,7 @@ def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, prec
         group = [samples[i] for i in indices]
         counts = [len(sample['class_ids']) for sample in group]
         foreground = torch.zeros(0, *group[0]['image'].shape[-2:], dtype=torch.bool, device=device)
-        box_masks = foreground
+        box_masks, scores = foreground, foreground.float()
         if sum(counts):
             images = to_device(torch.stack([sample['image'] for sample in group]))
             box_masks = torch.cat([sample['box_masks'] for sample in group]).to(device).unsqueeze(1)
@@ -154,10 +158,14 @@ def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, prec
                 with autocast():
                     probs = backbone_probs(backbone, images)
                 seg_probs = probs[owners, class_ids].unsqueeze(1)  # each pair's own class channel
-            foreground = pairs_foreground(lpg, images, owners, box_masks, seg_probs, max_batch, autocast)
+            foreground = pairs_foreground(lpg, images, owners, box_masks, seg_probs, max_batch, autocast, with_scores)
+            if with_scores:
+                foreground, scores = foreground
             box_masks = box_masks[:, 0] > 0.5
-        for i, sample, fg, boxes in zip(indices, group, foreground.split(counts), box_masks.split(counts)):
-            results[i] = (fg & boxes)[:, :sample['height'], :sample['width']]
+        for i, sample, fg, boxes, score in zip(indices, group, foreground.split(counts), box_masks.split(counts),
+                                               scores.split(counts) if with_scores else [None] * len(group)):
+            crop = (slice(None), slice(0, sample['height']), slice(0, sample['width']))
+            results[i] = ((fg & boxes)[crop], score[crop]) if with_scores else (fg & boxes)[crop]
     return results
 
 

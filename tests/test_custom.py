@@ -165,8 +165,8 @@ def test_the_custom_loop_trains_a_backbone_and_generates_round_2(custom, tmp_pat
                                       tmp_path / 'b', '--from_scratch', '--num_iterations', 1, '--batch_size', 2,
                                       '--crop_size', 33, *CPU))
     scores = test_backbone.main(parse(test_backbone, '--type', 'masks', *source, '--pred_dir', masks, *CPU))
-    assert 0 < scores['pseudo masks']['Mean IoU'] <= 1
-    assert list(scores['pseudo masks']['Class IoU']) == ['background', 'quasar', 'pulsar', 'nebula']
+    assert 0 < scores['methods']['box']['Mean IoU'] <= 1
+    assert list(scores['methods']['box']['Class IoU']) == ['background', 'quasar', 'pulsar', 'nebula']
     torch.manual_seed(0)
     lpg2 = save_checkpoint(tmp_path / 'LPG_Round2.pth', **LPGNet(in_channels=5).state_dict())
     out = genPseudoMasks.main(parse(genPseudoMasks, *target_flags(custom, tmp_path / 'p', '--round', 2,

@@ -43,7 +43,7 @@ def sample(size=128, height=100, width=120):
     masks[0, 10:60, 20:90] = 1
     masks[1, 40:95, 50:115] = 1
     return dict(image=torch.randn(3, size, size) * 40, box_masks=masks, class_ids=torch.tensor([5, 12]),
-                height=height, width=width, image_id='a')
+                entry_boxes=[[(20, 10, 89, 59)], [(50, 40, 114, 94)]], height=height, width=width, image_id='a')
 
 
 def test_filled_box_label_is_cropped_to_the_image():

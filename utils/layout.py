@@ -54,10 +54,11 @@ def lpg_snapshot_pattern(round_):
     return rf'LPG_Round{round_}_iter(\d+)\.pth'
 
 
-def pseudo_mask_dir(proposals_dir, method, model_type, round_):
-    """`box` for the filled-box baseline, `<model_type>_Round<R>` for the generator of round R."""
+def pseudo_mask_dir(proposals_dir, method, model_type, round_, overlap=None):
+    """`<model_type>_Round<R>` for the generator of round R, the method's name (box, grabcut, crf) for a
+    baseline; `_<rule>` appended for an overlap rule other than the method's default."""
     name = method if method != 'lpg' else f'{model_type}_Round{round_}'
-    return os.path.join(proposals_dir, name)
+    return os.path.join(proposals_dir, name + (f'_{overlap}' if overlap else ''))
 
 
 def backbone_weights(save_path, model_type):
@@ -80,6 +81,11 @@ def eval_dir(model_path, split):
 def eval_subdir(eval_folder, kind):
     """`logits` (raw network outputs), `pred` (argmax PNGs) or `crf` (DenseCRF PNGs)."""
     return os.path.join(eval_folder, kind)
+
+
+def server_results(eval_folder):
+    """test.py --type predict: the layout the PASCAL VOC evaluation server expects."""
+    return os.path.join(eval_folder, 'results', 'VOC2012', 'Segmentation', 'comp6_test_cls')
 
 
 def scores_file(eval_folder, test_type):

@@ -1,0 +1,61 @@
+"""The pseudo-mask baselines LPG is compared with, each giving the foreground of every box entry of an image.
+
+- box: the boxes themselves;
+- grabcut: OpenCV's GrabCut initialised from each box (its inside "probably foreground", outside background);
+- crf: the DenseCRF of utils/crf.py with a unary built from the boxes: inside an entry's boxes the entry is
+  likely (BOX_CRF_INSIDE), outside every box the background is.
+They run on the CPU, one image per job (genPseudoMasks.py runs them in parallel over images).
+"""
+import cv2
+import numpy as np
+
+from datasets.boxes import box_mask
+from utils.crf import DenseCRF
+
+GRABCUT_ITERATIONS = 5
+BOX_CRF_INSIDE = 0.6  # probability of the entry inside its boxes; the background gets the rest
+BOX_CRF_PARAMS = dict(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=10, bi_xy_std=40, bi_rgb_std=10)
+
+
+def box_foreground(entry_boxes, height, width):
+    """(K, H, W) bool: each entry's boxes, filled."""
+    return np.stack([box_mask(boxes, height, width).astype(bool) for boxes in entry_boxes]) if entry_boxes \
+        else np.zeros((0, height, width), bool)
+
+
+def grabcut_foreground(image_bgr, entry_boxes):
+    """(K, H, W) bool: per entry, the union of GrabCut's foreground in each of its boxes (a box too small for
+    GrabCut stays filled)."""
+    height, width = image_bgr.shape[:2]
+    image = np.ascontiguousarray(image_bgr, dtype=np.uint8)
+    masks = np.zeros((len(entry_boxes), height, width), bool)
+    for k, boxes in enumerate(entry_boxes):
+        for box in boxes:
+            inside = box_mask([box], height, width).astype(bool)
+            ys, xs = np.nonzero(inside)
+            if not len(xs) or np.ptp(xs) < 2 or np.ptp(ys) < 2 or inside.all():
+                masks[k] |= inside  # GrabCut needs a box with some outside around it and some area
+                continue
+            rect = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+            labels = np.zeros((height, width), np.uint8)
+            cv2.grabCut(image, labels, rect, np.zeros((1, 65)), np.zeros((1, 65)), GRABCUT_ITERATIONS,
+                        cv2.GC_INIT_WITH_RECT)
+            masks[k] |= inside & ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD))
+    return masks
+
+
+def crf_foreground(image_bgr, entry_boxes, params=None):
+    """((K, H, W) bool foreground, (K, H, W) float probability): DenseCRF on a unary built from the boxes,
+    each entry's foreground kept inside its boxes."""
+    height, width = image_bgr.shape[:2]
+    boxes = box_foreground(entry_boxes, height, width)
+    weight = np.concatenate([np.ones((1, height, width), np.float32),
+                             boxes.astype(np.float32) * BOX_CRF_INSIDE])
+    weight[0] = np.where(boxes.any(0), 1.0 - BOX_CRF_INSIDE, 1.0)
+    prob = weight / weight.sum(0, keepdims=True)
+    refined = DenseCRF(**(params or BOX_CRF_PARAMS))(np.ascontiguousarray(image_bgr, dtype=np.uint8),
+                                                     np.clip(prob, 1e-5, 1.0))
+    choice = refined.argmax(0)
+    foreground = np.stack([(choice == k + 1) for k in range(len(entry_boxes))]) & boxes if len(entry_boxes) \
+        else boxes
+    return foreground, refined[1:]
