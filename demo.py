@@ -1,31 +1,40 @@
-"""The whole method on generated data, in about ten minutes on two CPU cores.
+"""The whole method on generated data, on two CPU cores.
 
-    python demo.py                      # writes demo_output/ and Figs/demo_pseudo_masks.png
+    python demo.py                      # writes demo_output/, Figs/demo_pseudo_masks.png, Figs/demo_training_curves.png
 
 Makes a small auxiliary dataset in COCO format and a small target dataset in VOC format
 (datasets/synthetic/: the COCO-side object shapes differ from the VOC-side ones, so the generator has to
-transfer across classes, as in the paper), then runs run_rounds.py on them: parseCOCO, filled-box baseline,
-LPG round 1, pseudo masks, the VOC backbone with CRF testing, the COCO-60 backbone and LPG round 2.
-Prints a table (pseudo-mask mIoU of filled boxes vs LPG on the VOC training images, backbone val mIoU without
-and with CRF, time per step) and writes it to demo_output/demo_results.json. Rerunning skips finished steps.
+transfer across classes, as in the paper), then runs run_rounds.py on them: parseCOCO, the baselines (filled
+boxes, GrabCut, DenseCRF on the boxes), LPG round 1, pseudo masks, the VOC backbone with CRF testing, the
+COCO-60 backbone and LPG round 2; then the round-1 masks under the other two overlap rules, one comparison
+report of every set of pseudo masks, and the figures.
+
+It prints the report (pseudo-mask quality on the VOC training images), the backbones' val mIoU without and with
+CRF and the time per step, writes them to demo_output/demo_results.json, and says whether the result falls
+inside the spread measured over three seeds (benchmarks/demo_spread.json). The run is deterministic on a given
+machine (seeds, deterministic algorithms, a fixed thread count); rerunning skips finished steps.
 """
 import argparse
 import json
 import os
 import time
 
-import cv2
-import numpy as np
+import torch
 
 import run_rounds
-from datasets.constants import VOC_PALETTE
+from datasets.constants import VOC_CLASSES
 from datasets.io import read_image_bgr, read_label, write_json
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
+from utils import layout
 from utils.layout import RunLayout
 from utils.runtime import run_script
+from utils.visualize import comparison_grid, curves_figure, save_figure, stack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')
+BASELINES = ('box', 'grabcut', 'crf')
+BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF'}
 
 
 def get_args_parser():
@@ -44,40 +53,15 @@ def get_args_parser():
                         'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
     parser.add_argument('--backbone_iterations', type=int, default=80)
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=2, help='CPU threads of every step (fixed: same results)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the data and of every step')
+    parser.add_argument('--baselines', default=','.join(BASELINES), help='the baselines to compare (comma list)')
     return parser
 
 
 def read_json(path):
     with open(path) as handle:
         return json.load(handle)
-
-
-def colorize(label):
-    palette = np.array(VOC_PALETTE, dtype=np.uint8).reshape(-1, 3)
-    return palette[label][..., ::-1]  # RGB palette -> BGR for cv2
-
-
-def save_figure(voc_root, pseudo_dirs, path, num_images=4):
-    """Rows of image with boxes | each pseudo mask | ground truth, for the first training images."""
-    ids = read_split(split_file(voc_root, 'train_aug'))[:num_images]
-    rows = []
-    for image_id, _, boxes in voc_box_items(voc_root, ids):
-        image = read_image_bgr(os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg')).astype(np.uint8)
-        with_boxes = image.copy()
-        for class_id, x1, y1, x2, y2 in boxes:
-            color = tuple(int(c) for c in colorize(np.array([class_id]))[0])
-            cv2.rectangle(with_boxes, (x1, y1), (x2, y2), color, 2)
-        panels = [with_boxes] + [colorize(read_label(os.path.join(d, f'{image_id}.png'))) for d in pseudo_dirs.values()]
-        panels.append(colorize(read_label(os.path.join(voc_root, 'SegmentationClassAug', f'{image_id}.png'))))
-        rows.append(np.concatenate([np.pad(p, ((2, 2), (2, 2), (0, 0)), constant_values=255) for p in panels], 1))
-    header = np.full((24, rows[0].shape[1], 3), 255, np.uint8)
-    titles = ['image + boxes'] + list(pseudo_dirs) + ['ground truth']
-    step = rows[0].shape[1] // len(titles)
-    for i, title in enumerate(titles):
-        cv2.putText(header, title, (i * step + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    cv2.imwrite(path, np.concatenate([header] + rows, 0))
 
 
 def demo_data(data_dir, args):
@@ -93,52 +77,118 @@ def demo_data(data_dir, args):
     return coco_root, voc_root
 
 
+def pipeline_flags(args, voc_root, coco_root, work):
+    return ['--voc_root_dir', voc_root, '--coco_root_dir', coco_root, '--work_dir', work, '--rounds', str(args.rounds),
+            '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
+            '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations),
+            '--backbone_batch_size', '8', '--backbone_crop_size', '65', '--voc_test_size', '128',
+            '--coco_test_size', '128', '--eval_test_size', '128', '--cuda', args.cuda, '--workers', '1',
+            '--n_jobs', '2', '--from_scratch', '--baselines', args.baselines, '--threads', str(args.threads),
+            '--deterministic',
+            # the demo's own folder: steps whose data or settings changed are redone
+            '--overwrite']
+
+
+def overlap_variants(runner, run, voc_root):
+    """The round-1 generator's VOC masks under the two other overlap rules. Returns their folders."""
+    a, folders = runner.args, {}
+    for rule in ('confidence', 'smaller'):
+        runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', [
+            '--dataset', 'voc', '--round', 1, '--model_path_test', run.lpg(1), '--voc_root_dir', voc_root,
+            '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', a.model_type, '--voc_test_size', 128,
+            '--overlap', rule] + runner.common())
+        folders[f'LPG round 1, overlap {rule}'] = layout.pseudo_mask_dir(run.pseudo_root('voc'), 'lpg', a.model_type,
+                                                                         1, rule)
+    return folders
+
+
+def comparison_report(runner, run, voc_root, folders):
+    """One test.py --type masks report of every set of pseudo masks; returns it with the folders' labels."""
+    runner.step('compare pseudo masks', 'test.py', ['--type', 'masks', '--root_path', voc_root, '--split',
+                                                     'train_aug', '--save_path', run.pseudo_root('voc'),
+                                                     '--report', 'demo_masks_report', '--pred_dir', *folders.values()])
+    report = read_json(os.path.join(run.pseudo_root('voc'), 'demo_masks_report.json'))
+    by_folder = {os.path.basename(os.path.normpath(d)): label for label, d in folders.items()}
+    return {by_folder[name]: scores for name, scores in report['methods'].items()}
+
+
+def write_figures(args, run, voc_root, folders, rounds):
+    """A grid of the first training images (each method's masks and the ground truth) and the loss curves."""
+    ids = read_split(split_file(voc_root, 'train_aug'))[:3]
+    rows = []
+    for image_id, image_path, boxes in voc_box_items(voc_root, ids):
+        masks = {label: read_label(os.path.join(d, f'{image_id}.png')) for label, d in folders.items()
+                 if 'overlap' not in label}
+        gt = read_label(os.path.join(voc_root, 'SegmentationClassAug', f'{image_id}.png'))
+        rows.append(comparison_grid(read_image_bgr(image_path), boxes, masks, gt, VOC_CLASSES))
+    grid = save_figure(stack(rows), os.path.join(args.figs_dir, 'demo_pseudo_masks.png'))
+    logs = {f'LPG round {r}': layout.loss_log(layout.lpg_dir(run.lpg_root, r)) for r in rounds}
+    logs.update({f'VOC backbone round {r}': layout.loss_log(run.backbone_dir('voc', r)) for r in rounds})
+    curves = save_figure(curves_figure(logs), os.path.join(args.figs_dir, 'demo_training_curves.png'))
+    return grid, curves
+
+
+def within_spread(results):
+    """Lines saying whether each demo figure lies inside the spread of benchmarks/demo_spread.json (mean +- 3
+    std of three seeds)."""
+    if not os.path.isfile(SPREAD):
+        return ['no benchmarks/demo_spread.json to compare with']
+    values = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
+    values.update({f'backbone round {r}, {key}': value for r, row in results['backbones'].items()
+                   for key, value in row.items()})
+    lines = []
+    for name, stats in read_json(SPREAD)['rows'].items():
+        value = values.get(name)
+        if value is None:
+            continue
+        low, high = stats['mean'] - 3 * stats['std'], stats['mean'] + 3 * stats['std']
+        verdict = 'inside' if low <= value <= high else 'OUTSIDE'
+        lines.append(f'{name}: {100 * value:.1f} mIoU, {verdict} the spread of three seeds '
+                     f'({100 * stats["mean"]:.1f} +- {100 * stats["std"]:.1f})')
+    return lines
+
+
 def main(args):
     tic = time.time()
+    torch.set_num_threads(args.threads)
     coco_root, voc_root = demo_data(os.path.join(args.out_dir, 'data'), args)
     data_seconds = round(time.time() - tic, 1)
     work = os.path.join(args.out_dir, 'work')
-    pipeline_args = run_rounds.get_args_parser().parse_args([
-        '--voc_root_dir', voc_root, '--coco_root_dir', coco_root, '--work_dir', work, '--rounds', str(args.rounds),
-        '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
-        '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations), '--backbone_batch_size', '8',
-        '--backbone_crop_size', '65', '--voc_test_size', '128', '--coco_test_size', '128', '--eval_test_size', '128',
-        '--cuda', args.cuda, '--workers', '1', '--n_jobs', '2', '--from_scratch',
-        # the demo's own folder: steps whose data or settings changed are redone
-        '--overwrite'])
+    pipeline_args = run_rounds.get_args_parser().parse_args(pipeline_flags(args, voc_root, coco_root, work))
     summary = run_rounds.main(pipeline_args)
-
-    miou = lambda scores, key: scores[key]['Mean IoU']
-    results = {'filled boxes': {'pseudo-mask mIoU': miou(read_json(summary['baseline_scores']), 'pseudo masks')},
-               'rounds': {}, 'step_seconds': dict(summary['step_seconds'], **{'make demo data': data_seconds})}
+    run, runner = RunLayout(work), run_rounds.Runner(pipeline_args)
+    rounds = [int(r) for r in summary['rounds']]
+    model_type = pipeline_args.model_type
+    folders = {BASELINE_NAMES[method]: run.pseudo_masks('voc', method, model_type, None)
+               for method in pipeline_args.baselines}
+    folders.update({f'LPG round {r}': run.pseudo_masks('voc', 'lpg', model_type, r) for r in rounds})
+    folders.update(overlap_variants(runner, run, voc_root))
+    results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': {}}
     for r, paths in summary['rounds'].items():
         backbone = read_json(paths['backbone_scores'])
-        results['rounds'][r] = {'pseudo-mask mIoU': miou(read_json(paths['pseudo_mask_scores']), 'pseudo masks'),
-                                'val mIoU without CRF': miou(backbone, 'without CRF'),
-                                'val mIoU with CRF': miou(backbone, 'with CRF')}
+        results['backbones'][r] = {key: backbone[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
+    results['step_seconds'] = dict(summary['step_seconds'], **runner.times, **{'make demo data': data_seconds})
+    figures = write_figures(args, run, voc_root, folders, rounds)
     results['total_seconds'] = round(time.time() - tic, 1)
 
-    print('\n| pseudo masks | mIoU on VOC train (%) | backbone val mIoU (%) | + CRF (%) |')
+    percent = lambda v: '-' if v is None else f'{100 * v:.1f}'
+    print('\n| pseudo masks on the VOC training images | mIoU (%) | fg precision in boxes (%) | fg recall in boxes (%) |')
     print('|---|---|---|---|')
-    print(f'| filled boxes | {100 * results["filled boxes"]["pseudo-mask mIoU"]:.1f} | - | - |')
-    for r, row in results['rounds'].items():
-        print(f'| LPG round {r} | {100 * row["pseudo-mask mIoU"]:.1f} | {100 * row["val mIoU without CRF"]:.1f} '
-              f'| {100 * row["val mIoU with CRF"]:.1f} |')
+    for name, scores in results['pseudo masks'].items():
+        fg = scores['box foreground']
+        print(f'| {name} | {percent(scores["Mean IoU"])} | {percent(fg["precision"])} | {percent(fg["recall"])} |')
+    print('\n| backbone trained on | val mIoU (%) | + CRF (%) |\n|---|---|---|')
+    for r, row in results['backbones'].items():
+        print(f'| LPG round {r} masks | {percent(row["without CRF"])} | {percent(row["with CRF"])} |')
     print('\n| step | seconds |\n|---|---|')
     for step, seconds in results['step_seconds'].items():
         print(f'| {step} | {seconds} |')
-    print(f'| total | {results["total_seconds"]} |')
-
-    run = RunLayout(work)
-    model_type = pipeline_args.model_type
-    pseudo_dirs = {'filled boxes': run.pseudo_masks('voc', 'box', model_type, None)}
-    for r in results['rounds']:
-        pseudo_dirs[f'LPG round {r}'] = run.pseudo_masks('voc', 'lpg', model_type, r)
-    figure = os.path.join(args.figs_dir, 'demo_pseudo_masks.png')
-    save_figure(voc_root, pseudo_dirs, figure)
+    print(f'| total | {results["total_seconds"]} |\n')
+    results['spread'] = within_spread(results)
+    print('\n'.join(results['spread']))
     out = os.path.join(args.out_dir, 'demo_results.json')
     write_json(out, results)
-    print(f'\nwrote {out} and {figure}')
+    print(f'\nwrote {out}, {figures[0]} and {figures[1]}')
     return results
 
 

@@ -167,7 +167,7 @@ def main(args):
     run_files = [last_path, final_path]
     begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
         run_files + [path for _, path in snapshot_files(args.save_path, snapshots)] + [record.path]))
-    seed_everything(args.seed + ctx.rank)
+    seed_everything(args.seed + ctx.rank, args.deterministic)
 
     spec, source = data_source(args)
     num_classes = len(spec.class_names(source))
@@ -186,7 +186,7 @@ def main(args):
 
     trained = distributed_model(model, ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_iterations, args.num_print_log, ctx)
+    log = LossLog(args.num_iterations, args.num_print_log, ctx, args.save_path, start, args.tensorboard)
     guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
     done = start
     while done < args.num_iterations:

@@ -4,9 +4,10 @@ r"""Run rounds 1..N of the LPG alternation on a VOC root and a COCO root.
         --voc_init_model_path PretrainedModel/vgg16_largefov_imagenet.pth \
         --coco_init_model_path PretrainedModel/vgg16_largefov_imagenet_61.pth
 
-Each step runs the published script in a subprocess and is skipped when the script's completion record says
-the same settings and inputs already produced its outputs, so an interrupted run continues where it stopped
-(the training steps resume from their last checkpoint, generation skips the masks already written).
+Each step runs the published script in a subprocess, its output in <work_dir>/logs/<step>.log, and is skipped
+when the script's completion record says the same settings and inputs already produced its outputs, so an
+interrupted run continues where it stopped (the training steps resume from their last checkpoint, generation
+skips the masks already written).
 Round r: train LPG-r on COCO-60 (reading the round r-1 COCO-60 backbone when r >= 2); VOC pseudo masks with
 LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round-r VOC backbone; unless r is
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
@@ -53,7 +54,13 @@ def get_args_parser():
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
                         help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
-    parser.add_argument('--baseline', type=str2bool, default=True, help='also make and score filled-box masks')
+    parser.add_argument('--baselines', type=lambda text: [m for m in text.split(',') if m], default=['box'],
+                        help='pseudo-mask baselines to make and score beside LPG, a comma list of box, grabcut, crf '
+                        '(default box; an empty string for none)')
+    parser.add_argument('--threads', type=int,
+                        help='CPU threads of every step (OMP_NUM_THREADS): a fixed count keeps CPU results the same')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='training steps use deterministic algorithms (torch.use_deterministic_algorithms)')
     # Scaled-down settings (the demo and the tests use these); unset means each script's own default.
     parser.add_argument('--lpg_iterations', type=per_round(int),
                         help='LPG iterations, one number or one per round (N1,N2,...; the last one repeats)')
@@ -101,10 +108,15 @@ class Runner:
 
     def __init__(self, args):
         self.args = args
+        self.run = RunLayout(args.work_dir)
         self.times = {}
 
     def common(self):
         return optional(['--cuda', self.args.cuda, '--workers', self.args.workers])
+
+    def training(self):
+        """Flags of the training steps."""
+        return ['--deterministic'] if self.args.deterministic else []
 
     def scratch(self, init_model_path):
         """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
@@ -119,12 +131,19 @@ class Runner:
             print(f'[skip] {name}: done with the same settings and inputs', flush=True)
             return
         cmd = [sys.executable, os.path.join(HERE, script)] + flags
-        print(f'[run] {name}: {" ".join(cmd)}', flush=True)
+        log_path = self.run.step_log(name)
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        print(f'[run] {name}: {" ".join(cmd)}\n      log: {log_path}', flush=True)
+        env = dict(os.environ, **({'OMP_NUM_THREADS': str(self.args.threads), 'MKL_NUM_THREADS': str(self.args.threads)}
+                                  if self.args.threads else {}))
         tic = time.time()
-        code = subprocess.run(cmd, cwd=HERE).returncode
+        with open(log_path, 'w') as log:
+            code = subprocess.run(cmd, cwd=HERE, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
         if code:
-            raise SystemExit(f'step "{name}" failed (exit status {code}; its messages are above). Fix the cause and '
-                             'rerun run_rounds.py: the finished steps are skipped')
+            with open(log_path) as log:
+                tail = ''.join(log.readlines()[-15:])
+            raise SystemExit(f'{tail}\nstep "{name}" failed (exit status {code}; the end of {log_path} is above). '
+                             'Fix the cause and rerun run_rounds.py: the finished steps are skipped')
         self.times[name] = round(time.time() - tic, 1)
 
 
@@ -143,7 +162,7 @@ def run_round(runner, r, run, last_round):
     if r >= 2:
         flags += ['--init_seg_model_path', run.backbone('coco', cmt, r - 1), '--seg_model_type', cmt,
                   '--init_lpg_model_path', run.lpg(r - 1)]
-    runner.step(f'round {r}: train LPG', 'trainLPG.py', flags + runner.common())
+    runner.step(f'round {r}: train LPG', 'trainLPG.py', flags + runner.training() + runner.common())
 
     flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r), '--voc_root_dir', a.voc_root_dir,
              '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', mt, '--voc_split', a.voc_split]
@@ -166,7 +185,7 @@ def run_round(runner, r, run, last_round):
                        '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                        '--lr', a.backbone_lr])
     runner.step(f'round {r}: train VOC backbone', 'main.py',
-                flags + runner.scratch(a.voc_init_model_path) + runner.common())
+                flags + runner.scratch(a.voc_init_model_path) + runner.training() + runner.common())
 
     eval_dir = run.backbone_eval('voc', mt, r, a.val_split)
     crf_scores = layout.scores_file(eval_dir, 'crf')
@@ -191,24 +210,23 @@ def run_round(runner, r, run, last_round):
                            '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
                            '--lr', a.backbone_lr])
         runner.step(f'round {r}: train COCO-60 backbone', 'main.py',
-                    flags + runner.scratch(a.coco_init_model_path) + runner.common())
+                    flags + runner.scratch(a.coco_init_model_path) + runner.training() + runner.common())
     return result
 
 
-def run_baseline(runner, run):
-    """Filled boxes: the pseudo masks LPG has to beat."""
+def run_baseline(runner, run, method):
+    """A baseline's VOC pseudo masks (box, grabcut, crf): what LPG has to beat. Returns its score file."""
     a = runner.args
-    runner.step('baseline: filled-box masks', 'genPseudoMasks.py',
-                ['--dataset', 'voc', '--method', 'box', '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
-                 run.pseudo_root('voc'), '--voc_split', a.voc_split] + optional(['--voc_test_size', a.voc_test_size]) +
-                runner.common())
-    score_path = run.mask_scores('voc', 'box', a.model_type, None)
+    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py',
+                ['--dataset', 'voc', '--method', method, '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
+                 run.pseudo_root('voc'), '--voc_split', a.voc_split, '--n_jobs', a.n_jobs] +
+                optional(['--voc_test_size', a.voc_test_size]) + runner.common())
     if a.score_masks:
-        runner.step('baseline: score filled-box masks', 'test.py',
+        runner.step(f'baseline: score {method} masks', 'test.py',
                     ['--type', 'masks', '--root_path', a.voc_root_dir,
-                     '--pred_dir', run.pseudo_masks('voc', 'box', a.model_type, None),
+                     '--pred_dir', run.pseudo_masks('voc', method, a.model_type, None),
                      '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
-    return score_path
+    return run.mask_scores('voc', method, a.model_type, None)
 
 
 def check_initialisations(args):
@@ -235,8 +253,7 @@ def main(args):
     runner = Runner(args)
     runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
     summary = {'rounds': {}}
-    if args.baseline:
-        summary['baseline_scores'] = run_baseline(runner, run)
+    summary['baseline_scores'] = {method: run_baseline(runner, run, method) for method in args.baselines}
     for r in range(1, args.rounds + 1):
         summary['rounds'][r] = run_round(runner, r, run, last_round=r == args.rounds)
     summary['step_seconds'] = runner.times

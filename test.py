@@ -33,6 +33,7 @@ from utils.evaluation import (box_foreground_scores, compute_logits, evaluate_im
                               print_scores, report_table, score_masks)
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
+from utils.visualize import write_overlays
 from utils.runtime import add_device_args, run_script
 
 DEFAULT_TEST_SIZE = 513
@@ -70,6 +71,8 @@ def get_args_parser():
                         help='run the CRF of backbones tested padded (VGG16) on the whole padded input, the image '
                         'padded with black, then crop, as the release does (default: on the image itself)')
     parser.add_argument('--crf', action='store_true', help='--type predict: refine the predictions with DenseCRF')
+    parser.add_argument('--overlays', action='store_true',
+                        help='also write each prediction over its image in class colours (<save_path>/overlays/)')
     parser.add_argument('--scales', type=lambda text: tuple(float(v) for v in text.split(',')),
                         help='test-time scales whose logits are averaged (before the CRF), e.g. 0.75,1,1.25; must '
                         'hold 1; default 1, the release\'s single scale')
@@ -85,7 +88,7 @@ def get_args_parser():
 # Flags that change how the logits are computed, not what they are.
 RUNTIME_FLAGS = {'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'overwrite', 'gt_dir', 'match_release',
                  'pred_dir', 'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset', 'report',
-                 'crf'}
+                 'crf', 'overlays'}
 
 
 def data_source(args):
@@ -219,13 +222,20 @@ def main(args):
     crf_params = asdict(backbone.crf_params) if args.type == 'crf' or args.crf else None
     crf_on_padded = args.match_release and backbone.pad_to_test_size
     if args.type == 'predict':
-        return predict(args, ctx, items, logits_dir, layout.server_results(save_path), crf_params, crf_on_padded)
+        out_dir = predict(args, ctx, items, logits_dir, layout.server_results(save_path), crf_params, crf_on_padded)
+        if args.overlays:
+            write_overlays(ctx.shard(items), out_dir, layout.eval_subdir(save_path, 'overlays'))
+        return out_dir
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
         delayed(evaluate_image)(image_id, image_path, gt_dir, logits_dir, out_dirs, len(class_names), crf_params,
                                 crf_on_padded)
         for image_id, image_path in tqdm(ctx.shard(items), desc='CRF' if crf_params else 'scoring',
                                          disable=not ctx.is_main))
     scored = [hists for _, hists in per_image if isinstance(hists, dict)]
+    if args.overlays:
+        done = {image_id for image_id, hists in per_image if isinstance(hists, dict)}
+        write_overlays([item for item in ctx.shard(items) if item[0] in done], out_dirs['crf' if crf_params else 'pred'],
+                       layout.eval_subdir(save_path, 'overlays'))
     failed = {image_id: reason for found in ctx.all_gather_objects(
         [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]) for image_id, reason in found}
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),

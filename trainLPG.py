@@ -204,7 +204,7 @@ def main(args):
     run_files = [last_path, final_path]
     begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
         run_files + [path for _, path in snapshot_files(record.folder, snapshots)] + [record.path]))
-    seed_everything(args.seed + ctx.rank)
+    seed_everything(args.seed + ctx.rank, args.deterministic)
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
@@ -219,7 +219,7 @@ def main(args):
 
     model = distributed_model(lpg.train(), ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_max_iterations, args.num_print_log, ctx)
+    log = LossLog(args.num_max_iterations, args.num_print_log, ctx, record.folder, start, args.tensorboard)
     guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
     done = start
     while done < args.num_max_iterations:

@@ -21,22 +21,13 @@ from models.lpg import LPGNet
 from utils import layout
 from utils.checkpoint import save_checkpoint
 from utils.make_voc_aug import make_voc_aug
-from utils.runtime import run_script
+from tests.conftest import cli
 
 CPU = ['--cuda', 'false', '--workers', 0]
 
 
 def parse(script, *flags):
     return script.get_args_parser().parse_args([str(flag) for flag in flags])
-
-
-def cli(module, *flags, monkeypatch):
-    monkeypatch.setattr('sys.argv', [module.__name__] + [str(flag) for flag in flags])
-    try:
-        run_script(module.main, module.get_args_parser())
-    except SystemExit as exit_:
-        return 1, str(exit_.code)
-    return 0, ''
 
 
 @pytest.fixture(scope='module')

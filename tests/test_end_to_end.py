@@ -11,15 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
+import genPseudoMasks
+import main as train_backbone
+import test as test_backbone
+import trainLPG
 from datasets.coco import COCO60LPGDataset, load_bbox_annos, non_voc_boxes
 from datasets.constants import VOC_CLASSES
 from datasets.voc import read_split, split_file, voc_box_items
 from models import LPGNet
-from tests.conftest import run, run_failing
+from tests.conftest import cli, run
 from utils.checkpoint import load_weights
 
 TINY = ['--num_coco', '14', '--num_voc_train', '6', '--num_voc_val', '4', '--lpg_iterations', '2',
-        '--backbone_iterations', '2']
+        '--backbone_iterations', '2', '--baselines', 'box,crf']  # GrabCut: tests/test_results.py
 
 
 @pytest.fixture(scope='module')
@@ -33,16 +37,23 @@ def demo(tmp_path_factory):
 
 def test_demo_table_json_and_figure(demo):
     results = json.load(open(demo['out'] / 'demo_results.json'))
-    assert set(results['rounds']) == {'1', '2'}
-    assert 0 < results['filled boxes']['pseudo-mask mIoU'] < 1
-    for row in results['rounds'].values():
-        for key in ('pseudo-mask mIoU', 'val mIoU without CRF', 'val mIoU with CRF'):
-            assert 0 <= row[key] <= 1
-    for step in ('round 1: train LPG', 'round 2: train LPG', 'round 1: train COCO-60 backbone'):
+    assert set(results['backbones']) == {'1', '2'}
+    assert list(results['pseudo masks']) == ['filled boxes', 'DenseCRF', 'LPG round 1', 'LPG round 2',
+                                             'LPG round 1, overlap confidence', 'LPG round 1, overlap smaller']
+    assert 0 < results['pseudo masks']['filled boxes']['Mean IoU'] < 1
+    assert results['pseudo masks']['filled boxes']['box foreground']['recall'] == 1.0  # a filled box misses nothing
+    for row in results['backbones'].values():
+        assert all(0 <= row[key] <= 1 for key in ('without CRF', 'with CRF'))
+    for step in ('round 1: train LPG', 'round 2: train LPG', 'round 1: train COCO-60 backbone', 'compare pseudo masks'):
         assert results['step_seconds'][step] > 0
-    assert '| LPG round 2 |' in demo['log']
+    assert '| LPG round 2 |' in demo['log'] and '| DenseCRF |' in demo['log']
     figure = np.asarray(Image.open(demo['figs'] / 'demo_pseudo_masks.png'))
-    assert figure.ndim == 3 and figure.shape[0] > 4 * 128 and figure.shape[1] > 5 * 128
+    assert figure.ndim == 3 and figure.shape[0] > 3 * 128 and figure.shape[1] > 6 * 128
+    curves = np.asarray(Image.open(demo['figs'] / 'demo_training_curves.png'))
+    assert curves.shape[1] == 4 * 360 and curves.min() < 128  # four curves drawn
+    logs = sorted(os.listdir(demo['work'] / 'logs'))
+    assert 'round_1_train_LPG.log' in logs and f'log: {demo["work"] / "logs" / "round_1_train_LPG.log"}' in demo['log']
+    assert 'iter 2/2' in open(demo['work'] / 'logs' / 'round_1_train_LPG.log').read()
 
 
 def test_lpg_checkpoints_load_for_their_round(demo):
@@ -86,6 +97,7 @@ def test_score_files(demo):
             assert list(scores[key]['Class IoU']) == list(VOC_CLASSES)
         masks = json.load(open(demo['work'] / 'pseudo_voc' / f'scores_masks_vgg16_Round{r}.json'))
         assert masks['num_images'] == 6 and 0 <= masks['pseudo masks']['Mean IoU'] <= 1
+        assert np.asarray(masks['confusion']).shape == (21, 21)
     crf_dir = demo['work'] / 'backbone_voc' / 'Round_1' / 'eval_val' / 'crf'
     assert len(os.listdir(crf_dir)) == 4
 
@@ -114,18 +126,18 @@ def test_train_lpg_short_last_batch_and_resume(demo, tmp_path):
     assert 'resumed from' in log and f'iter {iterations + 1}/{iterations + 1}' in log
 
 
-def test_later_rounds_demand_the_previous_backbone(demo, tmp_path):
+def test_later_rounds_demand_the_previous_backbone(demo, tmp_path, monkeypatch):
     lpg2 = demo['work'] / 'lpg' / 'Round_2' / 'LPG_Round2.pth'
-    log = run_failing('genPseudoMasks.py', '--dataset', 'voc', '--round', 2, '--model_path_test', lpg2,
-                      '--voc_root_dir', demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false')
-    assert '--init_voc_model_path' in log
-    log = run_failing('trainLPG.py', '--coco_root_dir', demo['coco_root'], '--round', 2,
-                      '--model_save_path', tmp_path, '--cuda', 'false')
-    assert '--init_seg_model_path' in log
+    status, log = cli(genPseudoMasks, '--dataset', 'voc', '--round', 2, '--model_path_test', lpg2, '--voc_root_dir',
+                      demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false', monkeypatch=monkeypatch)
+    assert status == 1 and '--init_voc_model_path' in log
+    status, log = cli(trainLPG, '--coco_root_dir', demo['coco_root'], '--round', 2, '--model_save_path', tmp_path,
+                      '--cuda', 'false', monkeypatch=monkeypatch)
+    assert status == 1 and '--init_seg_model_path' in log
     # A round-2 generator is not a round-1 one: the refusal names the file and the first-layer shape.
-    log = run_failing('genPseudoMasks.py', '--dataset', 'voc', '--round', 1, '--model_path_test', lpg2,
-                      '--voc_root_dir', demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false')
-    assert str(lpg2) in log and 'pre.0.conv.weight' in log
+    status, log = cli(genPseudoMasks, '--dataset', 'voc', '--round', 1, '--model_path_test', lpg2, '--voc_root_dir',
+                      demo['voc_root'], '--voc_proposals_dir', tmp_path / 'r1', '--cuda', 'false', monkeypatch=monkeypatch)
+    assert status == 1 and str(lpg2) in log and 'pre.0.conv.weight' in log
 
 
 def test_test_py_plain_and_cuda_false(demo, tmp_path):
@@ -133,17 +145,19 @@ def test_test_py_plain_and_cuda_false(demo, tmp_path):
     run('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_type', 'vgg16', '--model_path', model,
         '--save_path', tmp_path, '--cuda', 'false', cwd=tmp_path)  # it records the run in ./.lpg/
     scores = json.load(open(tmp_path / 'scores_test.json'))
-    assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'num_scored', 'failed', 'without CRF']
+    assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'num_scored', 'failed', 'without CRF',
+                            'confusion']
     assert scores['num_scored'] == 4 and scores['failed'] == {}
     assert len(os.listdir(tmp_path / 'pred')) == 4
     assert sorted(name[-4:] for name in os.listdir(tmp_path / 'logits')) == ['.npz'] * 4 + ['json']  # + record.json
 
 
-def test_main_honours_label_path_name_for_resnet(demo, tmp_path):
+def test_main_honours_label_path_name_for_resnet(demo, tmp_path, monkeypatch):
     # The original's resnet101 branch ignored --label_path_name; here a missing folder is named in the error ...
-    log = run_failing('main.py', '--root_path', demo['voc_root'], '--label_path_name', tmp_path / 'no_such_masks',
-                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--from_scratch', '--cuda', 'false')
-    assert 'no_such_masks' in log
+    status, log = cli(train_backbone, '--root_path', demo['voc_root'], '--label_path_name', tmp_path / 'no_such_masks',
+                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--from_scratch', '--cuda', 'false',
+                      monkeypatch=monkeypatch)
+    assert status == 1 and 'no_such_masks' in log
     # ... and the pseudo masks it names train the multi-scale ResNet (batch 2, no accumulation, a few steps).
     log = run('main.py', '--root_path', demo['voc_root'], '--label_path_name', demo['work'] / 'pseudo_voc' / 'box',
               '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--num_iterations', 1, '--iter_size', 1,
@@ -152,7 +166,7 @@ def test_main_honours_label_path_name_for_resnet(demo, tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given on a machine without a GPU')
-def test_cuda_true_without_a_gpu_says_so(demo, tmp_path):
-    log = run_failing('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_path', tmp_path / 'x.pth',
-                      '--cuda', 'true')
-    assert 'no CUDA device' in log and '--cuda false' in log
+def test_cuda_true_without_a_gpu_says_so(demo, tmp_path, monkeypatch):
+    status, log = cli(test_backbone, '--type', 'test', '--root_path', demo['voc_root'], '--model_path', tmp_path / 'x.pth',
+                      '--cuda', 'true', monkeypatch=monkeypatch)
+    assert status == 1 and 'no CUDA device' in log and '--cuda false' in log

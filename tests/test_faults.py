@@ -22,23 +22,12 @@ from datasets import io as file_io
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file
 from models import DeepLabLargeFOV, LPGNet
-from tests.conftest import ROOT, write_coco
+from tests.conftest import ROOT, cli, write_coco
 from utils import imagenet_init, layout, parseCOCO
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.layout import RunLayout
-from utils.runtime import run_script
 
 CPU = ['--cuda', 'false', '--workers', 0]
-
-
-def cli(module, *flags, monkeypatch):
-    """Run a script's command line in this process. Returns (exit status, what it said on the way out)."""
-    monkeypatch.setattr(sys, 'argv', [module.__name__] + [str(flag) for flag in flags])
-    try:
-        run_script(module.main, module.get_args_parser())
-    except SystemExit as exit_:
-        return (exit_.code if isinstance(exit_.code, int) else 1), str(exit_.code)
-    return 0, ''
 
 
 def spawn(script, *flags):
@@ -89,7 +78,8 @@ def test_nan_stops_and_leaves_the_last_good_checkpoint_byte_identical(data, tmp_
     status, message = cli(train_backbone, *flags, '--num_iterations', 6, '--resume', monkeypatch=monkeypatch)
     assert status == 1 and 'the loss is not finite' in message and 'iteration 2' in message
     assert {path: open(path, 'rb').read() for path in good} == good
-    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'record.json', 'vgg16_final.pth', 'vgg16_iter1.pth']
+    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'loss_curve.png', 'loss_log.csv', 'record.json',
+                                        'vgg16_final.pth', 'vgg16_iter1.pth']
 
 
 def test_nan_skip_has_a_limit(data, tmp_path, monkeypatch):
@@ -129,7 +119,8 @@ def test_a_rerun_without_resume_refuses_to_restart(data, tmp_path, monkeypatch):
     assert cli(train_backbone, *flags, '--resume', monkeypatch=monkeypatch)[0] == 0
     assert load_checkpoint(layout.last_checkpoint(save))['iteration'] == 3
     assert cli(train_backbone, *flags, '--overwrite', '--num_save_model', 10, monkeypatch=monkeypatch)[0] == 0
-    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'record.json', 'vgg16_final.pth']  # old snapshots gone
+    assert sorted(os.listdir(save)) == ['checkpoint_last.pth', 'loss_curve.png', 'loss_log.csv', 'record.json',
+                                        'vgg16_final.pth']  # the old snapshots are gone
 
 
 def test_run_rounds_saves_lpg_snapshots_along_the_way(tmp_path):
@@ -201,16 +192,17 @@ def pngs(folder):
     return {name: np.asarray(Image.open(os.path.join(folder, name))) for name in names if name.endswith('.png')}
 
 
-def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_path):
-    run_ok = lambda *flags: subprocess.run([sys.executable, os.path.join(ROOT, 'genPseudoMasks.py'), *map(str, flags)],
-                                           cwd=ROOT, capture_output=True, text=True)
-    assert run_ok(*generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512)).returncode == 0
+def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_path, monkeypatch, capsys):
+    assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512),
+               monkeypatch=monkeypatch)[0] == 0
     out = layout.pseudo_mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
     process = spawn('genPseudoMasks.py', *generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512))
     assert kill_when(process, lambda: len(pngs(out)) >= 1)
     assert len(pngs(out)) < 6
-    done = run_ok(*generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512))
-    assert done.returncode == 0 and 'already done' in done.stdout
+    capsys.readouterr()
+    assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512),
+               monkeypatch=monkeypatch)[0] == 0
+    assert 'already done' in capsys.readouterr().out
     whole = pngs(layout.pseudo_mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
     cut = pngs(out)
     assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)

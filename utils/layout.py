@@ -31,6 +31,15 @@ def last_checkpoint(folder):
     return os.path.join(folder, LAST_CHECKPOINT)
 
 
+def loss_log(run_folder):
+    """Every training run's log (iteration, loss, lr, seconds) beside its checkpoints, and its curve."""
+    return os.path.join(run_folder, 'loss_log.csv')
+
+
+def loss_curve(run_folder):
+    return os.path.join(run_folder, 'loss_curve.png')
+
+
 def lpg_dir(model_save_path, round_):
     return os.path.join(model_save_path, f'Round_{round_}')
 
@@ -79,7 +88,7 @@ def eval_dir(model_path, split):
 
 
 def eval_subdir(eval_folder, kind):
-    """`logits` (raw network outputs), `pred` (argmax PNGs) or `crf` (DenseCRF PNGs)."""
+    """`logits` (raw network outputs), `pred` (argmax PNGs), `crf` (DenseCRF PNGs) or `overlays`."""
     return os.path.join(eval_folder, kind)
 
 
@@ -109,6 +118,7 @@ class RunLayout:
         pseudo_<dataset>/<model_type>_Round<R>/, box/  genPseudoMasks.py (dataset voc or coco)
         pseudo_<dataset>/scores_masks_*.json           test.py --type masks
         backbone_<dataset>/Round_<R>/<model_type>_final.pth, eval_<split>/   main.py, test.py
+        logs/<step>.log                                 each step's output
         summary.json
     """
 
@@ -143,3 +153,8 @@ class RunLayout:
     @property
     def summary(self):
         return os.path.join(self.work_dir, 'summary.json')
+
+    def step_log(self, step_name):
+        """The output of one step, e.g. logs/round_1_train_LPG.log."""
+        slug = re.sub(r'[^A-Za-z0-9]+', '_', step_name).strip('_')
+        return os.path.join(self.work_dir, 'logs', f'{slug}.log')

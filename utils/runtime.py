@@ -1,5 +1,6 @@
 """What every script shares: the device flags, seeding and the scripts' error handling."""
 import argparse
+import os
 import random
 
 import numpy as np
@@ -28,13 +29,22 @@ def add_device_args(parser, workers=None, seed=False):
     if workers is not None:
         parser.add_argument('--workers', type=int, default=workers, help='data-loading worker processes')
     if seed:
-        parser.add_argument('--seed', type=int, default=0, help='random seed')
+        parser.add_argument('--seed', type=int, default=0, help='random seed (data order, augmentation, weights)')
+        parser.add_argument('--deterministic', action='store_true',
+                            help='deterministic algorithms (torch.use_deterministic_algorithms; on a GPU the few ops '
+                            'without one warn), so that a run repeats exactly on the same machine and thread count')
 
 
-def seed_everything(seed):
+def seed_everything(seed, deterministic=False):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace to be deterministic; ops that have no deterministic CUDA kernel warn
+        # rather than stop the run.
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def run_script(main, parser):

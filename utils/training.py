@@ -1,5 +1,6 @@
 """What both training scripts (trainLPG.py, main.py) share: the loader of each process's share of a global
 batch, DistributedDataParallel, the poly learning rate, the loss log."""
+import csv
 import os
 import re
 import time
@@ -10,9 +11,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from datasets.io import remove_files, remove_stale_temporaries
+from datasets.io import atomic_open, remove_files, remove_stale_temporaries
 from datasets.validate import report_problems
+from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint
+from utils.visualize import write_curve
 
 
 def add_training_args(parser):
@@ -33,6 +36,8 @@ def add_training_args(parser):
                         help='leave out the samples the up-front data check finds bad, instead of stopping')
     parser.add_argument('--keep_checkpoints', type=int, default=0,
                         help='keep only the last K periodic snapshots (default 0: keep all)')
+    parser.add_argument('--tensorboard', action='store_true',
+                        help='also write the loss and lr as TensorBoard scalars (needs the tensorboard package)')
 
 
 def per_process_batch(global_batch, ctx):
@@ -101,13 +106,28 @@ def infinite_batches(loader):
 
 class LossLog:
     """Prints the mean loss of the last `every` iterations (and at the last one) over all processes, with lr and
-    elapsed time, on rank 0.
+    elapsed time, on rank 0; there it also appends the row to <folder>/loss_log.csv (cut back to the resumed
+    iteration on a resume), draws <folder>/loss_curve.png, and with tensorboard writes the scalars too.
 
     Losses are summed on the device and read back only when printed, so logging does not stall a GPU."""
 
-    def __init__(self, total, every, ctx):
+    def __init__(self, total, every, ctx, folder=None, start=0, tensorboard=False):
         self.total, self.every, self.ctx = total, every, ctx
         self.running, self.count, self.tic = 0.0, 0, time.time()
+        self.csv = self.writer = None
+        if folder is not None and ctx.is_main:
+            self.csv, self.curve = layout.loss_log(folder), layout.loss_curve(folder)
+            self.title = os.path.basename(os.path.normpath(folder))
+            rows = []
+            if start and os.path.exists(self.csv):
+                with open(self.csv) as handle:
+                    rows = [row for row in csv.DictReader(handle) if int(row['iteration']) <= start]
+            with atomic_open(self.csv, 'w') as handle:
+                table = csv.DictWriter(handle, LOG_FIELDS)
+                table.writeheader()
+                table.writerows(rows)
+            if tensorboard:
+                self.writer = tensorboard_writer(os.path.join(folder, 'tensorboard'))
 
     def update(self, done, loss, optimizer):
         self.running = self.running + loss.detach().float()
@@ -115,14 +135,34 @@ class LossLog:
         if done % self.every == 0 or done == self.total:
             mean = self.ctx.all_reduce_sum(torch.as_tensor(self.running).reshape(1).clone())
             mean = float(mean) / (self.count * self.ctx.world_size)
-            self.ctx.print(f'iter {done}/{self.total} loss {mean:.4f} '
-                           f'lr {optimizer.param_groups[0]["lr"]:.2e} {time.time() - self.tic:.1f}s')
+            lr, seconds = optimizer.param_groups[0]['lr'], time.time() - self.tic
+            self.ctx.print(f'iter {done}/{self.total} loss {mean:.4f} lr {lr:.2e} {seconds:.1f}s')
+            if self.csv is not None:
+                with open(self.csv, 'a', newline='') as handle:
+                    csv.DictWriter(handle, LOG_FIELDS).writerow(
+                        {'iteration': done, 'loss': f'{mean:.6g}', 'lr': f'{lr:.6g}', 'seconds': f'{seconds:.1f}'})
+                write_curve(self.csv, self.curve, self.title)
+            if self.writer is not None:
+                self.writer.add_scalar('loss', mean, done)
+                self.writer.add_scalar('lr', lr, done)
+                self.writer.flush()
             self.running, self.count = 0.0, 0
+
+
+LOG_FIELDS = ('iteration', 'loss', 'lr', 'seconds')
+
+
+def tensorboard_writer(folder):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SystemExit('--tensorboard needs the tensorboard package: pip install tensorboard') from None
+    return SummaryWriter(folder)
 
 
 # What the flags above and the run-time flags change: how a run executes, not what it computes.
 RUNTIME_FLAGS = {'resume', 'overwrite', 'on_nan', 'max_nan_skips', 'skip_bad', 'keep_checkpoints', 'workers',
-                 'cuda', 'amp', 'sync_bn', 'num_print_log', 'num_save_model'}
+                 'cuda', 'amp', 'sync_bn', 'num_print_log', 'num_save_model', 'tensorboard'}
 
 
 def begin_training_run(ctx, record, args, run_files, clear):

@@ -1,0 +1,169 @@
+"""Figures a person can open: pseudo masks of several methods side by side, prediction overlays, training
+curves. Built on torchvision.utils.draw_segmentation_masks / draw_bounding_boxes and PIL (no plotting
+library is needed)."""
+import csv
+import os
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from datasets.constants import IGNORE_LABEL, VOC_PALETTE
+from datasets.io import atomic_open, read_image_bgr, read_label
+
+PALETTE = np.array(VOC_PALETTE, dtype=np.uint8).reshape(-1, 3)  # RGB per class index
+BORDER, TITLE = 4, 16
+
+
+def _rgb_tensor(image_bgr):
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(image_bgr, np.uint8)[..., ::-1])).permute(2, 0, 1)
+
+
+def overlay(image_bgr, label, alpha=0.55):
+    """The image (HxWx3 BGR) with each class of the label map painted in its VOC colour; void (255) left
+    as it is. Returns an HxWx3 RGB uint8 array."""
+    label = np.asarray(label)
+    classes = [c for c in np.unique(label).tolist() if c not in (0, IGNORE_LABEL)]
+    image = _rgb_tensor(image_bgr)
+    if classes:
+        masks = torch.from_numpy(np.stack([label == c for c in classes]))
+        image = draw_segmentation_masks(image, masks, alpha=alpha, colors=[tuple(PALETTE[c].tolist()) for c in classes])
+    return image.permute(1, 2, 0).numpy()
+
+
+def colour_label(label):
+    """A label map in VOC colours (void in its palette colour): HxWx3 RGB uint8."""
+    return PALETTE[np.asarray(label)]
+
+
+def _with_boxes(image_bgr, boxes):
+    image = _rgb_tensor(image_bgr)
+    if boxes:
+        xyxy = torch.tensor([box[1:] for box in boxes], dtype=torch.float)
+        image = draw_bounding_boxes(image, xyxy, colors=[tuple(PALETTE[int(box[0])].tolist()) for box in boxes],
+                                    width=2)
+    return image.permute(1, 2, 0).numpy()
+
+
+def _titled_row(panels, titles):
+    """Panels (HxWx3 RGB arrays of one height) side by side, each under its title."""
+    height = max(panel.shape[0] for panel in panels)
+    width = sum(panel.shape[1] + BORDER for panel in panels) + BORDER
+    canvas = Image.new('RGB', (width, height + TITLE + 2 * BORDER), 'white')
+    draw, font, x = ImageDraw.Draw(canvas), ImageFont.load_default(), BORDER
+    for panel, title in zip(panels, titles):
+        draw.text((x, 2), title, fill='black', font=font)
+        canvas.paste(Image.fromarray(panel), (x, TITLE + BORDER))
+        x += panel.shape[1] + BORDER
+    return canvas
+
+
+def _legend(classes, class_names, width):
+    """A strip of colour swatches with the names of the classes shown."""
+    canvas = Image.new('RGB', (width, TITLE + 2 * BORDER), 'white')
+    draw, font, x = ImageDraw.Draw(canvas), ImageFont.load_default(), BORDER
+    for c in classes:
+        draw.rectangle([x, BORDER, x + 12, BORDER + 12], fill=tuple(PALETTE[c].tolist()), outline='black')
+        name = class_names[c] if c < len(class_names) else str(c)
+        draw.text((x + 16, BORDER), name, fill='black', font=font)
+        x += 24 + int(draw.textlength(name, font=font))
+    return canvas
+
+
+def comparison_grid(image_bgr, boxes, masks, ground_truth, class_names):
+    """One image as a row of panels: the image with its boxes, the pseudo mask of each method (masks: {name:
+    label map}) and the ground truth when given, in VOC colours, with a legend of the classes shown.
+    Returns a PIL image."""
+    panels, titles = [_with_boxes(image_bgr, boxes)], ['image + boxes']
+    for name, label in masks.items():
+        panels.append(colour_label(label))
+        titles.append(name)
+    if ground_truth is not None:
+        panels.append(colour_label(ground_truth))
+        titles.append('ground truth')
+    shown = sorted({c for label in list(masks.values()) + [ground_truth] if label is not None
+                    for c in np.unique(label).tolist()} - {0, IGNORE_LABEL} | {int(b[0]) for b in boxes})
+    row = _titled_row(panels, titles)
+    legend = _legend(shown, class_names, row.width)
+    figure = Image.new('RGB', (row.width, row.height + legend.height), 'white')
+    figure.paste(row, (0, 0))
+    figure.paste(legend, (0, row.height))
+    return figure
+
+
+def stack(figures):
+    """Figures one above the other."""
+    width = max(f.width for f in figures)
+    canvas = Image.new('RGB', (width, sum(f.height for f in figures)), 'white')
+    y = 0
+    for figure in figures:
+        canvas.paste(figure, (0, y))
+        y += figure.height
+    return canvas
+
+
+def save_figure(figure, path):
+    """Write a PIL image as PNG atomically."""
+    with atomic_open(path) as handle:
+        figure.save(handle, format='PNG')
+    return path
+
+
+def read_loss_log(path):
+    """(iterations, losses) of a loss_log.csv."""
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return [int(r['iteration']) for r in rows], [float(r['loss']) for r in rows]
+
+
+def training_curve(iterations, losses, title, size=(360, 220)):
+    """A loss curve with its axes (iteration, loss) as a PIL image."""
+    width, height = size
+    left, right, top, bottom = 48, 12, 22, 30
+    canvas = Image.new('RGB', size, 'white')
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    draw.text((left, 4), title, fill='black', font=font)
+    draw.line([(left, top), (left, height - bottom), (width - right, height - bottom)], fill='black')
+    if not iterations:
+        return canvas
+    x0, x1 = min(iterations), max(max(iterations), min(iterations) + 1)
+    low, high = min(losses), max(losses)
+    high = high if high > low else low + 1
+    to_x = lambda it: left + (it - x0) / (x1 - x0) * (width - left - right)
+    to_y = lambda v: top + (high - v) / (high - low) * (height - top - bottom)
+    points = [(to_x(i), to_y(v)) for i, v in zip(iterations, losses) if np.isfinite(v)]
+    if len(points) > 1:
+        draw.line(points, fill=(31, 119, 180), width=2)
+    else:
+        draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=(31, 119, 180))
+    for value in (low, high):
+        draw.text((2, to_y(value) - 6), f'{value:.3g}', fill='black', font=font)
+    for it in (x0, x1):
+        draw.text((to_x(it) - 10, height - bottom + 4), str(it), fill='black', font=font)
+    draw.text((width // 2 - 20, height - 14), 'iteration', fill='black', font=font)
+    return canvas
+
+
+def curves_figure(logs):
+    """The training curves of several runs (logs: {title: loss_log.csv}) side by side."""
+    curves = [training_curve(*read_loss_log(path), title) for title, path in logs.items()]
+    width = sum(c.width for c in curves)
+    canvas = Image.new('RGB', (width, max(c.height for c in curves)), 'white')
+    x = 0
+    for curve in curves:
+        canvas.paste(curve, (x, 0))
+        x += curve.width
+    return canvas
+
+
+def write_curve(csv_path, png_path, title):
+    """The curve of one run's loss log, as PNG beside it."""
+    return save_figure(training_curve(*read_loss_log(csv_path), title), png_path)
+
+
+def write_overlays(items, pred_dir, out_dir):
+    """Colour overlays of predictions: for each (image_id, image_path), <out_dir>/<image_id>.png."""
+    for image_id, image_path in items:
+        label = read_label(os.path.join(pred_dir, f'{image_id}.png'))
+        save_figure(Image.fromarray(overlay(read_image_bgr(image_path), label)), os.path.join(out_dir, f'{image_id}.png'))
