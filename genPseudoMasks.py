@@ -27,7 +27,7 @@ from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_
 from datasets.custom import rle_annotation, write_target_outputs
 from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_stale_temporaries, save_palette_png,
                          write_json)
-from datasets.registry import DATASETS, get_dataset
+from datasets.registry import DATASETS, dataset_source, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
 from utils import layout
@@ -89,9 +89,8 @@ def get_args_parser():
 def dataset_flags(args):
     """The flags of the chosen dataset: its source (root folder, or annotations and image folder), output
     folder, backbone, test size, split."""
-    name, spec = args.dataset, get_dataset(args.dataset)
-    source = dict(root=getattr(args, f'{name}_root_dir', None), annotations=args.annotations, image_dir=args.image_dir)
-    spec.check_source(source)
+    name = args.dataset
+    _, source = dataset_source(name, getattr(args, f'{name}_root_dir', None), args.annotations, args.image_dir)
     flags = dict(source=source, proposals_dir=getattr(args, f'{name}_proposals_dir'),
                  backbone_path=getattr(args, f'init_{name}_model_path'), test_size=getattr(args, f'{name}_test_size'),
                  split=getattr(args, f'{name}_split'))

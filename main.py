@@ -21,18 +21,18 @@ import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
 from datasets.io import remove_files
-from datasets.registry import dataset_names, get_dataset
+from datasets.registry import dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, resize_labels
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
-from utils.checkpoint import load_weights, resume_training, save_checkpoint, save_training_state
+from utils.checkpoint import load_weights, resume_training
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, add_training_args, begin_training_run,
-                            convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches, save_snapshot,
+from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, RunOutputs, add_training_args,
+                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
                             set_poly_lr, snapshot_files, training_loader)
 
 
@@ -103,10 +103,7 @@ def check_start(args):
 
 def data_source(args):
     """The dataset entry and what it reads: the root folder, or the annotations and the image folder."""
-    spec = get_dataset(args.dataset)
-    source = dict(root=args.root_path, annotations=args.annotations, image_dir=args.image_dir)
-    spec.check_source(source)
-    return spec, source
+    return dataset_source(args.dataset, args.root_path, args.annotations, args.image_dir)
 
 
 def label_folder(args):
@@ -188,6 +185,9 @@ def main(args):
     batches = infinite_batches(loader)
     log = LossLog(args.num_iterations, args.num_print_log, ctx, args.save_path, start, args.tensorboard)
     guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
+    run_outputs = RunOutputs(ctx, guard, record, args, last_path, final_path,
+                         lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots,
+                         args.num_save_model, args.num_iterations, args.keep_checkpoints)
     done = start
     while done < args.num_iterations:
         set_poly_lr(optimizer, done, args.num_iterations)
@@ -210,20 +210,8 @@ def main(args):
         precision.scaler.update()
         done += 1
         log.update(done, update_loss, optimizer)
-        if done % args.num_save_model == 0 or done == args.num_iterations:
-            guard.check_weights(model, done)
-            if ctx.is_main:
-                save_training_state(last_path, model, optimizer, done, args)
-                if done % args.num_save_model == 0:
-                    save_snapshot(layout.backbone_snapshot(args.save_path, args.model_type, done), model,
-                                  args.keep_checkpoints, snapshots)
-    guard.check_weights(model, done)
-    if ctx.is_main:
-        save_checkpoint(final_path, **model.state_dict())
-        record.write('done', {'iterations': done, 'images': len(dataset), 'final': final_path})
-        print(f'saved {final_path}')
-    ctx.barrier()
-    return final_path
+        run_outputs.save(done, model, optimizer)
+    return run_outputs.finish(done, model, {'images': len(dataset)})
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ from models.backbones import backbone_names
 from utils import layout
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
-from utils.runtime import run_script, str2bool
+from utils.runtime import comma_list, run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -54,7 +54,7 @@ def get_args_parser():
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
                         help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
-    parser.add_argument('--baselines', type=lambda text: [m for m in text.split(',') if m], default=['box'],
+    parser.add_argument('--baselines', type=comma_list, default=['box'],
                         help='pseudo-mask baselines to make and score beside LPG, a comma list of box, grabcut, crf '
                         '(default box; an empty string for none)')
     parser.add_argument('--threads', type=int,

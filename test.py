@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.io import atomic_open, remove_files, remove_stale_temporaries, write_json
-from datasets.registry import DATASETS, get_dataset
+from datasets.registry import DATASETS, dataset_source
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
@@ -92,10 +92,7 @@ RUNTIME_FLAGS = {'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'o
 
 
 def data_source(args):
-    spec = get_dataset(args.dataset)
-    source = dict(root=args.root_path, annotations=args.annotations, image_dir=args.image_dir)
-    spec.check_source(source)
-    return spec, source
+    return dataset_source(args.dataset, args.root_path, args.annotations, args.image_dir)
 
 
 def default_split(args):

@@ -26,15 +26,14 @@ from datasets.registry import get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, lpg_input, widen_to_five_channels
 from utils import layout
-from utils.checkpoint import (describe_mismatch, load_checkpoint, load_weights, resume_training, save_checkpoint,
-                              save_training_state, unwrap_state_dict)
+from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, resume_training, unwrap_state_dict
 from utils.distributed import init_distributed
 from utils.parseCOCO import label_custom
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, add_training_args, begin_training_run,
-                            convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches, save_snapshot,
+from utils.runtime import add_device_args, comma_list, run_script, seed_everything
+from utils.training import (RUNTIME_FLAGS, LossLog, NonFiniteGuard, RunOutputs, add_training_args,
+                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
                             set_poly_lr, snapshot_files, training_loader)
 
 
@@ -46,7 +45,7 @@ def get_args_parser():
     parser.add_argument('--coco_root_dir', help='COCO folder, after utils/parseCOCO.py')
     parser.add_argument('--annotations', help='--dataset custom: a COCO-format json with masks')
     parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
-    parser.add_argument('--exclude_categories', type=lambda text: [name for name in text.split(',') if name],
+    parser.add_argument('--exclude_categories', type=comma_list,
                         help='--dataset custom: category names left out of the training (NAME,NAME), as COCO-60 '
                         'leaves out the 20 VOC classes')
     parser.add_argument('--labels_dir', help='--dataset custom: where the labelling step writes (default '
@@ -221,6 +220,9 @@ def main(args):
     batches = infinite_batches(loader)
     log = LossLog(args.num_max_iterations, args.num_print_log, ctx, record.folder, start, args.tensorboard)
     guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
+    run_outputs = RunOutputs(ctx, guard, record, args, last_path, final_path,
+                         lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots,
+                         args.num_save_model, args.num_max_iterations, args.keep_checkpoints)
     done = start
     while done < args.num_max_iterations:
         if done % args.num_update_lr == 0:
@@ -234,20 +236,8 @@ def main(args):
         precision.scaler.update()
         done += 1
         log.update(done, loss, optimizer)
-        if done % args.num_save_model == 0 or done == args.num_max_iterations:
-            guard.check_weights(lpg, done)
-            if ctx.is_main:
-                save_training_state(last_path, lpg, optimizer, done, args)
-                if done % args.num_save_model == 0:
-                    save_snapshot(layout.lpg_snapshot(args.model_save_path, args.round, done), lpg,
-                                  args.keep_checkpoints, snapshots)
-    guard.check_weights(lpg, done)
-    if ctx.is_main:
-        save_checkpoint(final_path, **lpg.state_dict())
-        record.write('done', {'iterations': done, 'samples': len(dataset), 'final': final_path})
-        print(f'saved {final_path}')
-    ctx.barrier()
-    return final_path
+        run_outputs.save(done, lpg, optimizer)
+    return run_outputs.finish(done, lpg, {'samples': len(dataset)})
 
 
 if __name__ == '__main__':

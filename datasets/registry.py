@@ -100,6 +100,14 @@ def get_dataset(name):
     return DATASETS[name]
 
 
+def dataset_source(name, root=None, annotations=None, image_dir=None):
+    """(the entry of dataset `name`, its source), the source checked for what the dataset reads."""
+    spec = get_dataset(name)
+    source = dict(root=root, annotations=annotations, image_dir=image_dir)
+    spec.check_source(source)
+    return spec, source
+
+
 # ---------------------------------------------------------------------------------------------- PASCAL VOC
 def _voc_ids(source, split, ids_file):
     root = resolve_voc_root(source['root'])

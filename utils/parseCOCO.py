@@ -32,7 +32,7 @@ from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.io import remove_files, remove_stale_temporaries, save_gray_png, write_json
 from utils.records import Record
-from utils.runtime import run_script
+from utils.runtime import comma_list, run_script
 
 
 def instances_path(data_root, split='train2017'):
@@ -150,7 +150,7 @@ def get_args_parser():
     parser.add_argument('--dataRoot', help='COCO root holding annotations/instances_<split>.json (COCO-60)')
     parser.add_argument('--split', default='train2017', help='annotation split (default: train2017)')
     parser.add_argument('--annotations', help='any COCO-format instances json with masks (instead of --dataRoot)')
-    parser.add_argument('--exclude_categories', type=lambda text: [n for n in text.split(',') if n],
+    parser.add_argument('--exclude_categories', type=comma_list,
                         help='with --annotations: category names left out (as COCO-60 leaves out the VOC classes)')
     parser.add_argument('--labels_dir', help='with --annotations: output folder')
     parser.add_argument('--overwrite', action='store_true',

@@ -21,6 +21,11 @@ def str2bool(value):
     raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
 
 
+def comma_list(text):
+    """Flag type: 'a,b,c' -> ['a', 'b', 'c'] (empty items dropped)."""
+    return [item.strip() for item in text.split(',') if item.strip()]
+
+
 def add_device_args(parser, workers=None, seed=False):
     """`--cuda [true|false]` (default: use a GPU when there is one); `--workers N` when the script loads data
     in worker processes (default `workers`), `--seed N` when it draws random numbers."""

@@ -14,7 +14,7 @@ from torch.utils.data.distributed import DistributedSampler
 from datasets.io import atomic_open, remove_files, remove_stale_temporaries
 from datasets.validate import report_problems
 from utils import layout
-from utils.checkpoint import non_finite_keys, save_checkpoint
+from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
 from utils.visualize import write_curve
 
 
@@ -243,3 +243,36 @@ def save_snapshot(path, model, keep, pattern):
     save_checkpoint(path, **model.state_dict())
     if keep > 0:
         remove_files([old for _, old in snapshot_files(os.path.dirname(path), pattern)[:-keep]])
+
+
+class RunOutputs:
+    """What a training run writes, on rank 0 and only while its weights are finite: the training state
+    (checkpoint_last.pth) and a snapshot every `every` iterations (the last `keep`, or all), then the final
+    weights and the completion record.
+
+    snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1)."""
+
+    def __init__(self, ctx, guard, record, args, last_path, final_path, snapshot, pattern, every, total, keep):
+        self.ctx, self.guard, self.record, self.args = ctx, guard, record, args
+        self.last_path, self.final_path, self.snapshot, self.pattern = last_path, final_path, snapshot, pattern
+        self.every, self.total, self.keep = every, total, keep
+
+    def save(self, done, model, optimizer):
+        """After an update: the training state (and a snapshot) at every `every` iterations and at the end."""
+        if done % self.every and done != self.total:
+            return
+        self.guard.check_weights(model, done)
+        if self.ctx.is_main:
+            save_training_state(self.last_path, model, optimizer, done, self.args)
+            if done % self.every == 0:
+                save_snapshot(self.snapshot(done), model, self.keep, self.pattern)
+
+    def finish(self, done, model, summary):
+        """The final weights (plain state dict, like the released files), then the record; every process waits."""
+        self.guard.check_weights(model, done)
+        if self.ctx.is_main:
+            save_checkpoint(self.final_path, **model.state_dict())
+            self.record.write('done', dict(summary, iterations=done, final=self.final_path))
+            print(f'saved {self.final_path}')
+        self.ctx.barrier()
+        return self.final_path
