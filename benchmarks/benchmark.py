@@ -399,7 +399,7 @@ def bench_loader(args, ctx, precision):
         measured = timed(ctx, lambda: [samples.append(len(next(batches)[0])) for _ in range(args.iterations)])
         rows.append(make_row(ctx, 'loader', f'{workers} workers', 'n/a', sum(samples), 'samples', args.iterations,
                              'batch', measured, batch=args.lpg_batch, crop=args.lpg_crop, workers=workers))
-        del batches  # stops the workers
+        batches = None  # stops the workers
     return rows
 
 
