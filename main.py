@@ -3,6 +3,7 @@ r"""Train a DeepLab segmentation backbone on (pseudo) masks.
     python main.py --root_path VOC2012 --label_path_name PSEUDO/vgg16_Round1 --model_type vgg16 \
         --init_model_path PretrainedModel/vgg16_largefov_imagenet.pth --save_path OUT --cuda true
     python main.py --dataset coco --root_path COCO --label_path_name COCO_PSEUDO/vgg16_Round1 ...  # 61 classes
+    python main.py --dataset custom --annotations FILE.json --image_dir DIR --label_path_name OUT/vgg16_Round1 ...
 
 The defaults are the original schedule: VGG16 SGD lr 1e-3, batch 30, 20k iterations, crop 321;
 ResNet-101 lr 2.5e-4, batch 2 x 5 accumulated steps, 40k iterations. `<save_path>/checkpoint_last.pth`

@@ -1,14 +1,18 @@
-r"""Train the LPG generator on COCO-60 ground truth for one round.
+r"""Train the LPG generator on the masks of an auxiliary set (COCO-60 by default) for one round.
 
 Round 1 trains the 4-channel generator (box mask + image; no backbone needed):
     python trainLPG.py --coco_root_dir COCO --round 1 --model_save_path OUT
 Round R >= 2 trains the 5-channel generator, reading the round R-1 COCO-60 backbone's probabilities:
     python trainLPG.py --coco_root_dir COCO --round 2 --init_seg_model_path COCO60_Round1.pth \
         --init_lpg_model_path OUT/Round_1/LPG_Round1.pth --model_save_path OUT
+Any COCO-format dataset with masks, some categories left out as COCO-60 leaves out the VOC classes:
+    python trainLPG.py --dataset custom --annotations FILE.json --image_dir DIR --exclude_categories A,B \
+        --model_save_path OUT
 
 Checkpoints go to `<model_save_path>/Round_<R>/`: `LPG_Round<R>_iter<N>.pth` every --num_save_model
 iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume continues from it) and
-`LPG_Round<R>.pth`, the plain state dict in the format of the released weights.
+`LPG_Round<R>.pth`, the plain state dict in the format of the released weights; `loss_log.csv` and
+`loss_curve.png` beside them, and `record.json` (what the run was made from: a rerun needs --resume or --overwrite).
 
 On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataParallel); --batch_size stays the
 global batch, so the schedule and learning rate hold at any GPU count.
