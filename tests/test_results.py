@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,7 @@ from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV
 from utils import layout
+from utils.baselines import grabcut_foreground
 from utils.checkpoint import save_checkpoint
 from utils.evaluation import augmented_logits
 from utils.metric import scores
@@ -76,6 +78,20 @@ def test_grabcut_and_crf_stay_inside_their_boxes_and_beat_filled_boxes(voc_root,
                 inside[y1:y2 + 1, x1:x2 + 1] = True
             assert not label[~inside].any(), f'{method} labels {image_id} outside its boxes'
         assert scores(truth, predicted, 21)['Mean IoU'] > box_miou + 0.1, method
+
+
+def test_grabcut_masks_do_not_depend_on_opencvs_random_state(voc_root):
+    """GrabCut's k-means draws from OpenCV's per-thread RNG; the masks must not depend on what ran before them
+    (in a joblib worker: which images it happened to process)."""
+    differing = 0
+    for _, image_path, boxes in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
+        image, entries = read_image_bgr(image_path), [[box[1:]] for box in boxes]
+        results = []
+        for state in (1, 12345):
+            cv2.setRNGSeed(state)
+            results.append(grabcut_foreground(image, entries))
+        differing += int((results[0] != results[1]).sum())
+    assert differing == 0
 
 
 def test_overlap_rules_differ_only_where_boxes_overlap():

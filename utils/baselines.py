@@ -13,6 +13,8 @@ from datasets.boxes import box_mask
 from utils.crf import DenseCRF
 
 GRABCUT_ITERATIONS = 5
+GRABCUT_RNG_SEED = 0  # GrabCut's k-means draws from OpenCV's per-thread RNG: seeded per box, a mask does not
+# depend on which worker ran which images before it
 BOX_CRF_INSIDE = 0.6  # probability of the entry inside its boxes; the background gets the rest
 BOX_CRF_PARAMS = dict(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=10, bi_xy_std=40, bi_rgb_std=10)
 
@@ -38,6 +40,7 @@ def grabcut_foreground(image_bgr, entry_boxes):
                 continue
             rect = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
             labels = np.zeros((height, width), np.uint8)
+            cv2.setRNGSeed(GRABCUT_RNG_SEED)
             cv2.grabCut(image, labels, rect, np.zeros((1, 65)), np.zeros((1, 65)), GRABCUT_ITERATIONS,
                         cv2.GC_INIT_WITH_RECT)
             masks[k] |= inside & ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD))
