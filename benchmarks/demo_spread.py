@@ -1,6 +1,6 @@
 """The spread of the demo's results over seeds, for demo.py to say whether a run falls inside it.
 
-    python benchmarks/demo_spread.py --seeds 0,1,2          # about 3 x 10 minutes on 2 CPU cores
+    python benchmarks/demo_spread.py --seeds 0,1,2          # 3 runs of 10 to 14 minutes on 2 CPU cores
 
 Runs `python demo.py --seed S` for each seed (each in demo_output/spread_seed<S>; the seed changes the generated
 data, the data order, the augmentations and the initial weights), and writes benchmarks/demo_spread.json: per
