@@ -216,31 +216,40 @@ def finish(args, flags, record, summary):
 def generate(args, ctx, precision, spec, flags, todo, out_dir):
     """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed.
 
-    The generator: loader workers read and pad, the device generates a batch of images at a time, writer
-    threads encode and write the PNGs. The baselines: one job per image, --n_jobs in parallel."""
+    The generator: generate_lpg. The baselines: one job per image, --n_jobs in parallel."""
     if args.method != 'lpg':
         jobs = Parallel(n_jobs=args.n_jobs)(
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
         return [job for job in jobs if job is not None]
     lpg, backbone = load_generators(args, flags['backbone_path'], len(spec.class_names(flags['source'])), precision)
-    loader = DataLoader(BoxImageDataset(todo, flags['test_size'], per_box=args.instances),
-                        batch_size=args.image_batch_size, num_workers=args.workers, collate_fn=collate_boxes,
-                        pin_memory=ctx.device.type == 'cuda')
-    rule = overlap_rule(args)
+    return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags['test_size'],
+                        rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,
+                        workers=args.workers, writer_threads=args.writer_threads, per_box=args.instances,
+                        progress=ctx.is_main)
+
+
+def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, rule='first', pair_batch=16,
+                 image_batch=8, workers=2, writer_threads=4, per_box=False, progress=True):
+    """The generator's masks of items ((image_id, image_path, boxes)) written to out_dir: loader workers read
+    and pad (to test_size), the device generates a batch of images at a time (pair_batch (image, entry) pairs
+    per generator forward), writer threads encode and write the PNGs. Returns the (image_id, reason) of the
+    images that could not be read."""
+    loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box), batch_size=image_batch,
+                        num_workers=workers, collate_fn=collate_boxes, pin_memory=device.type == 'cuda')
     failed = []
-    with BackgroundWriter(args.writer_threads) as writer:
-        for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not ctx.is_main):
+    with BackgroundWriter(writer_threads) as writer:
+        for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not progress):
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
             # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
-            results = generate_foregrounds(lpg, samples, ctx.device, backbone, args.batch_size, precision,
+            results = generate_foregrounds(lpg, samples, device, backbone, pair_batch, precision,
                                            with_scores=rule == 'confidence')
             for sample, result in zip(samples, results):
                 entries, scores = result if rule == 'confidence' else (result, None)
                 label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, sample['entry_boxes'])
                 write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
-                              entries.cpu().numpy() if args.instances else None)
+                              entries.cpu().numpy() if per_box else None)
     return failed
 
 

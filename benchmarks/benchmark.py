@@ -28,15 +28,16 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import genPseudoMasks  # noqa: E402
 import main as main_script  # noqa: E402
 import trainLPG  # noqa: E402
-from datasets.boxes import BoxImageDataset, collate_boxes  # noqa: E402
-from datasets.io import BackgroundWriter, read_label, save_palette_png  # noqa: E402
+from datasets.boxes import BoxImageDataset  # noqa: E402
+from datasets.io import read_label, save_palette_png  # noqa: E402
 from datasets.coco import COCO60LPGDataset  # noqa: E402
 from datasets.registry import get_dataset  # noqa: E402
 from datasets.segmentation import SegmentationDataset, TestImageDataset  # noqa: E402
@@ -44,8 +45,7 @@ from datasets.synthetic import make_coco_like, make_voc_like  # noqa: E402
 from datasets.transforms import ScalePadCropFlip  # noqa: E402
 from datasets.voc import read_split, split_file, voc_box_items, voc_items  # noqa: E402
 from models.backbones import build_backbone, get_backbone  # noqa: E402
-from models.lpg import (LPGNet, backbone_probs, class_channel, generate_labels, generate_labels_per_class,  # noqa: E402
-                        lpg_input)
+from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_per_class, lpg_input  # noqa: E402
 from utils.distributed import close_distributed, init_distributed  # noqa: E402
 from utils.evaluation import compute_logits, save_logits  # noqa: E402
 from utils.parseCOCO import parse_coco  # noqa: E402
@@ -224,17 +224,13 @@ def generation_items(args, ctx, count):
 
 
 def generate_batched(args, ctx, precision, lpg, backbone, items, out_dir):
-    """genPseudoMasks.generate's loop (which loads its checkpoints itself, so it cannot be timed without them):
-    loader workers read and pad, one backbone forward per image batch, writer threads encode the PNGs."""
-    loader = DataLoader(BoxImageDataset(items, args.gen_size), batch_size=args.image_batch_size,
-                        num_workers=workers_of(args, 'generation'), collate_fn=collate_boxes,
-                        pin_memory=ctx.device.type == 'cuda')
-    with BackgroundWriter(args.writer_threads) as writer:
-        for samples in loader:
-            samples = [sample for sample in samples if 'error' not in sample]  # unreadable: none are generated
-            labels = generate_labels(lpg, samples, ctx.device, backbone, max_batch=args.pair_batch, precision=precision)
-            for sample, label in zip(samples, labels):
-                writer.submit(save_palette_png, os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
+    """genPseudoMasks.py's generator loop (genPseudoMasks.generate_lpg), with the release's overlap rule."""
+    failed = genPseudoMasks.generate_lpg(lpg, backbone, items, out_dir, ctx.device, precision, test_size=args.gen_size,
+                                         pair_batch=args.pair_batch, image_batch=args.image_batch_size,
+                                         workers=workers_of(args, 'generation'), writer_threads=args.writer_threads,
+                                         progress=False)
+    if failed:
+        raise RuntimeError(f'the benchmark could not read its own images: {failed[:3]}')
 
 
 def generate_release(args, ctx, lpg, backbone, items, out_dir):
