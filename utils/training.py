@@ -107,7 +107,9 @@ def infinite_batches(loader):
 class LossLog:
     """Prints the mean loss of the last `every` iterations (and at the last one) over all processes, with lr and
     elapsed time, on rank 0; there it also appends the row to <folder>/loss_log.csv (cut back to the resumed
-    iteration on a resume), draws <folder>/loss_curve.png, and with tensorboard writes the scalars too.
+    iteration on a resume), and with tensorboard writes the scalars too. draw_curve() redraws
+    <folder>/loss_curve.png from the whole log (RunOutputs calls it with each checkpoint, not with each print:
+    late in a long run a redraw reads thousands of rows).
 
     Losses are summed on the device and read back only when printed, so logging does not stall a GPU."""
 
@@ -141,12 +143,15 @@ class LossLog:
                 with open(self.csv, 'a', newline='') as handle:
                     csv.DictWriter(handle, LOG_FIELDS).writerow(
                         {'iteration': done, 'loss': f'{mean:.6g}', 'lr': f'{lr:.6g}', 'seconds': f'{seconds:.1f}'})
-                write_curve(self.csv, self.curve, self.title)
             if self.writer is not None:
                 self.writer.add_scalar('loss', mean, done)
                 self.writer.add_scalar('lr', lr, done)
                 self.writer.flush()
             self.running, self.count = 0.0, 0
+
+    def draw_curve(self):
+        if self.csv is not None:
+            write_curve(self.csv, self.curve, self.title)
 
 
 LOG_FIELDS = ('iteration', 'loss', 'lr', 'seconds')
@@ -247,15 +252,18 @@ def save_snapshot(path, model, keep, pattern):
 
 class RunOutputs:
     """What a training run writes, on rank 0 and only while its weights are finite: the training state
-    (checkpoint_last.pth) and a snapshot every `every` iterations (the last `keep`, or all), then the final
-    weights and the completion record.
+    (checkpoint_last.pth), a snapshot (the last --keep_checkpoints, or all) and the loss curve every
+    --num_save_model iterations, then the final weights and the completion record.
 
-    snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1)."""
+    guard: the run's NonFiniteGuard (--on_nan, --max_nan_skips), which the training loop asks about each loss.
+    snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1); total: the run's
+    iterations."""
 
-    def __init__(self, ctx, guard, record, args, last_path, final_path, snapshot, pattern, every, total, keep):
-        self.ctx, self.guard, self.record, self.args = ctx, guard, record, args
+    def __init__(self, ctx, record, args, log, last_path, final_path, snapshot, pattern, total):
+        self.ctx, self.record, self.args, self.log = ctx, record, args, log
+        self.guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
         self.last_path, self.final_path, self.snapshot, self.pattern = last_path, final_path, snapshot, pattern
-        self.every, self.total, self.keep = every, total, keep
+        self.every, self.total, self.keep = args.num_save_model, total, args.keep_checkpoints
 
     def save(self, done, model, optimizer):
         """After an update: the training state (and a snapshot) at every `every` iterations and at the end."""
@@ -266,12 +274,14 @@ class RunOutputs:
             save_training_state(self.last_path, model, optimizer, done, self.args)
             if done % self.every == 0:
                 save_snapshot(self.snapshot(done), model, self.keep, self.pattern)
+            self.log.draw_curve()
 
     def finish(self, done, model, summary):
         """The final weights (plain state dict, like the released files), then the record; every process waits."""
         self.guard.check_weights(model, done)
         if self.ctx.is_main:
             save_checkpoint(self.final_path, **model.state_dict())
+            self.log.draw_curve()
             self.record.write('done', dict(summary, iterations=done, final=self.final_path))
             print(f'saved {self.final_path}')
         self.ctx.barrier()
