@@ -28,6 +28,7 @@ from datasets.custom import rle_annotation, write_target_outputs
 from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_stale_temporaries, save_palette_png,
                          write_json)
 from datasets.registry import DATASETS, dataset_source, get_dataset
+from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
 from utils import layout
@@ -209,8 +210,8 @@ def finish(args, flags, record, summary):
         print(f'wrote {write_target_outputs(flags["source"]["annotations"], record.folder, instances)}')
     record.write('incomplete' if failed else 'done', summary)
     if failed:
-        listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
-        raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  {listing}')
+        raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  '
+                         f'{failure_listing(failed)}')
 
 
 def generate(args, ctx, precision, spec, flags, todo, out_dir):

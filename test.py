@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from datasets.io import atomic_open, remove_files, remove_stale_temporaries, write_json
 from datasets.registry import DATASETS, dataset_source
+from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
@@ -251,8 +252,8 @@ def main(args):
         write_json(out, results)
         print(f'\n{len(items)} images: {len(items) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
     if failed:
-        listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
-        raise SystemExit(f'{len(failed)} images could not be scored (the scores cover the others):\n  {listing}')
+        raise SystemExit(f'{len(failed)} images could not be scored (the scores cover the others):\n  '
+                         f'{failure_listing(failed)}')
     return results
 
 
@@ -299,8 +300,7 @@ def predict(args, ctx, items, logits_dir, out_dir, crf_params, crf_on_padded):
     failed = {image_id: reason for found in ctx.all_gather_objects([f for f in failures if f]) for image_id, reason in found}
     ctx.print(f'{len(items)} images: {len(items) - len(failed)} predicted, {len(failed)} failed; wrote {out_dir}')
     if failed:
-        listing = '\n  '.join(f'{image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
-        raise SystemExit(f'{len(failed)} images could not be predicted:\n  {listing}')
+        raise SystemExit(f'{len(failed)} images could not be predicted:\n  {failure_listing(failed)}')
     return out_dir
 
 

@@ -46,14 +46,24 @@ def find_problems(keys, check, what, threads=8, progress=True):
     return {key: problems for key, problems in zip(keys, results) if problems}
 
 
+def listing(lines, show=SHOW):
+    """Lines of a report, indented: the first `show`, then how many more there are."""
+    lines = list(lines)
+    return '\n  '.join(lines[:show]) + (f'\n  ... and {len(lines) - show} more' if len(lines) > show else '')
+
+
+def failure_listing(failed, show=SHOW):
+    """The listing of {image_id: reason} of a batch job's failed images."""
+    return listing((f'{image_id}: {reason}' for image_id, reason in failed.items()), show)
+
+
 def report_problems(problems, total, what, skip_bad):
     """Nothing when there are none. Otherwise a ValueError listing them (the first SHOW, then a count), or,
     with skip_bad, a printed notice of how many are left out."""
     if not problems:
         return
-    lines = [line for found in problems.values() for line in found]
-    listing = '\n  '.join(lines[:SHOW]) + (f'\n  ... and {len(lines) - SHOW} more' if len(lines) > SHOW else '')
+    lines = listing(line for found in problems.values() for line in found)
     if not skip_bad:
-        raise ValueError(f'{len(problems)} of {total} {what} are bad:\n  {listing}\n'
+        raise ValueError(f'{len(problems)} of {total} {what} are bad:\n  {lines}\n'
                          'Fix them, or pass --skip_bad to leave them out.')
-    print(f'--skip_bad: leaving out {len(problems)} of {total} {what}:\n  {listing}', flush=True)
+    print(f'--skip_bad: leaving out {len(problems)} of {total} {what}:\n  {lines}', flush=True)

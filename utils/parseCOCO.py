@@ -31,6 +31,7 @@ from datasets.coco_json import bbox_label, box_corners, load_instances, semantic
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.io import remove_files, remove_stale_temporaries, save_gray_png, write_json
+from datasets.validate import failure_listing
 from utils.records import Record
 from utils.runtime import comma_list, run_script
 
@@ -102,8 +103,8 @@ def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, re
     write_json(annos_path, boxes_json[1](per_image), indent=None)
     record.write('incomplete' if failed else 'done', {'images': written, 'failed': failed, 'flat_boxes': flat})
     if failed:
-        listing = '\n  '.join(f'image {image_id}: {reason}' for image_id, reason in list(failed.items())[:10])
-        raise ValueError(f'{len(failed)} images could not be labelled (the {written} others are written):\n  {listing}')
+        raise ValueError(f'{len(failed)} images could not be labelled (the {written} others are written):\n  '
+                         + failure_listing({f'image {image_id}': reason for image_id, reason in failed.items()}))
     return written
 
 
