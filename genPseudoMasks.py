@@ -149,7 +149,11 @@ def step_record(args, flags):
 
 def step_done(args):
     """Whether these masks were all made already from the same settings and inputs (run_rounds.py asks)."""
-    record = step_record(args, dataset_flags(args))
+    return masks_done(step_record(args, dataset_flags(args)))
+
+
+def masks_done(record):
+    """The record says done with the same settings and inputs, and every mask it counted is still there."""
     return record.is_done(lambda summary: len(mask_files(record.folder)) == summary.get('images'))
 
 
@@ -174,7 +178,7 @@ def main(args):
     flags = dataset_flags(args)
     record = step_record(args, flags)
     out_dir = record.folder
-    if record.is_done(lambda summary: len(mask_files(out_dir)) == summary.get('images')):
+    if masks_done(record):
         ctx.print(f'{out_dir}: already made from the same settings and inputs')
         return out_dir
 

@@ -180,7 +180,6 @@ def report_table(rows, class_names):
     return '\n'.join(lines) + '\n'
 
 
-
 def to_json_scores(scores, class_names):
     """Scores with class names, NaN (class absent from the ground truth) as null."""
     clean = lambda v: None if v is None or np.isnan(v) else float(v)
