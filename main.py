@@ -32,7 +32,7 @@ from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, LossLog, RunOutputs, add_training_args,
+from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
                             begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
                             set_poly_lr, snapshot_files, training_loader)
 
@@ -184,11 +184,9 @@ def main(args):
 
     trained = distributed_model(model, ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_iterations, args.num_print_log, ctx, args.save_path, start, args.tensorboard)
-    run_outputs = RunOutputs(ctx, record, args, log, last_path, final_path,
-                             lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots,
-                             args.num_iterations)
-    guard = run_outputs.guard
+    run_outputs = RunOutputs(ctx, record, args, start, args.num_iterations, final_path,
+                             lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots)
+    log, guard = run_outputs.log, run_outputs.guard
     done = start
     while done < args.num_iterations:
         set_poly_lr(optimizer, done, args.num_iterations)

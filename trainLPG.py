@@ -36,7 +36,7 @@ from utils.parseCOCO import label_custom
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, comma_list, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, LossLog, RunOutputs, add_training_args,
+from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
                             begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
                             set_poly_lr, snapshot_files, training_loader)
 
@@ -222,11 +222,9 @@ def main(args):
 
     model = distributed_model(lpg.train(), ctx)
     batches = infinite_batches(loader)
-    log = LossLog(args.num_max_iterations, args.num_print_log, ctx, record.folder, start, args.tensorboard)
-    run_outputs = RunOutputs(ctx, record, args, log, last_path, final_path,
-                             lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots,
-                             args.num_max_iterations)
-    guard = run_outputs.guard
+    run_outputs = RunOutputs(ctx, record, args, start, args.num_max_iterations, final_path,
+                             lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots)
+    log, guard = run_outputs.log, run_outputs.guard
     done = start
     while done < args.num_max_iterations:
         if done % args.num_update_lr == 0:

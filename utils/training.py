@@ -251,18 +251,22 @@ def save_snapshot(path, model, keep, pattern):
 
 
 class RunOutputs:
-    """What a training run writes, on rank 0 and only while its weights are finite: the training state
-    (checkpoint_last.pth), a snapshot (the last --keep_checkpoints, or all) and the loss curve every
-    --num_save_model iterations, then the final weights and the completion record.
+    """What a training run writes in its record's folder, on rank 0 and only while its weights are finite: the
+    loss log (every --num_print_log iterations), the training state (checkpoint_last.pth), a snapshot (the last
+    --keep_checkpoints, or all) and the loss curve every --num_save_model iterations, then the final weights and
+    the completion record.
 
-    guard: the run's NonFiniteGuard (--on_nan, --max_nan_skips), which the training loop asks about each loss.
-    snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1); total: the run's
-    iterations."""
+    log: the run's LossLog, which the training loop feeds each update's loss; guard: its NonFiniteGuard
+    (--on_nan, --max_nan_skips), which the loop asks about each loss. start: the iterations already done (a
+    resumed run); total: the run's iterations; snapshot(iteration) -> path; pattern matches the snapshot names
+    (iteration = group 1)."""
 
-    def __init__(self, ctx, record, args, log, last_path, final_path, snapshot, pattern, total):
-        self.ctx, self.record, self.args, self.log = ctx, record, args, log
-        self.guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, last_path)
-        self.last_path, self.final_path, self.snapshot, self.pattern = last_path, final_path, snapshot, pattern
+    def __init__(self, ctx, record, args, start, total, final_path, snapshot, pattern):
+        self.ctx, self.record, self.args = ctx, record, args
+        self.last_path = layout.last_checkpoint(record.folder)
+        self.log = LossLog(total, args.num_print_log, ctx, record.folder, start, args.tensorboard)
+        self.guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, self.last_path)
+        self.final_path, self.snapshot, self.pattern = final_path, snapshot, pattern
         self.every, self.total, self.keep = args.num_save_model, total, args.keep_checkpoints
 
     def save(self, done, model, optimizer):
