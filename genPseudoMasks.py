@@ -27,7 +27,7 @@ from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_
 from datasets.custom import rle_annotation, write_target_outputs
 from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_stale_temporaries, save_palette_png,
                          write_json)
-from datasets.registry import DATASETS, dataset_source, get_dataset
+from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
@@ -68,8 +68,7 @@ def get_args_parser():
                             '(default %(default)s)')
         parser.add_argument(f'--{name}_split', default=spec.default_split,
                             help=f'{spec.title} split (default %(default)s)')
-    parser.add_argument('--annotations', help='--dataset custom: a COCO-format json with the boxes (any categories)')
-    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    add_source_args(parser, 'a COCO-format json with the boxes (any categories)')
     parser.add_argument('--instances', action='store_true',
                         help='--dataset custom: one mask per box annotation, the generator run on that box alone '
                         '(touching objects of a class stay apart), in pseudo_masks.json; the PNGs still hold classes')

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
 from datasets.io import remove_files
-from datasets.registry import dataset_names, dataset_source, get_dataset
+from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, resize_labels
 from models.backbones import backbone_names, build_backbone, get_backbone
@@ -48,8 +48,7 @@ def get_args_parser():
                         help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round; '
                         'custom: a backbone with a class per category of --annotations')
     parser.add_argument('--root_path', help='VOC2012 folder, or the COCO folder with --dataset coco')
-    parser.add_argument('--annotations', help='--dataset custom: the COCO-format json of the images')
-    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    add_source_args(parser, 'the COCO-format json of the images')
     parser.add_argument('--label_path_name', required=True,
                         help='folder of training masks (the pseudo masks of genPseudoMasks.py), absolute or relative '
                         'to --root_path; a ground-truth folder (SegmentationClass, SegmentationClassAug) trains the '

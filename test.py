@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.io import atomic_open, remove_files, remove_stale_temporaries, write_json
-from datasets.registry import DATASETS, dataset_source
+from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
@@ -48,8 +48,7 @@ def get_args_parser():
     parser.add_argument('--dataset', choices=[name for name, spec in DATASETS.items() if spec.eval_items],
                         default='voc', help='voc, or custom: the images and masks of a COCO-format json')
     parser.add_argument('--root_path', help='VOC2012 folder')
-    parser.add_argument('--annotations', help='--dataset custom: the COCO-format json (its masks are the ground truth)')
-    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    add_source_args(parser, 'the COCO-format json (its masks are the ground truth)')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--model_path', help='backbone checkpoint (test; crf, where it defaults to the model of the '
                         'last --type test run of --model_type started from the working directory, as in the release)')

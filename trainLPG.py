@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
 from datasets.custom import CustomLabels
 from datasets.io import remove_files
-from datasets.registry import get_dataset
+from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, lpg_input, widen_to_five_channels
 from utils import layout
@@ -47,8 +47,7 @@ def get_args_parser():
                         help='the auxiliary set: coco (COCO-60, after utils/parseCOCO.py) or custom (any COCO-format '
                         'mask dataset: --annotations, --image_dir, --exclude_categories)')
     parser.add_argument('--coco_root_dir', help='COCO folder, after utils/parseCOCO.py')
-    parser.add_argument('--annotations', help='--dataset custom: a COCO-format json with masks')
-    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+    add_source_args(parser, 'a COCO-format json with masks')
     parser.add_argument('--exclude_categories', type=comma_list,
                         help='--dataset custom: category names left out of the training (NAME,NAME), as COCO-60 '
                         'leaves out the 20 VOC classes')

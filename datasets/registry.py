@@ -100,6 +100,12 @@ def get_dataset(name):
     return DATASETS[name]
 
 
+def add_source_args(parser, annotations_help):
+    """--annotations and --image_dir: the source of --dataset custom (annotations_help: what the json holds)."""
+    parser.add_argument('--annotations', help=f'--dataset custom: {annotations_help}')
+    parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
+
+
 def dataset_source(name, root=None, annotations=None, image_dir=None):
     """(the entry of dataset `name`, its source), the source checked for what the dataset reads."""
     spec = get_dataset(name)
