@@ -24,7 +24,7 @@ from datasets.constants import IGNORE_LABEL
 from datasets.io import remove_files
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
-from datasets.transforms import ScalePadCropFlip, resize_labels
+from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training
@@ -74,7 +74,8 @@ def get_args_parser():
     parser.add_argument('--weight_decay', type=float, default=5e-4)
     parser.add_argument('--crop_size', type=int, default=321)
     parser.add_argument('--num_print_log', type=int, default=20)
-    parser.add_argument('--num_save_model', type=int, default=5000, help='save a snapshot every N iterations')
+    parser.add_argument('--num_save_model', type=int,
+                        help=f'save a snapshot every N iterations; {schedule_default("num_save_model")}')
     add_training_args(parser)
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
@@ -82,9 +83,9 @@ def get_args_parser():
 
 
 def fill_schedule_defaults(args):
-    """Unset --lr/--batch_size/--iter_size/--num_iterations take the backbone's schedule."""
+    """Unset --lr/--batch_size/--iter_size/--num_iterations/--num_save_model take the backbone's schedule."""
     schedule = get_backbone(args.model_type).schedule
-    for key in ('lr', 'batch_size', 'iter_size', 'num_iterations'):
+    for key in ('lr', 'batch_size', 'iter_size', 'num_iterations', 'num_save_model'):
         if getattr(args, key) is None:
             setattr(args, key, getattr(schedule, key))
     return args
@@ -116,7 +117,9 @@ def label_folder(args):
 def build_dataset(args):
     spec, source = data_source(args)
     items = spec.segmentation_items(source, label_folder(args), args.split or spec.default_split, args.split_file)
-    augment = ScalePadCropFlip(args.crop_size, seed=args.seed, round_size=int if args.match_release else round)
+    # Labels rescaled with PIL's Image.NEAREST (cell centres), as the release's VOC dataset does.
+    augment = ScalePadCropFlip(args.crop_size, nearest_centres, seed=args.seed,
+                               round_size=int if args.match_release else round)
     return SegmentationDataset(items, augment=augment, num_classes=len(spec.class_names(source)))
 
 
@@ -136,7 +139,9 @@ def segmentation_loss(outputs, labels):
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     loss = 0.0
     for logits in outputs:
-        loss = loss + F.cross_entropy(logits.float(), resize_labels(labels, logits.shape[-2:]), ignore_index=IGNORE_LABEL)
+        # PIL's NEAREST to the logit size, as the release's training loop does.
+        loss = loss + F.cross_entropy(logits.float(), nearest_centres(labels, logits.shape[-2:]),
+                                      ignore_index=IGNORE_LABEL)
     return loss
 
 

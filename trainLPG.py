@@ -1,13 +1,19 @@
 r"""Train the LPG generator on the masks of an auxiliary set (COCO-60 by default) for one round.
 
-Round 1 trains the 4-channel generator (box mask + image; no backbone needed):
+Round 1 trains the 4-channel generator (box mask + image; no backbone needed). --round defaults to 2, as in
+the release, so round 1 must be asked for:
     python trainLPG.py --coco_root_dir COCO --round 1 --model_save_path OUT
-Round R >= 2 trains the 5-channel generator, reading the round R-1 COCO-60 backbone's probabilities:
+Round R >= 2 trains the 5-channel generator, reading the round R-1 COCO-60 backbone's probabilities; the
+release's published command (round 2, from a 5-channel generator such as LPG_Round2.pth) works as it is:
+    python trainLPG.py --coco_root_dir COCO --init_seg_model_path COCO60_Round1.pth \
+        --init_lpg_model_path PretrainedModel/LPG/LPG_Round2.pth
+--init_lpg_model_path may also be a round-1 (4-channel) generator, which the release cannot load: its filters
+are widened with a zero filter for the probability channel:
     python trainLPG.py --coco_root_dir COCO --round 2 --init_seg_model_path COCO60_Round1.pth \
         --init_lpg_model_path OUT/Round_1/LPG_Round1.pth --model_save_path OUT
 Any COCO-format dataset with masks, some categories left out as COCO-60 leaves out the VOC classes:
     python trainLPG.py --dataset custom --annotations FILE.json --image_dir DIR --exclude_categories A,B \
-        --model_save_path OUT
+        --round 1 --model_save_path OUT
 
 Checkpoints go to `<model_save_path>/Round_<R>/`: `LPG_Round<R>_iter<N>.pth` every --num_save_model
 iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume continues from it) and
@@ -53,14 +59,18 @@ def get_args_parser():
                         'leaves out the 20 VOC classes')
     parser.add_argument('--labels_dir', help='--dataset custom: where the labelling step writes (default '
                         '<model_save_path>/auxiliary_labels)')
-    parser.add_argument('--round', type=int, default=1)
+    parser.add_argument('--round', type=int, default=2,
+                        help='the round to train (default 2, as in the release): 1 trains the box + image generator '
+                        '(4 channels, no backbone); R >= 2 the 5-channel one that reads the round R-1 backbone')
     parser.add_argument('--init_seg_model_path', help='round R-1 backbone of the auxiliary set (COCO-60: 61 classes; '
                         'custom: one per kept category + background); needed for round >= 2')
     parser.add_argument('--seg_model_type', choices=backbone_names(), default='vgg16',
                         help='architecture of --init_seg_model_path')
     parser.add_argument('--init_lpg_model_path',
                         help='start from this generator (e.g. the previous round); a 4-channel one is widened to 5')
-    parser.add_argument('--model_save_path', required=True)
+    parser.add_argument('--model_save_path', default='LPG_checkpoints',
+                        help='where Round_<R>/ is written (default ./LPG_checkpoints, relative to the working '
+                        'directory: the release\'s published command names no folder)')
     parser.add_argument('--batch_size', type=int, default=32)
     parser.add_argument('--lr', type=float, default=1e-4)
     parser.add_argument('--weight_decay', type=float, default=5e-4)
@@ -102,8 +112,9 @@ def check_flags(args):
         raise SystemExit('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
                          'ignored: drop --init_seg_model_path, or pass --round 2 or later')
     if args.round >= 2 and not args.init_seg_model_path:
-        raise SystemExit(f'round {args.round} needs the round {args.round - 1} COCO-60 backbone: '
-                         '--init_seg_model_path')
+        raise SystemExit(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
+                         f'the round {args.round - 1} backbone of the auxiliary set; --round 1 trains the box + image '
+                         'generator, which reads none')
 
 
 def check_source(args):

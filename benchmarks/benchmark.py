@@ -42,7 +42,7 @@ from datasets.coco import COCO60LPGDataset  # noqa: E402
 from datasets.registry import get_dataset  # noqa: E402
 from datasets.segmentation import SegmentationDataset, TestImageDataset  # noqa: E402
 from datasets.synthetic import make_coco_like, make_voc_like  # noqa: E402
-from datasets.transforms import ScalePadCropFlip  # noqa: E402
+from datasets.transforms import ScalePadCropFlip, nearest_centres  # noqa: E402
 from datasets.voc import read_split, split_file, voc_box_items, voc_items  # noqa: E402
 from models.backbones import build_backbone, get_backbone  # noqa: E402
 from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_per_class, lpg_input  # noqa: E402
@@ -320,7 +320,8 @@ def bench_vgg_train(args, ctx, precision):
     precision (float32, no channels-last)."""
     root = voc_tree(args, ctx, 2 * args.vgg_batch, scaled(VOC_SHAPES[0], args.vgg_crop / 321))
     dataset = SegmentationDataset(voc_items(root, read_split(split_file(root, 'train')), 'SegmentationClassAug'),
-                                  augment=ScalePadCropFlip(args.vgg_crop, seed=args.seed, round_size=round))
+                                  augment=ScalePadCropFlip(args.vgg_crop, nearest_centres, seed=args.seed,
+                                                           round_size=round))
     torch.manual_seed(args.seed)
     weights, spec = build_backbone('vgg16', get_dataset('voc').num_classes), get_backbone('vgg16')
     details = dict(batch=args.vgg_batch, crop=args.vgg_crop, workers=workers_of(args, 'vgg_train'))

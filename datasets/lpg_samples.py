@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from .boxes import box_mask
 from .constants import MEAN_BGR
 from .io import chw_tensor, read_image_bgr, read_label
-from .transforms import ScalePadCropFlip, resize_labels
+from .transforms import ScalePadCropFlip, nearest_top_left
 from .validate import find_problems, image_problems
 
 # LPG predicts at 1/4 of its input size, so its targets are downsampled by this factor.
@@ -29,7 +29,8 @@ class LPGSampleDataset(Dataset):
 
     Target: 1 where the mask equals the sample's class. Box mask: the union of that class's boxes. Augment:
     random scale, pad bottom/right to the crop (image with the mean, masks with 0), a random crop that shows
-    part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output.
+    part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output (the top-left pixel of each
+    cell).
     Returns (image 3xSxS float, box_mask 1xSxS float 0/1, target (S/4)x(S/4) long 0/1, class int), S = crop_size.
     """
 
@@ -50,7 +51,8 @@ class LPGSampleDataset(Dataset):
             self.samples += [(name, class_id) for class_id in dict.fromkeys(box[0] for box in image_boxes)]
         if not self.samples:
             raise ValueError(f'no {what} training samples: no image of {source} has a box and a mask in {mask_dir}')
-        self.augment = ScalePadCropFlip(crop_size, scales, flip, seed=seed, round_size=round_size)
+        # Target and box mask rescaled with cv2.INTER_NEAREST, as the release's COCO LPG dataset does.
+        self.augment = ScalePadCropFlip(crop_size, nearest_top_left, scales, flip, seed=seed, round_size=round_size)
 
     def __len__(self):
         return len(self.samples)
@@ -99,8 +101,9 @@ class LPGSampleDataset(Dataset):
         # (the union's bounding box alone could fall between two boxes).
         overlap_box = class_boxes[int(self.augment.rng.integers(len(class_boxes)))]
         image, (class_box_mask, target) = self.augment(image, [class_box_mask, target], [0, 0], overlap_box)
-        # Downsampled to the generator's output size with the same centre-sampling nearest resize as the
-        # backbones' loss labels.
+        # Downsampled to the generator's output size at the top-left pixel of each 4x4 cell (rows and columns
+        # 0, 4, 8, ...), with cv2.INTER_NEAREST as the release's COCO LPG dataset does. That is where inference
+        # reads the output back: x4 bilinear with align_corners=True puts output cell j on input pixel 4j.
         target_size = self.crop_size // LPG_OUTPUT_STRIDE
-        target = resize_labels(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
+        target = nearest_top_left(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
         return chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target, int(class_id)

@@ -5,53 +5,58 @@ import cv2
 import numpy as np
 import torch
 
-# dtypes cv2.resize handles directly with INTER_NEAREST; others are converted and back.
-_CV2_MASK_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64)
-
-
-def resize_nearest(mask, width, height):
-    """cv2.INTER_NEAREST resize of an HxW mask of any integer/bool dtype, keeping the dtype."""
-    mask = np.asarray(mask)
-    if mask.dtype.type in _CV2_MASK_DTYPES:
-        return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-    resized = cv2.resize(mask.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
-    return resized.astype(mask.dtype)
-
-
-def pil_nearest_indices(in_size, out_size, device=None):
-    """Source index of each output index under PIL's NEAREST resize: the cell centre, (j + 0.5) * in / out
-    truncated. For 321 -> 41 that is 3, 11, 19, ...; `F.interpolate(mode='nearest')` takes j * in / out,
-    0, 7, 15, ..., the cells' top-left corners, about 4 pixels off.
+def centre_indices(in_size, out_size):
+    """Source index of each output index when sampling cell centres, as PIL's `Image.resize(NEAREST)` does:
+    (j + 0.5) * in / out, truncated. For 321 -> 41 that is 3, 11, 19, ...; 512 -> 128 gives 2, 6, 10, ...
 
     PIL reaches the centres by adding in / out to 0.5 * in / out once per output pixel, in double precision;
     the sum is kept here too, because at centres that fall on an integer (138 -> 39, j = 32: 115) its
     rounding decides the pixel (PIL takes 114)."""
     step = in_size / out_size
     centres = np.add.accumulate(np.concatenate([[0.5 * step], np.full(out_size - 1, step)]))
-    indices = np.minimum(centres.astype(np.int64), in_size - 1)
-    return torch.from_numpy(indices).to(device)
+    return np.minimum(centres.astype(np.int64), in_size - 1)
 
 
-def resize_labels(labels, size):
-    """Label maps (..., H, W) resized to size (h, w) the way the release resizes loss labels: PIL's NEAREST,
-    which samples cell centres. Any dtype and device; values are copied, never interpolated."""
-    height, width = labels.shape[-2:]
-    rows = pil_nearest_indices(height, size[0], labels.device)
-    cols = pil_nearest_indices(width, size[1], labels.device)
-    return labels[..., rows[:, None], cols]
+def top_left_indices(in_size, out_size):
+    """Source index of each output index when sampling the top-left corner of each cell, as
+    `cv2.resize(INTER_NEAREST)` does: floor(j * (1 / (out / in))), in double precision as OpenCV computes it.
+    For 512 -> 128 that is 0, 4, 8, ...; `F.interpolate(mode='nearest')` samples the same corners."""
+    inverse_scale = 1.0 / (out_size / in_size)
+    return np.minimum(np.floor(np.arange(out_size) * inverse_scale).astype(np.int64), in_size - 1)
 
 
-def _scaled_span(start, end, size, new_size):
-    """Indices of the resized axis whose nearest-neighbour source lies in start..end (inclusive).
+class NearestResize:
+    """A nearest-neighbour resize of label maps (..., H, W) to size (h, w): each output pixel copies the
+    source pixel that `source_indices(in_size, out_size)` names, per axis. Works on numpy arrays and torch
+    tensors of any dtype and device; values are copied, never interpolated."""
 
-    Resizes a 1-D indicator with the same cv2 call as the masks, so the span is exactly where the
-    resized box mask is, whatever rounding cv2 uses. Falls back to the nearest index when the box
-    is thinner than one resized pixel."""
+    def __init__(self, name, source_indices):
+        self.name, self.source_indices = name, source_indices
+
+    def __repr__(self):
+        return f'NearestResize({self.name})'
+
+    def __call__(self, labels, size):
+        height, width = labels.shape[-2:]
+        rows, cols = self.source_indices(height, size[0]), self.source_indices(width, size[1])
+        if isinstance(labels, torch.Tensor):
+            rows, cols = torch.from_numpy(rows).to(labels.device), torch.from_numpy(cols).to(labels.device)
+        return labels[..., rows[:, None], cols]
+
+
+# The two conventions the release uses, each by its library's name for it.
+nearest_centres = NearestResize('cell centres, PIL Image.NEAREST', centre_indices)
+nearest_top_left = NearestResize('top-left corners, cv2.INTER_NEAREST', top_left_indices)
+
+
+def _scaled_span(start, end, size, new_size, label_resize):
+    """Indices of the resized axis whose nearest-neighbour source lies in start..end (inclusive), under
+    the masks' own resize convention, so the span is exactly where the resized box mask is. Falls back to
+    the nearest index when the box is thinner than one resized pixel."""
     start = min(max(int(start), 0), size - 1)
     end = min(max(int(end), start), size - 1)
-    indicator = np.zeros((1, size), np.uint8)
-    indicator[0, start:end + 1] = 1
-    hits = np.flatnonzero(cv2.resize(indicator, (new_size, 1), interpolation=cv2.INTER_NEAREST)[0])
+    sources = label_resize.source_indices(size, new_size)
+    hits = np.flatnonzero((sources >= start) & (sources <= end))
     if hits.size:
         return int(hits[0]), int(hits[-1])
     centre = min(int((start + end + 1) * 0.5 * new_size / size), new_size - 1)
@@ -70,7 +75,8 @@ def _crop_offset(rng, padded_size, crop_size, span=None):
 class ScalePadCropFlip:
     """Random scale -> pad bottom/right to the crop -> random crop -> random horizontal flip.
 
-    crop_size: side of the square output. scales: the scale factors drawn uniformly.
+    crop_size: side of the square output. label_resize: how masks are rescaled, `nearest_centres` or
+    `nearest_top_left` (the release's datasets differ: see their uses). scales: the scale factors drawn uniformly.
     round_size: how a scaled side becomes an integer: `round` (default) or `int` (truncation, as the release).
     rng: a numpy Generator, used as is (seedable; for tests and single-process use: DataLoader
     workers would each get a copy of it and draw the same augmentations).
@@ -78,13 +84,16 @@ class ScalePadCropFlip:
     (seed, torch.initial_seed()), so DataLoader workers, whose torch seeds differ, draw different
     augmentations, and a run is reproducible given torch.manual_seed. An int rng counts as seed."""
 
-    def __init__(self, crop_size, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None, seed=None,
-                 round_size=round):
+    def __init__(self, crop_size, label_resize, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None,
+                 seed=None, round_size=round):
         if int(crop_size) <= 0:
             raise ValueError(f'crop_size must be positive, got {crop_size}')
         if not scales or any(scale <= 0 for scale in scales):
             raise ValueError(f'scales must be a non-empty list of positive factors, got {scales}')
+        if not isinstance(label_resize, NearestResize):
+            raise TypeError(f'label_resize must be nearest_centres or nearest_top_left, got {label_resize!r}')
         self.crop_size = int(crop_size)
+        self.label_resize = label_resize
         self.scales = tuple(float(scale) for scale in scales)
         self.flip = bool(flip)
         self.round_size = round_size
@@ -113,7 +122,7 @@ class ScalePadCropFlip:
 
     def __call__(self, image, masks, mask_pad_values, overlap_box=None):
         """image: HxWx3 float32, already mean-subtracted (padding with 0 is padding with the mean).
-        masks: list of HxW arrays, resized with nearest and padded with the matching mask_pad_values.
+        masks: list of HxW arrays, resized with label_resize and padded with the matching mask_pad_values.
         overlap_box: optional (x1, y1, x2, y2), inclusive pixel coordinates in the *input* image; it is
         scaled with the image and the crop window is chosen to intersect it.
         Returns (image crop_size x crop_size x 3 float32, list of crop_size x crop_size masks)."""
@@ -132,12 +141,12 @@ class ScalePadCropFlip:
         new_width = max(1, int(self.round_size(width * scale)))
         if (new_height, new_width) != (height, width):
             image = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
-            masks = [resize_nearest(mask, new_width, new_height) for mask in masks]
+            masks = [self.label_resize(mask, (new_height, new_width)) for mask in masks]
         span_x = span_y = None
         if overlap_box is not None:
             x1, y1, x2, y2 = overlap_box
-            span_x = _scaled_span(x1, x2, width, new_width)
-            span_y = _scaled_span(y1, y2, height, new_height)
+            span_x = _scaled_span(x1, x2, width, new_width, self.label_resize)
+            span_y = _scaled_span(y1, y2, height, new_height, self.label_resize)
 
         crop = self.crop_size
         pad_height, pad_width = max(crop - new_height, 0), max(crop - new_width, 0)

@@ -16,11 +16,13 @@ from .imagenet import resnet101_to_deeplab, vgg16_to_largefov
 
 @dataclass(frozen=True)
 class Schedule:
-    """main.py's defaults: base lr, images per step, accumulated steps per update, updates."""
+    """main.py's defaults: base lr, images per step, accumulated steps per update, updates, and the snapshot
+    interval (the release's: VGG16 every 1000 iterations, ResNet-101 every 500)."""
     lr: float
     batch_size: int
     iter_size: int
     num_iterations: int
+    num_save_model: int
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ register_backbone(BackboneSpec(
     name='vgg16',
     description='DeepLab-V1 LargeFOV on VGG16 (output stride 8)',
     build=lambda num_classes: DeepLabLargeFOV(num_classes=num_classes),
-    schedule=Schedule(lr=1e-3, batch_size=30, iter_size=1, num_iterations=20000),
+    schedule=Schedule(lr=1e-3, batch_size=30, iter_size=1, num_iterations=20000, num_save_model=1000),
     is_classifier=_is_vgg16_fc8,
     bias_lr_mult=2.0,
     crf_params=CRFParams(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=5, bi_xy_std=140, bi_rgb_std=5),
@@ -164,7 +166,7 @@ register_backbone(BackboneSpec(
     name='resnet101',
     description='multi-scale DeepLab-V2 on ResNet-101 (output stride 4, as released)',
     build=lambda num_classes: DeepLabV2ResNet101(num_classes=num_classes),
-    schedule=Schedule(lr=2.5e-4, batch_size=2, iter_size=5, num_iterations=40000),
+    schedule=Schedule(lr=2.5e-4, batch_size=2, iter_size=5, num_iterations=40000, num_save_model=500),
     is_classifier=_is_aspp,
     bias_lr_mult=1.0,
     crf_params=CRFParams(iter_max=10, pos_w=3, pos_xy_std=1, bi_w=4, bi_xy_std=67, bi_rgb_std=3),

@@ -2,7 +2,8 @@
 
 Each converter takes a torchvision state dict and returns a (partial) state dict of the backbone; the
 classifier (VGG16 fc8, the ResNet ASPP) is left out and stays freshly initialised. `where` names the
-source in error messages.
+source in error messages; `fold_input=False` copies the first layer unchanged, as the release loads
+torchvision's ResNet-101 file into its base.
 
 The input conventions differ: torchvision's networks read RGB in [0, 1] normalised by
 IMAGENET_MEAN_RGB / IMAGENET_STD_RGB, these backbones read BGR in 0-255 minus MEAN_BGR (the convention
@@ -44,7 +45,7 @@ def require_keys(state_dict, required, where):
                          f'missing {", ".join(absent[:5])}')
 
 
-def vgg16_to_largefov(source, where='the source'):
+def vgg16_to_largefov(source, where='the source', fold_input=True):
     """torchvision VGG16 -> DeepLabLargeFOV.
 
     The 13 convs are copied, conv1_1 with the input normalisation folded in. fc6/fc7 are shrunk from 4096 to 1024 channels by decimation, the DeepLab-V1
@@ -59,9 +60,10 @@ def vgg16_to_largefov(source, where='the source'):
     for i in VGG16_CONV_INDICES:
         state_dict[f'features.{i}.weight'] = source[f'features.{i}.weight']
         state_dict[f'features.{i}.bias'] = source[f'features.{i}.bias']
-    first, shift = fold_input_normalisation(source['features.0.weight'])
-    state_dict['features.0.weight'] = first
-    state_dict['features.0.bias'] = source['features.0.bias'] + shift
+    if fold_input:
+        first, shift = fold_input_normalisation(source['features.0.weight'])
+        state_dict['features.0.weight'] = first
+        state_dict['features.0.bias'] = source['features.0.bias'] + shift
     fc6 = source['classifier.0.weight'].reshape(4096, 512, 7, 7)
     state_dict['features.32.weight'] = fc6[::4][:, :, ::3, ::3].contiguous()
     state_dict['features.32.bias'] = source['classifier.0.bias'][::4].contiguous()
@@ -72,7 +74,7 @@ def vgg16_to_largefov(source, where='the source'):
     return state_dict
 
 
-def resnet101_to_deeplab(source, where='the source'):
+def resnet101_to_deeplab(source, where='the source', fold_input=True):
     """torchvision ResNet-101 -> DeepLabV2ResNet101: conv1/bn1 -> base.layer0.0/1, layerN -> base.layerN.
     conv1 has no bias, so the input normalisation's shift moves into bn1's running mean.
     ImageNet's classifier (fc.*) is passed through, so the non-strict load reports it as unused."""
@@ -82,7 +84,8 @@ def resnet101_to_deeplab(source, where='the source'):
     for key, value in source.items():
         prefix = next((p for p in renames if key.startswith(p)), None)
         state_dict[renames[prefix] + key[len(prefix):] if prefix else key] = value
-    first, shift = fold_input_normalisation(source['conv1.weight'])
-    state_dict['base.layer0.0.weight'] = first
-    state_dict['base.layer0.1.running_mean'] = source['bn1.running_mean'] - shift
+    if fold_input:
+        first, shift = fold_input_normalisation(source['conv1.weight'])
+        state_dict['base.layer0.0.weight'] = first
+        state_dict['base.layer0.1.running_mean'] = source['bn1.running_mean'] - shift
     return state_dict

@@ -148,6 +148,17 @@ def test_resnet101_to_deeplab_via_cli(tmp_path, capsys):
         ['--arch', 'resnet101', '--src', str(src), '--dst', str(cli_dst), '--num_classes', '61']))
     assert 'fc.weight' in capsys.readouterr().out
     assert load_checkpoint(cli_dst)['model']['base.aspp.c0.weight'].shape == (61, 2048, 3, 3)
+    assert not torch.equal(state['base.layer0.0.weight'], src_state['conv1.weight'])
+
+    # --match_release: torchvision's file as the release loads it, the first layer unchanged.
+    release_dst = tmp_path / 'release.pth'
+    imagenet_init_main(get_args_parser().parse_args(
+        ['--arch', 'resnet101', '--src', str(src), '--dst', str(release_dst), '--match_release']))
+    release = load_weights(DeepLabV2ResNet101(num_classes=21), release_dst).state_dict()
+    assert torch.equal(release['base.layer0.0.weight'], src_state['conv1.weight'])
+    assert torch.equal(release['base.layer0.1.running_mean'], src_state['bn1.running_mean'])
+    assert torch.equal(release['base.layer1.0.conv1.weight'], src_state['layer1.0.conv1.weight'])
+    assert load_checkpoint(release_dst)['input_folded'] is False
 
 
 def test_converter_refuses_the_wrong_source(tmp_path):

@@ -273,8 +273,9 @@ def test_degenerate_coco_boxes_are_reported(data, tmp_path, monkeypatch):
     x1, y1, x2, y2, cat = next(box for box in boxes if box[4] not in (1, 18))  # a non-VOC category
     boxes.append([x1, y1, x1, y2, cat])  # zero width
     json.dump(annos, open(annos_path, 'w'))
-    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--model_save_path', tmp_path, '--crop_size', 128,
-                          '--batch_size', 2, '--num_max_iterations', 1, *CPU, monkeypatch=monkeypatch)
+    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path,
+                          '--crop_size', 128, '--batch_size', 2, '--num_max_iterations', 1, *CPU,
+                          monkeypatch=monkeypatch)
     assert status == 1 and annos_path in message and f'image {image_id}' in message and 'has no area' in message
 
 

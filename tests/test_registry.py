@@ -38,7 +38,8 @@ class ToyNet(nn.Module):
 
 
 TOY = BackboneSpec(
-    name='toy', build=ToyNet, schedule=Schedule(lr=0.01, batch_size=2, iter_size=1, num_iterations=2),
+    name='toy', build=ToyNet,
+    schedule=Schedule(lr=0.01, batch_size=2, iter_size=1, num_iterations=2, num_save_model=1),
     is_classifier=lambda name: name.startswith('head.'), bias_lr_mult=3.0,
     crf_params=CRFParams(iter_max=2, pos_w=3, pos_xy_std=3, bi_w=4, bi_xy_std=20, bi_rgb_std=5),
     pad_to_test_size=True)

@@ -1,8 +1,9 @@
-"""Where results depend on it, the release's meaning: published flags, aligned loss labels, the release's
+"""Where results depend on it, the release's meaning: published flags, where labels are sampled, the release's
 effective optimiser behind --match_release, and the COCO-60 backbone run_rounds.py chooses."""
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,11 +13,14 @@ import main as train_backbone
 import run_rounds
 import test as test_backbone
 import trainLPG
+from datasets.lpg_samples import LPGSampleDataset
 from datasets.synthetic import make_voc_like
-from datasets.transforms import ScalePadCropFlip, pil_nearest_indices, resize_labels
-from models import DeepLabLargeFOV, DeepLabV2ResNet101, get_backbone
+from datasets.transforms import (ScalePadCropFlip, centre_indices, nearest_centres, nearest_top_left,
+                                 top_left_indices)
+from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet, get_backbone
+from tests.conftest import cli
 from utils import layout
-from utils.checkpoint import save_checkpoint
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.layout import RunLayout
 
 
@@ -50,6 +54,29 @@ def test_round_one_refuses_a_backbone(coco_root, tmp_path):
     with pytest.raises(SystemExit, match='--round 1.*--init_seg_model_path'):
         trainLPG.main(args)
     assert not (tmp_path / 'lpg').exists()
+
+
+def test_the_release_trainLPG_command_runs_as_published(coco_root, tmp_path, monkeypatch):
+    """`trainLPG.py --coco_root_dir R --init_seg_model_path S --init_lpg_model_path L`, the release's README
+    command (no --round, no save folder), trains round 2 from a 5-channel generator and a 61-class VGG16."""
+    seg_path, lpg_path = tmp_path / 'vgg16_61.pth', tmp_path / 'LPG_Round2.pth'
+    torch.manual_seed(0)
+    torch.save(DeepLabLargeFOV(num_classes=61).state_dict(), seg_path)
+    start = LPGNet(in_channels=5).state_dict()
+    torch.save(start, lpg_path)
+    monkeypatch.chdir(tmp_path)
+    published = ['--coco_root_dir', coco_root, '--init_seg_model_path', seg_path, '--init_lpg_model_path', lpg_path]
+    small = ['--coco_train_size', 128, '--batch_size', 2, '--num_max_iterations', 2, '--cuda', 'false', '--workers', 0]
+    assert cli(trainLPG, *published, *small, monkeypatch=monkeypatch) == (0, '')
+    trained = load_checkpoint(str(tmp_path / 'LPG_checkpoints' / 'Round_2' / 'LPG_Round2.pth'))
+    assert trained['pre.0.conv.weight'].shape[1] == 5
+    assert not torch.equal(trained['pre.0.conv.weight'], start['pre.0.conv.weight'])
+    assert load_checkpoint(str(tmp_path / 'LPG_checkpoints' / 'Round_2' / 'checkpoint_last.pth'))['iteration'] == 2
+
+    status, message = cli(trainLPG, '--coco_root_dir', coco_root, '--init_lpg_model_path', lpg_path, *small,
+                          '--model_save_path', tmp_path / 'other', monkeypatch=monkeypatch)
+    assert status == 1 and '--init_seg_model_path' in message and '--round 1' in message
+    assert '\n' not in message and not (tmp_path / 'other').exists()
 
 
 def test_main_needs_label_path_name(voc_root, capsys):
@@ -99,26 +126,96 @@ def test_crf_without_model_path_reads_the_last_test_run(voc_root, tmp_path, monk
         test_backbone.main(parse(test_backbone, *crf[:5], 'resnet101', *crf[6:]))
 
 
-# ---------------------------------------------------------------------------------------------- loss labels
-def test_label_resize_samples_cell_centres_like_pil():
-    rng = np.random.default_rng(0)
-    sizes = [(321, 321, 41, 41), (513, 513, 65, 65), (65, 65, 9, 9), (321, 321, 81, 81), (512, 512, 128, 128),
+# ---------------------------------------------------------------------------------------------- label geometry
+def resize_cases(rng):
+    """(height, width, out_height, out_width): the release's sizes, odd sides at every augmentation scale
+    (both truncated and rounded), and random ones."""
+    cases = [(321, 321, 41, 41), (513, 513, 65, 65), (65, 65, 9, 9), (321, 321, 81, 81), (512, 512, 128, 128),
+             (510, 510, 127, 127),
              (138, 39, 39, 138)]  # 138 -> 39: a centre on an integer, where PIL's rounding decides
-    sizes += [tuple(int(v) for v in (*rng.integers(5, 200, 2), *rng.integers(1, 250, 2))) for _ in range(60)]
-    for height, width, out_height, out_width in sizes:
+    for height, width in ((375, 500), (333, 481), (17, 23), (321, 321)):
+        for scale in (0.5, 0.75, 1.25, 1.5):
+            cases += [(height, width, int(height * scale), int(width * scale)),
+                      (height, width, round(height * scale), round(width * scale))]
+    cases += [tuple(int(v) for v in (*rng.integers(5, 200, 2), *rng.integers(1, 250, 2))) for _ in range(60)]
+    return cases
+
+
+def test_nearest_centres_is_pil_nearest():
+    rng = np.random.default_rng(0)
+    for height, width, out_height, out_width in resize_cases(rng):
         labels = rng.integers(0, 256, (height, width)).astype(np.uint8)
         expected = np.asarray(Image.fromarray(labels).resize((out_width, out_height), Image.NEAREST))
-        got = resize_labels(torch.from_numpy(labels), (out_height, out_width)).numpy()
-        np.testing.assert_array_equal(got, expected, err_msg=f'{height}x{width} -> {out_height}x{out_width}')
-    assert pil_nearest_indices(321, 41)[:4].tolist() == [3, 11, 19, 27]
+        where = f'{height}x{width} -> {out_height}x{out_width}'
+        np.testing.assert_array_equal(nearest_centres(labels, (out_height, out_width)), expected, err_msg=where)
+        got = nearest_centres(torch.from_numpy(labels), (out_height, out_width)).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=where)
+    assert centre_indices(321, 41)[:4].tolist() == [3, 11, 19, 27]
+    assert centre_indices(512, 128)[:3].tolist() == [2, 6, 10]
     batch = torch.from_numpy(rng.integers(0, 21, (2, 321, 321)))
-    assert resize_labels(batch, (41, 41)).shape == (2, 41, 41) and resize_labels(batch, (41, 41)).dtype == torch.int64
+    resized = nearest_centres(batch, (41, 41))
+    assert resized.shape == (2, 41, 41) and resized.dtype == torch.int64
+
+
+def test_nearest_top_left_is_cv2_inter_nearest():
+    rng = np.random.default_rng(1)
+    for height, width, out_height, out_width in resize_cases(rng):
+        labels = rng.integers(0, 256, (height, width)).astype(np.uint8)
+        expected = cv2.resize(labels, (out_width, out_height), interpolation=cv2.INTER_NEAREST)
+        where = f'{height}x{width} -> {out_height}x{out_width}'
+        np.testing.assert_array_equal(nearest_top_left(labels, (out_height, out_width)), expected, err_msg=where)
+        got = nearest_top_left(torch.from_numpy(labels.astype(np.int64)), (out_height, out_width)).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=where)
+    assert top_left_indices(512, 128)[:3].tolist() == [0, 4, 8]
+    assert top_left_indices(510, 127)[-1] <= 509
+
+
+def test_lpg_target_samples_the_top_left_of_each_cell(tmp_path):
+    """A class whose mask is its box: the target is the crop-size box mask at rows and columns 0, 4, 8, ...
+    (where inference reads the generator's output back), at every scale and crop."""
+    height, width, class_id = 90, 117, 3
+    box = (13, 21, 70, 58)  # odd corners: centre sampling (2, 6, 10, ...) would move the edges
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'a.jpg'), image)
+    mask = np.zeros((height, width), np.uint8)
+    mask[box[1]:box[3] + 1, box[0]:box[2] + 1] = class_id
+    os.makedirs(tmp_path / 'masks')
+    Image.fromarray(mask).save(tmp_path / 'masks' / 'a.png')
+    dataset = LPGSampleDataset({'a': str(tmp_path / 'a.jpg')}, {'a': [(class_id, *box)]}, str(tmp_path / 'masks'),
+                               num_classes=4, source='boxes.json', what='test', crop_size=64, seed=0)
+    differs_from_centres = 0
+    for _ in range(30):
+        _, box_mask, target, sample_class = dataset[0]
+        crop_mask = box_mask[0].long()
+        assert sample_class == class_id and target.shape == (16, 16)
+        torch.testing.assert_close(target, crop_mask[::4, ::4], rtol=0, atol=0)
+        differs_from_centres += not torch.equal(target, crop_mask[2::4, 2::4])
+    assert differs_from_centres > 0
+
+
+def test_main_rescales_labels_like_pil_nearest(voc_root):
+    """At scale 0.5 the label of a main.py sample is PIL's NEAREST rescale of the source label (cell centres,
+    as the release's VOC dataset), not cv2's top-left sampling."""
+    args = parse(train_backbone, '--root_path', voc_root, '--label_path_name', 'SegmentationClassAug',
+                 '--split', 'train', '--from_scratch', '--save_path', 'x', '--crop_size', 64)
+    dataset = train_backbone.build_dataset(train_backbone.fill_schedule_defaults(args))
+    dataset.augment.scales, dataset.augment.flip = (0.5,), False
+    image_id, _, label_path = dataset.items[0]
+    source = Image.open(label_path)
+    expected = np.asarray(source.resize((round(source.width * 0.5), round(source.height * 0.5)), Image.NEAREST))
+    _, label, _ = dataset[0]
+    height, width = expected.shape
+    np.testing.assert_array_equal(label[:height, :width].numpy(), expected)
+    assert (label[height:] == 255).all() and (label[:, width:] == 255).all()
+    top_left = cv2.resize(np.asarray(source), (width, height), interpolation=cv2.INTER_NEAREST)
+    assert not np.array_equal(top_left, expected)  # the two conventions differ on this label
 
 
 def test_match_release_truncates_scaled_sides():
     image = np.zeros((7, 7, 3), np.float32)
     for round_size, side in ((round, 9), (int, 8)):  # 7 * 1.25 = 8.75
-        augment = ScalePadCropFlip(16, scales=(1.25,), flip=False, rng=np.random.default_rng(0), round_size=round_size)
+        augment = ScalePadCropFlip(16, nearest_centres, scales=(1.25,), flip=False, rng=np.random.default_rng(0),
+                                   round_size=round_size)
         _, (mask,) = augment(image, [np.ones((7, 7), np.uint8)], [0])
         assert mask.sum() == side * side
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datasets.transforms import ScalePadCropFlip
+from datasets.transforms import ScalePadCropFlip, nearest_centres, nearest_top_left
 
 
 def test_labels_stay_a_function_of_the_image_without_scaling():
     rng = np.random.default_rng(0)
-    augment = ScalePadCropFlip(48, scales=(1.0,), rng=np.random.default_rng(1))
+    augment = ScalePadCropFlip(48, nearest_top_left, scales=(1.0,), rng=np.random.default_rng(1))
     for _ in range(50):
         height, width = rng.integers(20, 80, 2)
         image = rng.normal(size=(height, width, 3)).astype(np.float32)
@@ -28,12 +28,13 @@ def coordinate_masks(height, width):
     return xs, ys
 
 
-def test_image_labels_and_box_mask_stay_aligned_under_scaling():
+@pytest.mark.parametrize('label_resize', [nearest_top_left, nearest_centres])
+def test_image_labels_and_box_mask_stay_aligned_under_scaling(label_resize):
     """Source coordinates travel as masks (nearest) and as image channels (linear): after any
     augmentation every label equals its function of the source pixel, and the image agrees with the
     masks to within the sub-pixel difference between linear and nearest sampling."""
     rng = np.random.default_rng(0)
-    augment = ScalePadCropFlip(40, rng=np.random.default_rng(2))
+    augment = ScalePadCropFlip(40, label_resize, rng=np.random.default_rng(2))
     flips = 0
     for _ in range(100):
         height, width = (int(v) for v in rng.integers(15, 70, 2))
@@ -53,7 +54,7 @@ def test_image_labels_and_box_mask_stay_aligned_under_scaling():
         np.testing.assert_array_equal(out_label[valid], (source_x // 3 + source_y // 5) % 4)
         inside = (source_x >= x1) & (source_x <= x2) & (source_y >= y1) & (source_y <= y2)
         np.testing.assert_array_equal(out_box[valid], inside.astype(np.uint8))
-        # linear samples at (j + 0.5) / s - 0.5, nearest at floor(j / s): < 0.5 / s + 0.5 <= 1.5 apart
+        # linear samples at (j + 0.5) / s - 0.5, nearest at floor(j / s) or floor((j + 0.5) / s): < 1.5 apart
         assert np.abs(out_image[..., 0][valid] - source_x).max() < 1.5
         assert np.abs(out_image[..., 1][valid] - source_y).max() < 1.5
         assert out_box.any(), 'the crop must overlap the box'
@@ -64,7 +65,7 @@ def test_image_labels_and_box_mask_stay_aligned_under_scaling():
 
 
 def test_crop_overlaps_small_box_far_from_the_crop():
-    augment = ScalePadCropFlip(32, rng=np.random.default_rng(3))
+    augment = ScalePadCropFlip(32, nearest_top_left, rng=np.random.default_rng(3))
     image = np.zeros((200, 300, 3), np.float32)
     for x1, y1 in ((0, 0), (290, 190), (150, 3), (7, 120)):
         box = np.zeros((200, 300), np.uint8)
@@ -75,7 +76,7 @@ def test_crop_overlaps_small_box_far_from_the_crop():
 
 
 def test_scale_pad_values_and_sizes():
-    augment = ScalePadCropFlip(64, scales=(0.5,), flip=False, rng=np.random.default_rng(0))
+    augment = ScalePadCropFlip(64, nearest_top_left, scales=(0.5,), flip=False, rng=np.random.default_rng(0))
     image = np.full((40, 50, 3), 7.0, np.float32)
     out_image, (label, mask) = augment(image, [np.ones((40, 50), np.uint8), np.ones((40, 50), np.int64)], [255, 0])
     assert out_image.dtype == np.float32 and mask.dtype == np.int64
@@ -87,8 +88,8 @@ def test_scale_pad_values_and_sizes():
 def test_seeded_generator_reproduces():
     image = np.random.default_rng(0).normal(size=(50, 60, 3)).astype(np.float32)
     label = (image[..., 0] > 0).astype(np.uint8)
-    first = ScalePadCropFlip(32, rng=np.random.default_rng(5))
-    second = ScalePadCropFlip(32, rng=np.random.default_rng(5))
+    first = ScalePadCropFlip(32, nearest_top_left, rng=np.random.default_rng(5))
+    second = ScalePadCropFlip(32, nearest_top_left, rng=np.random.default_rng(5))
     for _ in range(5):
         a, (la,) = first(image, [label], [255])
         b, (lb,) = second(image, [label], [255])
@@ -97,22 +98,24 @@ def test_seeded_generator_reproduces():
 
 
 def test_bad_input():
-    augment = ScalePadCropFlip(8)
+    augment = ScalePadCropFlip(8, nearest_top_left)
     with pytest.raises(ValueError, match='mask shape'):
         augment(np.zeros((4, 4, 3), np.float32), [np.zeros((4, 5))], [0])
     with pytest.raises(ValueError, match='pad values'):
         augment(np.zeros((4, 4, 3), np.float32), [np.zeros((4, 4))], [])
     with pytest.raises(ValueError, match='crop_size'):
-        ScalePadCropFlip(0)
+        ScalePadCropFlip(0, nearest_top_left)
+    with pytest.raises(TypeError, match='label_resize'):
+        ScalePadCropFlip(8, 'nearest')
 
 
 def test_int_seed_follows_torch_seed():
-    augment = ScalePadCropFlip(8, seed=7)
+    augment = ScalePadCropFlip(8, nearest_top_left, seed=7)
     torch.manual_seed(1)
     first = augment.rng.random(4)
     torch.manual_seed(1)
-    again = ScalePadCropFlip(8, rng=7).rng.random(4)
-    other_seed = ScalePadCropFlip(8, seed=8).rng.random(4)
+    again = ScalePadCropFlip(8, nearest_top_left, rng=7).rng.random(4)
+    other_seed = ScalePadCropFlip(8, nearest_top_left, seed=8).rng.random(4)
     torch.manual_seed(2)
     other_torch_seed = augment.rng.random(4)
     np.testing.assert_array_equal(first, again)
@@ -121,7 +124,7 @@ def test_int_seed_follows_torch_seed():
 
 class _Draws(Dataset):
     def __init__(self):
-        self.augment = ScalePadCropFlip(8, seed=0)
+        self.augment = ScalePadCropFlip(8, nearest_top_left, seed=0)
 
     def __len__(self):
         return 2

@@ -9,7 +9,7 @@ from PIL import Image
 
 from datasets.constants import IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID, VOC_CLASSES, VOC_PALETTE
 from datasets.io import read_image_bgr, read_label, save_palette_png, to_tensor_image
-from datasets.transforms import ScalePadCropFlip
+from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.coco import coco_items
 from datasets.segmentation import SegmentationDataset
 from datasets.voc import parse_voc_xml, read_split, resolve_voc_root, split_file, voc_items
@@ -124,7 +124,7 @@ def test_segmentation_dataset_plain_and_augmented(tmp_path):
     np.testing.assert_allclose(tensor.numpy(), (image.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1))
     np.testing.assert_array_equal(target.numpy(), label)
 
-    augment = ScalePadCropFlip(40, scales=(1.0,), flip=False, rng=np.random.default_rng(0))
+    augment = ScalePadCropFlip(40, nearest_centres, scales=(1.0,), flip=False, rng=np.random.default_rng(0))
     tensor, target, _ = SegmentationDataset([item], augment)[0]
     assert tensor.shape == (3, 40, 40) and target.shape == (40, 40)
     np.testing.assert_array_equal(target[:24, :30].numpy(), label)
