@@ -28,7 +28,8 @@ from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from utils import layout
 from utils.layout import RunLayout
-from utils.runtime import run_script
+from utils.precision import choose_amp
+from utils.runtime import run_script, str2bool
 from utils.visualize import comparison_grid, curves_figure, save_figure, stack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,11 +134,16 @@ def within_spread(results):
     std of three seeds)."""
     if not os.path.isfile(SPREAD):
         return ['no benchmarks/demo_spread.json to compare with']
+    spread = read_json(SPREAD)
+    lines = []
+    if spread.get('precision') != results['precision']:
+        lines.append(f'note: this run computed in {results["precision"]}, the spread in '
+                     f'{spread.get("precision", "fp32")}: the two precisions round differently, so a figure can '
+                     'fall outside without anything being wrong')
     values = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
     values.update({f'backbone round {r}, {key}': value for r, row in results['backbones'].items()
                    for key, value in row.items()})
-    lines = []
-    for name, stats in read_json(SPREAD)['rows'].items():
+    for name, stats in spread['rows'].items():
         value = values.get(name)
         if value is None:
             continue
@@ -164,6 +170,10 @@ def main(args):
     folders.update({f'LPG round {r}': run.pseudo_masks('voc', 'lpg', model_type, r) for r in rounds})
     folders.update(overlap_variants(runner, run, voc_root))
     results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': {}}
+    # What --amp auto chose for every step on this machine (the steps log it too).
+    device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
+    amp = choose_amp('auto', device)[0]
+    results['precision'] = 'fp32' if amp == 'off' else amp
     for r, paths in summary['rounds'].items():
         backbone = read_json(paths['backbone_scores'])
         results['backbones'][r] = {key: backbone[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}

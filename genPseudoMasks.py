@@ -173,6 +173,7 @@ def output_files(folder):
 def main(args):
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
+    ctx.print(precision.describe())
     spec = get_dataset(args.dataset)
     flags = dataset_flags(args)
     record = step_record(args, flags)

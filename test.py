@@ -190,6 +190,7 @@ def main(args):
         return score_pseudo_masks(args, ctx, spec, source, split, items, class_names)
 
     precision = Precision(args.amp, ctx.device)
+    ctx.print(precision.describe())
     record = logits_record(args, split)
     save_path, logits_dir = os.path.dirname(record.folder), record.folder
     out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}

@@ -202,7 +202,8 @@ def step_done(args):
 def main(args):
     check_flags(args)
     ctx = init_distributed(args.cuda)
-    precision = Precision(args.amp, ctx.device)
+    precision = Precision(args.amp, ctx.device, training=True)
+    ctx.print(precision.describe())
     record = step_record(args)
     last_path = layout.last_checkpoint(record.folder)
     final_path = layout.lpg_weights(args.model_save_path, args.round)

@@ -39,7 +39,9 @@ def main():
         for r, row in result['backbones'].items():
             for key, value in row.items():
                 rows.setdefault(f'backbone round {r}, {key}', []).append(value)
+    precisions = {run.get('precision', 'fp32') for run in runs.values()}
     spread = {'seeds': list(runs), 'machine': f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}',
+              'precision': ', '.join(sorted(precisions)),
               'rows': {name: {'values': values, 'mean': float(np.mean(values)), 'std': float(np.std(values))}
                        for name, values in rows.items()},
               'seconds': {'values': [run['wall_seconds'] for run in runs.values()],

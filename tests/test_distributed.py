@@ -16,7 +16,7 @@ from utils import layout
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.parseCOCO import parse_coco
 
-CPU = ['--cuda', 'false', '--workers', 0]
+CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
 
 def torchrun(script, *flags, processes=2):
@@ -75,7 +75,7 @@ def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
 
 def test_test_scores_over_two_processes_equal_one(data, voc_backbone, tmp_path):
     flags = ['--type', 'crf', '--root_path', data['voc'], '--model_path', voc_backbone, '--test_size', 65,
-             '--n_jobs', 1, '--batch_size', 3, '--cuda', 'false', '--workers', 0]
+             '--n_jobs', 1, '--batch_size', 3, '--cuda', 'false', '--workers', 0, '--amp', 'off']
     run('test.py', *flags, '--save_path', tmp_path / 'one')
     torchrun('test.py', *flags, '--save_path', tmp_path / 'two')
     one = json.load(open(layout.scores_file(str(tmp_path / 'one'), 'crf')))

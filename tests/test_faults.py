@@ -27,7 +27,7 @@ from utils import imagenet_init, layout, parseCOCO
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.layout import RunLayout
 
-CPU = ['--cuda', 'false', '--workers', 0]
+CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
 
 def spawn(script, *flags):

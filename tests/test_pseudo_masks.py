@@ -1,5 +1,8 @@
 """The generator input and box -> pseudo-mask composition (models.lpg, datasets.boxes)."""
+import copy
+
 import numpy as np
+import pytest
 import torch
 
 from datasets.boxes import compose_label, filled_box_label
@@ -65,17 +68,23 @@ def random_sample(seed, size, num_classes=21):
                 height=size - 7, width=size - 11, image_id=str(seed))
 
 
+@pytest.mark.parametrize('amp', [None, 'off'])
 @torch.no_grad()
-def test_batched_generation_equals_the_one_class_at_a_time_algorithm():
+def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
     """Several images of two padded sizes in one call, with 0 to 3 classes each, round 2 (backbone) and
-    round 1: in float32 on the CPU every pixel equals the release's per-class loop."""
+    round 1: in float32 on the CPU every pixel equals the release's per-class loop (contiguous float32), also
+    under `--amp off`, whose CPU inference runs in channels-last."""
     torch.manual_seed(0)
     lpg5, lpg4, backbone = LPGNet(in_channels=5).eval(), LPGNet(in_channels=4).eval(), DeepLabLargeFOV(21).eval()
     samples = [sample()] + [random_sample(seed, 128 if seed % 2 else 256) for seed in range(7)]
     assert any(len(s['class_ids']) == 0 for s in samples)
     cpu = torch.device('cpu')
+    precision = None if amp is None else Precision(amp, cpu)
+    assert precision is None or (precision.label == 'fp32' and precision.channels_last)
+    def prepare(net):
+        return net if precision is None or net is None else precision.prepare_model(copy.deepcopy(net))
     for lpg, net in ((lpg5, backbone), (lpg4, None)):
-        batched = generate_labels(lpg, samples, cpu, net, max_batch=3)
+        batched = generate_labels(prepare(lpg), samples, cpu, prepare(net), max_batch=3, precision=precision)
         for s, label in zip(samples, batched):
             expected = generate_labels_per_class(lpg, s, cpu, net)
             assert label.shape == (s['height'], s['width'])
