@@ -13,10 +13,17 @@ LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
 Layout under --work_dir (utils/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
 pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
+
+On several GPUs every step that runs a network (trainLPG.py, genPseudoMasks.py with the generator, main.py,
+test.py --type test/crf) runs under torchrun; parsing COCO, the baselines and the scoring run as they are:
+    python run_rounds.py ... --nproc_per_node 8                      # one node, 8 GPUs
+    python run_rounds.py ... --launcher "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d \
+        --rdzv_endpoint FIRST_NODE:29500 --rdzv_id lpg"               # on every node, one shared --work_dir
 """
 import argparse
 import importlib
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -27,6 +34,7 @@ from models.backbones import backbone_names
 from utils import layout
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
+from utils.precision import AMP_CHOICES
 from utils.runtime import comma_list, run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,6 +85,13 @@ def get_args_parser():
     parser.add_argument('--n_jobs', type=int, default=2)
     parser.add_argument('--cuda', type=str2bool, default=None)
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--amp', choices=AMP_CHOICES, help="every network step's --amp (default: each script's, auto)")
+    launch = parser.add_mutually_exclusive_group()
+    launch.add_argument('--nproc_per_node', type=int,
+                        help='run every network step under torchrun with N processes on this node (one per GPU)')
+    launch.add_argument('--launcher', type=shlex.split,
+                        help='the command that starts every network step, e.g. "torchrun --nproc_per_node 8" or a '
+                        'multi-node torchrun with its rendezvous flags; the script and its flags follow it')
     return parser
 
 
@@ -103,6 +118,18 @@ def optional(flags):
     return out
 
 
+def runs_networks(script, flags):
+    """Whether a step runs a network, and so runs under the launcher: the generator's pseudo masks (not the
+    baselines), the trainings, and test.py's logits (not its scoring of masks)."""
+    def value(name, default):
+        return flags[flags.index(name) + 1] if name in flags else default
+    if script == 'genPseudoMasks.py':
+        return value('--method', 'lpg') == 'lpg'
+    if script == 'test.py':
+        return value('--type', 'test') in ('test', 'crf')
+    return script in ('trainLPG.py', 'main.py')
+
+
 class Runner:
     """Runs the scripts as a user would and records the wall time of each step."""
 
@@ -112,7 +139,16 @@ class Runner:
         self.times = {}
 
     def common(self):
-        return optional(['--cuda', self.args.cuda, '--workers', self.args.workers])
+        return optional(['--cuda', self.args.cuda, '--workers', self.args.workers, '--amp', self.args.amp])
+
+    def launcher(self):
+        """The command prefix of the network steps: --launcher, torchrun with --nproc_per_node, or Python."""
+        if self.args.launcher:
+            return list(self.args.launcher)
+        if self.args.nproc_per_node:
+            return [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                    f'--nproc_per_node={self.args.nproc_per_node}']
+        return [sys.executable]
 
     def training(self):
         """Flags of the training steps."""
@@ -130,7 +166,8 @@ class Runner:
         if module.step_done(module.get_args_parser().parse_args(flags)):
             print(f'[skip] {name}: done with the same settings and inputs', flush=True)
             return
-        cmd = [sys.executable, os.path.join(HERE, script)] + flags
+        starter = self.launcher() if runs_networks(script, flags) else [sys.executable]
+        cmd = starter + [os.path.join(HERE, script)] + flags
         log_path = self.run.step_log(name)
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         print(f'[run] {name}: {" ".join(cmd)}\n      log: {log_path}', flush=True)
@@ -192,7 +229,7 @@ def run_round(runner, r, run, last_round):
     runner.step(f'round {r}: test VOC backbone + CRF', 'test.py',
                 ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt,
                  '--model_path', run.backbone('voc', mt, r), '--split', a.val_split, '--save_path', eval_dir,
-                 '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda]))
+                 '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda, '--amp', a.amp]))
     result['backbone_scores'] = crf_scores
 
     if not last_round:

@@ -40,7 +40,8 @@ def main():
             for key, value in row.items():
                 rows.setdefault(f'backbone round {r}, {key}', []).append(value)
     precisions = {run.get('precision', 'fp32') for run in runs.values()}
-    spread = {'seeds': list(runs), 'machine': f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}',
+    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}'
+    spread = {'seeds': list(runs), 'machine': machine,
               'precision': ', '.join(sorted(precisions)),
               'rows': {name: {'values': values, 'mean': float(np.mean(values)), 'std': float(np.std(values))}
                        for name, values in rows.items()},

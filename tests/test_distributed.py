@@ -130,3 +130,41 @@ def test_sync_bn_converts_the_generator_and_needs_gpus():
     converted = convert_sync_bn(lpg, gpu_pair, enabled=True)  # conversion itself needs no GPU
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
     assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+
+
+def test_run_rounds_runs_every_network_step_under_torchrun(data, tmp_path):
+    """run_rounds.py --nproc_per_node 2: the network steps run in 2 gloo processes, the CPU-only steps in one;
+    each training writes one checkpoint series, and the generation and the test scores equal a one-process
+    run of the same step on the same weights."""
+    work = tmp_path / 'work'
+    log = run('run_rounds.py', '--voc_root_dir', data['voc'], '--coco_root_dir', data['coco'], '--work_dir', work,
+              '--rounds', 1, '--from_scratch', '--nproc_per_node', 2, '--threads', 1, '--lpg_iterations', 2,
+              '--lpg_batch_size', 4, '--lpg_crop_size', 128, '--backbone_iterations', 2, '--backbone_batch_size', 2,
+              '--backbone_crop_size', 33, '--voc_test_size', 128, '--eval_test_size', 65, '--n_jobs', 1,
+              '--cuda', 'false', '--workers', 0, '--amp', 'off')
+    launched = [line for line in log.splitlines() if line.startswith('[run] ')]
+    under_torchrun = {line[len('[run] '):].split(f': {sys.executable}')[0] for line in launched
+                      if 'torch.distributed.run' in line}
+    assert under_torchrun == {'round 1: train LPG', 'round 1: VOC pseudo masks', 'round 1: train VOC backbone',
+                              'round 1: test VOC backbone + CRF'}
+    assert len(launched) == 7  # + parse COCO, the box baseline and its score, the round-1 score: one process
+    run_layout = layout.RunLayout(str(work))
+    for step, final in (('round 1: train LPG', run_layout.lpg(1)),
+                        ('round 1: train VOC backbone', run_layout.backbone('voc', 'vgg16', 1))):
+        step_log = open(run_layout.step_log(step)).read()
+        assert 'on 2 process(es)' in step_log and step_log.count('iter 2/2') == 1  # rank 0 alone logs and saves
+        assert os.path.isfile(final)
+        assert load_checkpoint(layout.last_checkpoint(os.path.dirname(final)))['iteration'] == 2
+
+    generated = layout.pseudo_mask_dir(run_layout.pseudo_root('voc'), 'lpg', 'vgg16', 1)
+    run('genPseudoMasks.py', '--dataset', 'voc', '--round', 1, '--model_path_test', run_layout.lpg(1),
+        '--voc_root_dir', data['voc'], '--voc_proposals_dir', tmp_path / 'one', '--voc_test_size', 128, *CPU)
+    one, two = read_masks(layout.pseudo_mask_dir(str(tmp_path / 'one'), 'lpg', 'vgg16', 1)), read_masks(generated)
+    assert len(one) == 6 and one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
+
+    eval_dir = run_layout.backbone_eval('voc', 'vgg16', 1, 'val')
+    run('test.py', '--type', 'crf', '--root_path', data['voc'], '--model_type', 'vgg16', '--model_path',
+        run_layout.backbone('voc', 'vgg16', 1), '--split', 'val', '--save_path', tmp_path / 'eval', '--n_jobs', 1,
+        '--test_size', 65, *CPU)
+    assert (json.load(open(layout.scores_file(str(tmp_path / 'eval'), 'crf')))
+            == json.load(open(layout.scores_file(eval_dir, 'crf'))))
