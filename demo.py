@@ -136,7 +136,7 @@ def within_spread(results):
         return ['no benchmarks/demo_spread.json to compare with']
     spread = read_json(SPREAD)
     lines = []
-    if spread.get('precision') != results['precision']:
+    if spread.get('precision', 'fp32') != results['precision']:
         lines.append(f'note: this run computed in {results["precision"]}, the spread in '
                      f'{spread.get("precision", "fp32")}: the two precisions round differently, so a figure can '
                      'fall outside without anything being wrong')

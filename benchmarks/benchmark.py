@@ -49,7 +49,7 @@ from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_pe
 from utils.distributed import close_distributed, init_distributed  # noqa: E402
 from utils.evaluation import compute_logits, save_logits  # noqa: E402
 from utils.parseCOCO import parse_coco  # noqa: E402
-from utils.precision import AMP_DTYPES, Precision  # noqa: E402
+from utils.precision import AMP_CHOICES, Precision  # noqa: E402
 from utils.training import NonFiniteGuard, infinite_batches, training_loader  # noqa: E402
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
@@ -64,8 +64,9 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add('--device', choices=['cuda', 'cpu'], default='cuda' if torch.cuda.is_available() else 'cpu')
-    add('--amp', choices=list(AMP_DTYPES), help='our rows: bf16 / fp16 autocast or off (float32, TF32 off); default '
-        'bf16 on CUDA, off on the CPU. Reference rows are float32 with TF32 off')
+    add('--amp', choices=AMP_CHOICES, default='auto', help='our rows: bf16 / fp16 autocast or off (float32, TF32 '
+        'off); default auto, as the scripts: bf16 on CUDA and on CPUs with bf16 units, else off. Reference rows are '
+        'float32 with TF32 off, contiguous')
     add('--reference', action='store_true', help="also run the release's algorithm of each job")
     add('--jobs', default=','.join(JOBS), help='comma list of %(default)s')
     add('--iterations', type=int, help='timed iterations (training) or batches (loader); default 20 on CUDA, 2 on CPU')
@@ -137,7 +138,7 @@ def both_modes(args, ctx, precision, measure):
     builds its own networks, freed before the next call."""
     rows = [measure('ours', precision)]
     if args.reference:
-        rows.append(measure('reference', Precision('off', ctx.device)))
+        rows.append(measure('reference', Precision('off', ctx.device, channels_last=False)))
     return rows
 
 
@@ -296,6 +297,7 @@ def release_lpg_loss(lpg, backbone, batch, device):
 
 
 def bench_lpg_train(args, ctx, precision):
+    precision = Precision(precision.name, ctx.device, training=True)  # the trainings' memory format
     dataset = lpg_dataset(args, ctx)
     torch.manual_seed(args.seed)
     weights = LPGNet(in_channels=5), build_backbone('vgg16', get_dataset('coco').num_classes).eval()
@@ -318,6 +320,7 @@ def bench_lpg_train(args, ctx, precision):
 def bench_vgg_train(args, ctx, precision):
     """main.py's path (its build_dataset for VOC, on the ground-truth masks); the reference differs only in
     precision (float32, no channels-last)."""
+    precision = Precision(precision.name, ctx.device, training=True)  # the trainings' memory format
     root = voc_tree(args, ctx, 2 * args.vgg_batch, scaled(VOC_SHAPES[0], args.vgg_crop / 321))
     dataset = SegmentationDataset(voc_items(root, read_split(split_file(root, 'train')), 'SegmentationClassAug'),
                                   augment=ScalePadCropFlip(args.vgg_crop, nearest_centres, seed=args.seed,

@@ -102,8 +102,9 @@ class LPGSampleDataset(Dataset):
         overlap_box = class_boxes[int(self.augment.rng.integers(len(class_boxes)))]
         image, (class_box_mask, target) = self.augment(image, [class_box_mask, target], [0, 0], overlap_box)
         # Downsampled to the generator's output size at the top-left pixel of each 4x4 cell (rows and columns
-        # 0, 4, 8, ...), with cv2.INTER_NEAREST as the release's COCO LPG dataset does. That is where inference
-        # reads the output back: x4 bilinear with align_corners=True puts output cell j on input pixel 4j.
+        # 0, 4, 8, ...), with cv2.INTER_NEAREST as the release's COCO LPG dataset does. Inference reads cell j
+        # back at pixel j * (4n - 1) / (n - 1) (x4 bilinear, align_corners=True, n cells): 4j at the top-left
+        # corner, drifting to 4j + 3 at the far edge.
         target_size = self.crop_size // LPG_OUTPUT_STRIDE
         target = nearest_top_left(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
         return chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target, int(class_id)

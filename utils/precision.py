@@ -67,15 +67,18 @@ class Precision:
     autocast(): the context for forward passes. scaler: a GradScaler for fp16 training (disabled otherwise).
     channels_last: whether networks and inputs use the channels-last memory format.
     label: 'fp32', 'bf16', 'fp16' (TF32 is off in fp32 runs on CUDA), for logs and benchmark rows;
-    reason: why, e.g. '--amp auto: this CPU has bf16 matrix units (AMX)'."""
+    reason: why, e.g. '--amp auto: this CPU has bf16 matrix units (AMX)'. channels_last=False forces the
+    contiguous layout (the release's, for reference measurements)."""
 
-    def __init__(self, amp, device, training=False):
+    def __init__(self, amp, device, training=False, channels_last=None):
         amp, self.reason = choose_amp(amp, device)
         if amp == 'fp16' and device.type != 'cuda':
             raise SystemExit('--amp fp16 needs a CUDA device: use --amp bf16 or off on the CPU')
         self.name, self.device = amp, device
         self.dtype = AMP_DTYPES[amp]
-        self.channels_last = self.dtype is not None or (device.type == 'cpu' and not training)
+        if channels_last is None:  # where it measured faster
+            channels_last = self.dtype is not None or (device.type == 'cpu' and not training)
+        self.channels_last = channels_last
         if device.type == 'cuda':
             _set_tf32(False)  # off: true fp32; under autocast the ops kept in fp32 stay exact too
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == 'fp16')
