@@ -28,7 +28,7 @@ from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from utils import layout
 from utils.layout import RunLayout
-from utils.precision import choose_amp
+from utils.precision import Precision
 from utils.runtime import run_script, str2bool
 from utils.visualize import comparison_grid, curves_figure, save_figure, stack
 
@@ -172,8 +172,7 @@ def main(args):
     results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': {}}
     # What --amp auto chose for every step on this machine (the steps log it too).
     device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
-    amp = choose_amp('auto', device)[0]
-    results['precision'] = 'fp32' if amp == 'off' else amp
+    results['precision'] = Precision('auto', device).label
     for r, paths in summary['rounds'].items():
         backbone = read_json(paths['backbone_scores'])
         results['backbones'][r] = {key: backbone[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
