@@ -46,6 +46,8 @@ from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
                             begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
                             set_poly_lr, snapshot_files, training_loader)
 
+BACKBONE_CHUNK = 8  # samples per forward of the frozen backbone (its full-resolution probabilities are large)
+
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,23 +159,30 @@ def build_models(args, ctx, precision):
         backbone = build_backbone(args.seg_model_type, num_classes)
         load_weights(backbone, args.init_seg_model_path,
                      what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
-        backbone = precision.prepare_model(backbone).eval()
+        backbone = precision.frozen.prepare_model(backbone).eval()
         for param in backbone.parameters():
             param.requires_grad_(False)
     return lpg, backbone
 
 
+def frozen_class_probs(backbone, images, class_ids, precision):
+    """Each sample's probability channel of its class, from no-grad forwards of the frozen backbone in the
+    inference memory format, BACKBONE_CHUNK samples at a time: the full-resolution probabilities of every
+    class then exist for one chunk only (61 x 512 x 512 floats per sample), not for the whole batch."""
+    images = precision.frozen.prepare_input(images)
+    with torch.no_grad():
+        return torch.cat([class_channel(backbone_probs(backbone, chunk), ids).contiguous()
+                          for chunk, ids in zip(images.split(BACKBONE_CHUNK), class_ids.split(BACKBONE_CHUNK))])
+
+
 def train_step(lpg, backbone, batch, precision):
-    """The loss of one batch. The backbone reads the whole batch in one no-grad forward, and each sample
-    takes the probability channel of its class."""
+    """The loss of one batch: the generator reads the images, the box masks and (round >= 2) the frozen
+    backbone's probability of each sample's class."""
     images, box_masks, targets, class_ids = batch
-    images, box_masks = precision.prepare_input(images), precision.prepare_input(box_masks)
     targets, class_ids = targets.to(precision.device, non_blocking=True), class_ids.to(precision.device)
     with precision.autocast():
-        seg_probs = None
-        if backbone is not None:
-            with torch.no_grad():
-                seg_probs = class_channel(backbone_probs(backbone, images), class_ids)
+        seg_probs = None if backbone is None else frozen_class_probs(backbone, images, class_ids, precision)
+        images, box_masks = precision.prepare_input(images), precision.prepare_input(box_masks)
         logits = lpg(lpg_input(images, box_masks, seg_probs))
     return F.cross_entropy(logits.float(), targets)
 

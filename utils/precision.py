@@ -10,9 +10,11 @@ loss (GradScaler) to keep small gradients.
 Channels-last memory format, where it measured faster (`benchmarks/precision_layout.py`): under autocast, on
 CUDA and on the CPU; and in float32 inference on the CPU (1.2-1.4x for the three networks on a 2-core AVX2
 CPU, logits within 2e-6 of contiguous float32, the order of the sums). Float32 training on the CPU stays
-contiguous: its backward ran 0.6-0.7x as fast in channels-last there.
+contiguous: its backward ran 0.6-0.7x as fast in channels-last there. A frozen network inside a training (the
+backbone that trainLPG.py reads) runs in the inference format (`Precision.frozen`).
 """
 import contextlib
+import functools
 
 import torch
 
@@ -82,6 +84,12 @@ class Precision:
         if device.type == 'cuda':
             _set_tf32(False)  # off: true fp32; under autocast the ops kept in fp32 stay exact too
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == 'fp16')
+
+    @functools.cached_property
+    def frozen(self):
+        """The precision of a frozen network that a training runs without gradients (trainLPG.py's backbone):
+        the same autocast, in the memory format of inference."""
+        return Precision(self.name, self.device, training=False)
 
     @property
     def label(self):
