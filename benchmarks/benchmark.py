@@ -60,13 +60,22 @@ MEMORY_KIND = {'cuda': 'CUDA max_memory_allocated',
                'cpu': 'CPU peak RSS of the main process since it started (cannot be reset; loader workers not counted)'}
 
 
+def amp_list(text):
+    amps = [amp.strip() for amp in text.split(',') if amp.strip()]
+    unknown = [amp for amp in amps if amp not in AMP_CHOICES]
+    if unknown or not amps:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected a comma list of {",".join(AMP_CHOICES)}')
+    return list(dict.fromkeys(amps))
+
+
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add('--device', choices=['cuda', 'cpu'], default='cuda' if torch.cuda.is_available() else 'cpu')
-    add('--amp', choices=AMP_CHOICES, default='auto', help='our rows: bf16 / fp16 autocast or off (float32, TF32 '
-        'off); default auto, as the scripts: bf16 on CUDA and on CPUs with bf16 units, else off. Reference rows are '
-        'float32 with TF32 off, contiguous')
+    add('--amp', type=amp_list, default=['auto'], help='our rows, a comma list of %s: bf16 / fp16 autocast or off '
+        '(float32, TF32 off); default auto, as the scripts: bf16 on CUDA and on CPUs with bf16 units, else off. '
+        'Values that give the same precision and memory format on this device share one row. Reference rows are '
+        'float32 with TF32 off, contiguous' % ','.join(AMP_CHOICES))
     add('--reference', action='store_true', help="also run the release's algorithm of each job")
     add('--jobs', default=','.join(JOBS), help='comma list of %(default)s')
     add('--iterations', type=int, help='timed iterations (training) or batches (loader); default 20 on CUDA, 2 on CPU')
@@ -117,8 +126,12 @@ def timed(ctx, run):
 
 
 def make_row(ctx, job, mode, precision, items, item_unit, steps, step_unit, measured, **details):
+    """One row; precision is a Precision, or None for rows that compute nothing (the loader)."""
     seconds, memory = measured
-    return dict(job=job, mode=mode, precision=precision, throughput=round(items / seconds, 3),
+    layout = {None: 'n/a', True: 'channels-last', False: 'contiguous'}[precision and precision.channels_last]
+    return dict(job=job, mode=mode, amp=getattr(precision, 'amp_flags', 'n/a'),
+                precision=precision.label if precision else 'n/a', memory_format=layout,
+                throughput=round(items / seconds, 3),
                 throughput_unit=f'{item_unit}/s', ms_per=round(1000 * seconds / steps, 1), ms_per_unit=step_unit,
                 items=items, seconds=round(seconds, 3), peak_memory_gib=round(memory, 3),
                 peak_memory_kind=MEMORY_KIND[ctx.device.type], includes_data_loading='yes',
@@ -128,26 +141,48 @@ def make_row(ctx, job, mode, precision, items, item_unit, steps, step_unit, meas
 def print_row(ctx, row):
     kind = 'CUDA max allocated' if ctx.device.type == 'cuda' else 'CPU peak RSS'
     memory = f'{row["peak_memory_gib"]:.2f} GiB ({kind})'
-    ctx.print(f'{row["job"]:<12} {row["mode"]:<10} {row["precision"]:<9} {row["throughput"]:>9.2f} '
+    ctx.print(f'{row["job"]:<12} {row["mode"]:<10} {row["amp"]:<11} {row["precision"]:<5} {row["memory_format"]:<14}'
+              f'{row["throughput"]:>9.2f} '
               f'{row["throughput_unit"]:<10} {row["ms_per"]:>9.1f} ms/{row["ms_per_unit"]:<10} {memory:<32} '
               f'includes data loading: {row["includes_data_loading"]}')
 
 
-def both_modes(args, ctx, precision, measure):
-    """measure(mode, precision) for ours and, with --reference, the release (float32, TF32 off). Each call
-    builds its own networks, freed before the next call."""
-    rows = [measure('ours', precision)]
+def variants(args, ctx, training=False):
+    """(mode, Precision) of each row: ours at each --amp value, where values that resolve to the same precision
+    and memory format on this device share one row (its amp_flags names them all, e.g. 'auto = off'), then with
+    --reference the release: float32, TF32 off, contiguous. training: the trainings' memory format."""
+    ours = {}
+    for amp in args.amp:
+        precision = Precision(amp, ctx.device, training=training)
+        ours.setdefault((precision.label, precision.channels_last), (precision, []))[1].append(amp)
+    rows = []
+    for precision, amps in ours.values():
+        precision.amp_flags = ' = '.join(amps)
+        rows.append(('ours', precision))
     if args.reference:
-        rows.append(measure('reference', Precision('off', ctx.device, channels_last=False)))
+        reference = Precision('off', ctx.device, channels_last=False)
+        reference.amp_flags = 'off'
+        rows.append(('reference', reference))
     return rows
+
+
+def both_modes(args, ctx, measure, training=False):
+    """measure(mode, precision) for each of variants(). Each call builds its own networks, freed before the next."""
+    return [measure(mode, precision) for mode, precision in variants(args, ctx, training)]
+
+
+def run_folder(out_dir, mode, precision):
+    """Where a row writes its outputs: one folder per mode, precision and memory format."""
+    layout = 'channels_last' if precision.channels_last else 'contiguous'
+    return os.path.join(out_dir, f'{mode}_{precision.label}_{layout}')
 
 
 def time_images(args, ctx, job, mode, precision, run, warm, todo, out_dir, **details):
     """run(items, folder) on the warm-up images, then timed on this process's images; counts all processes'."""
     run(warm, os.path.join(out_dir, 'warmup'))
-    measured = timed(ctx, lambda: run(todo, os.path.join(out_dir, mode)))
+    measured = timed(ctx, lambda: run(todo, run_folder(out_dir, mode, precision)))
     images = sum(ctx.all_gather_objects(len(todo)))
-    return make_row(ctx, job, mode, precision.label, images, 'images', images, 'image', measured, **details)
+    return make_row(ctx, job, mode, precision, images, 'images', images, 'image', measured, **details)
 
 
 def time_training(args, ctx, job, mode, precision, loader, optimizer, loss_of, **details):
@@ -171,7 +206,7 @@ def time_training(args, ctx, job, mode, precision, loader, optimizer, loss_of, *
         update()
     samples.clear()
     measured = timed(ctx, lambda: [update() for _ in range(args.iterations)])
-    return make_row(ctx, job, mode, precision.label, sum(samples), 'samples', args.iterations, 'iteration', measured,
+    return make_row(ctx, job, mode, precision, sum(samples), 'samples', args.iterations, 'iteration', measured,
                     **details)
 
 
@@ -254,7 +289,7 @@ def pixels_alike(ctx, items, dir_a, dir_b):
     return sum(s for s, _ in counts) / sum(t for _, t in counts)
 
 
-def bench_generation(args, ctx, precision):
+def bench_generation(args, ctx):
     items = generation_items(args, ctx, args.warmup + args.images)
     warm, todo = items[:args.warmup], ctx.shard(items[args.warmup:])  # every process warms up
     torch.manual_seed(args.seed)
@@ -269,10 +304,12 @@ def bench_generation(args, ctx, precision):
                'reference': lambda part, out: generate_release(args, ctx, lpg, backbone, part, out)}[mode]
         return time_images(args, ctx, 'generation', mode, prec, run, warm, todo, out_dir, **details)
 
-    rows = both_modes(args, ctx, precision, measure)
+    runs = variants(args, ctx)
+    rows = [measure(mode, prec) for mode, prec in runs]
     if args.reference:
-        rows[-1]['pixels_alike_ours_vs_reference'] = pixels_alike(
-            ctx, todo, os.path.join(out_dir, 'ours'), os.path.join(out_dir, 'reference'))
+        folders = [run_folder(out_dir, mode, prec) for mode, prec in runs]
+        for row, folder in zip(rows[:-1], folders[:-1]):
+            row['pixels_alike_vs_reference'] = pixels_alike(ctx, todo, folder, folders[-1])
     shutil.rmtree(out_dir)
     return rows
 
@@ -296,8 +333,7 @@ def release_lpg_loss(lpg, backbone, batch, device):
     return F.cross_entropy(lpg(lpg_input(images, box_masks, seg_probs)), targets)
 
 
-def bench_lpg_train(args, ctx, precision):
-    precision = Precision(precision.name, ctx.device, training=True)  # the trainings' memory format
+def bench_lpg_train(args, ctx):
     dataset = lpg_dataset(args, ctx)
     torch.manual_seed(args.seed)
     weights = LPGNet(in_channels=5), build_backbone('vgg16', get_dataset('coco').num_classes).eval()
@@ -306,7 +342,7 @@ def bench_lpg_train(args, ctx, precision):
 
     def measure(mode, prec):
         lpg = prec.prepare_model(copy.deepcopy(weights[0])).train()
-        backbone = prec.prepare_model(copy.deepcopy(weights[1])).eval().requires_grad_(False)
+        backbone = prec.frozen.prepare_model(copy.deepcopy(weights[1])).eval().requires_grad_(False)
         optimizer = torch.optim.Adam(lpg.parameters(), lr=1e-4, weight_decay=5e-4)
         loss = {'ours': lambda batch: trainLPG.train_step(lpg, backbone, batch, prec),
                 'reference': lambda batch: release_lpg_loss(lpg, backbone, batch, ctx.device)}[mode]
@@ -314,13 +350,12 @@ def bench_lpg_train(args, ctx, precision):
                                  details['workers'], args.seed, drop_last=lambda samples, batch: samples % batch == 1)
         return time_training(args, ctx, 'lpg_train', mode, prec, loader, optimizer,
                              lambda batch: (loss(batch), len(batch[0])), **details)
-    return both_modes(args, ctx, precision, measure)
+    return both_modes(args, ctx, measure, training=True)
 
 
-def bench_vgg_train(args, ctx, precision):
+def bench_vgg_train(args, ctx):
     """main.py's path (its build_dataset for VOC, on the ground-truth masks); the reference differs only in
     precision (float32, no channels-last)."""
-    precision = Precision(precision.name, ctx.device, training=True)  # the trainings' memory format
     root = voc_tree(args, ctx, 2 * args.vgg_batch, scaled(VOC_SHAPES[0], args.vgg_crop / 321))
     dataset = SegmentationDataset(voc_items(root, read_split(split_file(root, 'train')), 'SegmentationClassAug'),
                                   augment=ScalePadCropFlip(args.vgg_crop, nearest_centres, seed=args.seed,
@@ -343,7 +378,7 @@ def bench_vgg_train(args, ctx, precision):
                 outputs = model(images)
             return main_script.segmentation_loss(outputs, labels), len(labels)
         return time_training(args, ctx, 'vgg_train', mode, prec, loader, optimizer, loss_of, **details)
-    return both_modes(args, ctx, precision, measure)
+    return both_modes(args, ctx, measure, training=True)
 
 
 # ---- ResNet-101 test: test.py --type test (utils.evaluation.compute_logits) against one image at a time
@@ -358,7 +393,7 @@ def logits_release(ctx, model, dataset, out_dir):
                     tuple(sample['image'].shape[-2:]), sample['image_size'])
 
 
-def bench_resnet_test(args, ctx, precision):
+def bench_resnet_test(args, ctx):
     root = voc_tree(args, ctx, args.warmup + args.images, (args.test_size, args.test_size))
     items = [(i, os.path.join(root, 'JPEGImages', f'{i}.jpg')) for i in read_split(split_file(root, 'train'))]
     torch.manual_seed(args.seed)
@@ -376,14 +411,14 @@ def bench_resnet_test(args, ctx, precision):
         return time_images(args, ctx, 'resnet_test', mode, prec, run, items[:args.warmup], items[args.warmup:],
                            out_dir, **details)
 
-    rows = both_modes(args, ctx, precision, measure)
+    rows = both_modes(args, ctx, measure)
     shutil.rmtree(out_dir)
     return rows
 
 
 # ---- the LPG training data pipeline alone
 
-def bench_loader(args, ctx, precision):
+def bench_loader(args, ctx):
     """Samples/s of COCO60LPGDataset through training_loader per worker count. The first max(warmup, workers)
     batches are not timed: with w workers the first w batches come out together, so timing starts at the
     boundary of a round and what the workers buffered during start-up does not inflate the rate."""
@@ -397,7 +432,7 @@ def bench_loader(args, ctx, precision):
             next(batches)
         samples = []
         measured = timed(ctx, lambda: [samples.append(len(next(batches)[0])) for _ in range(args.iterations)])
-        rows.append(make_row(ctx, 'loader', f'{workers} workers', 'n/a', sum(samples), 'samples', args.iterations,
+        rows.append(make_row(ctx, 'loader', f'{workers} workers', None, sum(samples), 'samples', args.iterations,
                              'batch', measured, batch=args.lpg_batch, crop=args.lpg_crop, workers=workers))
         batches = None  # stops the workers
     return rows
@@ -427,9 +462,11 @@ def tf32_state(device):
     return f'allow_tf32 cudnn {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}'
 
 
-def environment(args, ctx, precision, load_before):
+def environment(args, ctx, load_before):
+    ours = [(amp, Precision(amp, ctx.device)) for amp in args.amp]
     return dict(torch=torch.__version__, torch_cuda_build=torch.version.cuda, device=device_name(ctx.device),
-                precision_ours=precision.label, precision_reference='fp32' if args.reference else None,
+                precision_ours={amp: f'{p.label} ({p.reason})' for amp, p in ours},
+                precision_reference='fp32' if args.reference else None,
                 tf32=tf32_state(ctx.device), date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                 command=(f'torchrun --nproc_per_node {ctx.world_size} ' if ctx.distributed else 'python ')
                 + shlex.join(sys.argv), processes=ctx.world_size,
@@ -439,10 +476,14 @@ def environment(args, ctx, precision, load_before):
 
 
 def speedups(rows):
-    """ours / reference throughput of every job that has both, measured in this run."""
-    modes = {(row['job'], row['mode']): row['throughput'] for row in rows}
-    return {job: round(modes[job, 'ours'] / modes[job, 'reference'], 3)
-            for job in dict.fromkeys(row['job'] for row in rows) if (job, 'reference') in modes}
+    """{job: {amp flags of an ours row: ours / reference throughput}} of every job with a reference row,
+    both measured in this run."""
+    reference = {row['job']: row['throughput'] for row in rows if row['mode'] == 'reference'}
+    ratios = {}
+    for row in rows:
+        if row['mode'] == 'ours' and row['job'] in reference:
+            ratios.setdefault(row['job'], {})[row['amp']] = round(row['throughput'] / reference[row['job']], 3)
+    return ratios
 
 
 def fill_defaults(args, ctx):
@@ -462,32 +503,34 @@ def main(args):
     ctx = init_distributed(args.device == 'cuda')
     if ctx.distributed and jobs != ['generation']:
         raise SystemExit('under torchrun only --jobs generation runs (it shards the images like genPseudoMasks.py)')
-    precision = Precision(args.amp, ctx.device)
     fill_defaults(args, ctx)
     load = os.getloadavg()  # other processes on the machine make the timings noisy
     temporary = args.data_dir is None
     if temporary:  # one folder for all processes, made by rank 0
         args.data_dir = ctx.all_gather_objects(tempfile.mkdtemp(prefix='lpg_bench_') if ctx.is_main else None)[0]
-    ctx.print(f'{device_name(ctx.device)}, torch {torch.__version__}, ours {precision.label}, '
+    for amp in args.amp:
+        ctx.print(f'ours at --amp {amp}: {Precision(amp, ctx.device).describe()}')
+    ctx.print(f'{device_name(ctx.device)}, torch {torch.__version__}, '
               f'TF32 {tf32_state(ctx.device)}, {ctx.world_size} process(es), data in {args.data_dir}')
     rows = []
     try:
         for job in jobs:
-            for row in BENCHMARKS[job](args, ctx, precision):
+            for row in BENCHMARKS[job](args, ctx):
                 rows.append(row)
                 print_row(ctx, row)
-                if 'pixels_alike_ours_vs_reference' in row:
-                    ctx.print(f'{job}: fraction of pixels labelled alike, ours vs reference: '
-                              f'{row["pixels_alike_ours_vs_reference"]:.6f}')
+                if 'pixels_alike_vs_reference' in row:
+                    ctx.print(f'{job}: fraction of pixels labelled alike, ours (--amp {row["amp"]}) vs reference: '
+                              f'{row["pixels_alike_vs_reference"]:.6f}')
     finally:
         ctx.barrier()
         if temporary and ctx.is_main:
             shutil.rmtree(args.data_dir, ignore_errors=True)
     if ctx.is_main:
         ratios = speedups(rows)
-        for job, ratio in ratios.items():
-            print(f'speed-up {job}: {ratio:.2f}x (ours {precision.label} vs reference fp32, same run)')
-        report = dict(environment=environment(args, ctx, precision, load), rows=rows, speedups=ratios)
+        for job, by_amp in ratios.items():
+            for amp, ratio in by_amp.items():
+                print(f'speed-up {job}: {ratio:.2f}x (ours --amp {amp} vs reference fp32 contiguous, same run)')
+        report = dict(environment=environment(args, ctx, load), rows=rows, speedups=ratios)
         with open(args.out, 'w') as handle:
             json.dump(report, handle, indent=2)
         print(f'wrote {args.out}')
