@@ -129,17 +129,31 @@ def write_figures(args, run, voc_root, folders, rounds):
     return grid, curves
 
 
+def read_spreads(path):
+    """{precision: spread} from a spread file; {} when there is none. A file of one spread (the earlier format,
+    with 'rows' at the top) counts as the spread of its precision."""
+    if not os.path.isfile(path):
+        return {}
+    data = read_json(path)
+    if 'rows' in data:
+        return {data.get('precision', 'fp32'): data}
+    return data['spreads']
+
+
 def within_spread(results):
     """Lines saying whether each demo figure lies inside the spread of benchmarks/demo_spread.json (mean +- 3
     std of three seeds)."""
-    if not os.path.isfile(SPREAD):
+    spreads = read_spreads(SPREAD)
+    if not spreads:
         return ['no benchmarks/demo_spread.json to compare with']
-    spread = read_json(SPREAD)
     lines = []
-    if spread.get('precision', 'fp32') != results['precision']:
-        lines.append(f'note: this run computed in {results["precision"]}, the spread in '
-                     f'{spread.get("precision", "fp32")}: the two precisions round differently, so a figure can '
-                     'fall outside without anything being wrong')
+    spread = spreads.get(results['precision'])
+    if spread is None:
+        spread = next(iter(spreads.values()))
+        lines.append(f'note: this run computed in {results["precision"]}, the only spread measured is in '
+                     f'{spread["precision"]}: the two precisions round differently, so a figure can fall outside '
+                     'without anything being wrong')
+    lines.append(f'the spread of {spread["precision"]} runs, measured on {spread["machine"]}:')
     values = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
     values.update({f'backbone round {r}, {key}': value for r, row in results['backbones'].items()
                    for key, value in row.items()})

@@ -4,7 +4,9 @@
 
 Runs `python demo.py --seed S` for each seed (each in demo_output/spread_seed<S>; the seed changes the generated
 data, the data order, the augmentations and the initial weights), and writes benchmarks/demo_spread.json: per
-row of the demo's tables the values, their mean and standard deviation, and the range of the run times.
+row of the demo's tables the values, their mean and standard deviation, and the range of the run times. The file
+keeps one spread per precision (`--amp auto` is bf16 on a CPU with bf16 units and float32 on others, and the two
+round differently); a run replaces the spread of its own precision and keeps the others.
 """
 import argparse
 import json
@@ -17,6 +19,20 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+from demo import read_spreads  # noqa: E402
+from utils.precision import cpu_bf16_units  # noqa: E402
+
+
+def cpu_name():
+    """The CPU's model name and its bf16 units, for the record (the spread depends on how the CPU rounds)."""
+    name = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as handle:
+            names = [line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')]
+        name = names[0] if names else name
+    return f'{name}, bf16 units: {", ".join(cpu_bf16_units()) or "none"}'
 
 
 def main():
@@ -40,20 +56,27 @@ def main():
             for key, value in row.items():
                 rows.setdefault(f'backbone round {r}, {key}', []).append(value)
     precisions = {run.get('precision', 'fp32') for run in runs.values()}
-    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}'
-    spread = {'seeds': list(runs), 'machine': machine,
-              'precision': ', '.join(sorted(precisions)),
+    if len(precisions) != 1:
+        raise SystemExit(f'the runs computed in different precisions ({", ".join(sorted(precisions))})')
+    precision = precisions.pop()
+    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, {cpu_name()}'
+    spread = {'seeds': list(runs), 'machine': machine, 'precision': precision,
               'rows': {name: {'values': values, 'mean': float(np.mean(values)), 'std': float(np.std(values))}
                        for name, values in rows.items()},
               'seconds': {'values': [run['wall_seconds'] for run in runs.values()],
                           'min': min(run['wall_seconds'] for run in runs.values()),
                           'max': max(run['wall_seconds'] for run in runs.values())}}
-    with open(args.out, 'w') as handle:
-        json.dump(spread, handle, indent=2)
+    spreads = read_spreads(args.out)
+    spreads[precision] = spread
+    tmp = args.out + '.tmp'
+    with open(tmp, 'w') as handle:
+        json.dump({'spreads': spreads}, handle, indent=2)
+    os.replace(tmp, args.out)
     for name, stats in spread['rows'].items():
         print(f'{name}: {100 * stats["mean"]:.1f} +- {100 * stats["std"]:.1f} mIoU '
               f'({", ".join(f"{100 * v:.1f}" for v in stats["values"])})')
-    print(f'time per run: {spread["seconds"]["min"]:.0f} to {spread["seconds"]["max"]:.0f} s; wrote {args.out}')
+    print(f'{precision}; time per run: {spread["seconds"]["min"]:.0f} to {spread["seconds"]["max"]:.0f} s; '
+          f'wrote {args.out}')
 
 
 if __name__ == '__main__':
