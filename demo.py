@@ -171,6 +171,10 @@ def within_spread(results):
 def main(args):
     tic = time.time()
     torch.set_num_threads(args.threads)
+    # What --amp auto chooses for every network step on this machine (each step logs it too).
+    device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
+    precision = Precision('auto', device)
+    print(precision.describe(), flush=True)
     coco_root, voc_root = demo_data(os.path.join(args.out_dir, 'data'), args)
     data_seconds = round(time.time() - tic, 1)
     work = os.path.join(args.out_dir, 'work')
@@ -184,9 +188,7 @@ def main(args):
     folders.update({f'LPG round {r}': run.pseudo_masks('voc', 'lpg', model_type, r) for r in rounds})
     folders.update(overlap_variants(runner, run, voc_root))
     results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': {}}
-    # What --amp auto chose for every step on this machine (the steps log it too).
-    device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
-    results['precision'] = Precision('auto', device).label
+    results['precision'] = precision.label
     for r, paths in summary['rounds'].items():
         backbone = read_json(paths['backbone_scores'])
         results['backbones'][r] = {key: backbone[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
@@ -206,7 +208,7 @@ def main(args):
     print('\n| step | seconds |\n|---|---|')
     for step, seconds in results['step_seconds'].items():
         print(f'| {step} | {seconds} |')
-    print(f'| total | {results["total_seconds"]} |\n')
+    print(f'| total | {results["total_seconds"]} |\n\n{precision.describe()}')
     results['spread'] = within_spread(results)
     print('\n'.join(results['spread']))
     out = os.path.join(args.out_dir, 'demo_results.json')

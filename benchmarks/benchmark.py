@@ -49,7 +49,7 @@ from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_pe
 from utils.distributed import close_distributed, init_distributed  # noqa: E402
 from utils.evaluation import compute_logits, save_logits  # noqa: E402
 from utils.parseCOCO import parse_coco  # noqa: E402
-from utils.precision import AMP_CHOICES, Precision  # noqa: E402
+from utils.precision import AMP_CHOICES, Precision, cpu_bf16_units  # noqa: E402
 from utils.training import NonFiniteGuard, infinite_batches, training_loader  # noqa: E402
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
@@ -77,6 +77,9 @@ def get_args_parser():
         'Values that give the same precision and memory format on this device share one row. Reference rows are '
         'float32 with TF32 off, contiguous' % ','.join(AMP_CHOICES))
     add('--reference', action='store_true', help="also run the release's algorithm of each job")
+    add('--compile', action='store_true', help='generation: also run ours with the generator and the backbone '
+        'wrapped in torch.compile (a trial: the scripts do not compile). The first compile falls in the untimed '
+        'warm-up, whose seconds each row records; shapes the warm-up did not see recompile inside the timed part')
     add('--jobs', default=','.join(JOBS), help='comma list of %(default)s')
     add('--iterations', type=int, help='timed iterations (training) or batches (loader); default 20 on CUDA, 2 on CPU')
     add('--images', type=int, help='timed images (generation, resnet_test); default 128 on CUDA, 8 on the CPU')
@@ -141,16 +144,17 @@ def make_row(ctx, job, mode, precision, items, item_unit, steps, step_unit, meas
 def print_row(ctx, row):
     kind = 'CUDA max allocated' if ctx.device.type == 'cuda' else 'CPU peak RSS'
     memory = f'{row["peak_memory_gib"]:.2f} GiB ({kind})'
-    ctx.print(f'{row["job"]:<12} {row["mode"]:<10} {row["amp"]:<11} {row["precision"]:<5} {row["memory_format"]:<14}'
+    ctx.print(f'{row["job"]:<12} {row["mode"]:<14} {row["amp"]:<11} {row["precision"]:<5} {row["memory_format"]:<14}'
               f'{row["throughput"]:>9.2f} '
               f'{row["throughput_unit"]:<10} {row["ms_per"]:>9.1f} ms/{row["ms_per_unit"]:<10} {memory:<32} '
               f'includes data loading: {row["includes_data_loading"]}')
 
 
-def variants(args, ctx, training=False):
+def variants(args, ctx, training=False, compiled=False):
     """(mode, Precision) of each row: ours at each --amp value, where values that resolve to the same precision
-    and memory format on this device share one row (its amp_flags names them all, e.g. 'auto = off'), then with
-    --reference the release: float32, TF32 off, contiguous. training: the trainings' memory format."""
+    and memory format on this device share one row (its amp_flags names them all, e.g. 'auto = off'), with
+    compiled (and --compile) each again as 'ours compiled', then with --reference the release: float32, TF32 off,
+    contiguous. training: the trainings' memory format."""
     ours = {}
     for amp in args.amp:
         precision = Precision(amp, ctx.device, training=training)
@@ -159,6 +163,8 @@ def variants(args, ctx, training=False):
     for precision, amps in ours.values():
         precision.amp_flags = ' = '.join(amps)
         rows.append(('ours', precision))
+    if compiled and args.compile:
+        rows += [('ours compiled', precision) for _, precision in rows]
     if args.reference:
         reference = Precision('off', ctx.device, channels_last=False)
         reference.amp_flags = 'off'
@@ -174,15 +180,17 @@ def both_modes(args, ctx, measure, training=False):
 def run_folder(out_dir, mode, precision):
     """Where a row writes its outputs: one folder per mode, precision and memory format."""
     layout = 'channels_last' if precision.channels_last else 'contiguous'
-    return os.path.join(out_dir, f'{mode}_{precision.label}_{layout}')
+    return os.path.join(out_dir, f'{mode.replace(" ", "_")}_{precision.label}_{layout}')
 
 
 def time_images(args, ctx, job, mode, precision, run, warm, todo, out_dir, **details):
-    """run(items, folder) on the warm-up images, then timed on this process's images; counts all processes'."""
-    run(warm, os.path.join(out_dir, 'warmup'))
+    """run(items, folder) on the warm-up images, then timed on this process's images; counts all processes'.
+    The row also records the warm-up's seconds (with torch.compile, they include compiling)."""
+    warmup_seconds, _ = timed(ctx, lambda: run(warm, os.path.join(out_dir, 'warmup')))
     measured = timed(ctx, lambda: run(todo, run_folder(out_dir, mode, precision)))
     images = sum(ctx.all_gather_objects(len(todo)))
-    return make_row(ctx, job, mode, precision, images, 'images', images, 'image', measured, **details)
+    return make_row(ctx, job, mode, precision, images, 'images', images, 'image', measured,
+                    warmup_seconds=round(warmup_seconds, 1), **details)
 
 
 def time_training(args, ctx, job, mode, precision, loader, optimizer, loss_of, **details):
@@ -300,11 +308,16 @@ def bench_generation(args, ctx):
 
     def measure(mode, prec):
         lpg, backbone = (prec.prepare_model(copy.deepcopy(net)) for net in weights)
-        run = {'ours': lambda part, out: generate_batched(args, ctx, prec, lpg, backbone, part, out),
+        if mode == 'ours compiled':
+            lpg, backbone = torch.compile(lpg), torch.compile(backbone)
+        ours = lambda part, out: generate_batched(args, ctx, prec, lpg, backbone, part, out)  # noqa: E731
+        run = {'ours': ours, 'ours compiled': ours,
                'reference': lambda part, out: generate_release(args, ctx, lpg, backbone, part, out)}[mode]
-        return time_images(args, ctx, 'generation', mode, prec, run, warm, todo, out_dir, **details)
+        row = time_images(args, ctx, 'generation', mode, prec, run, warm, todo, out_dir, **details)
+        torch._dynamo.reset()  # the next row compiles (or not) from scratch
+        return row
 
-    runs = variants(args, ctx)
+    runs = variants(args, ctx, compiled=True)
     rows = [measure(mode, prec) for mode, prec in runs]
     if args.reference:
         folders = [run_folder(out_dir, mode, prec) for mode, prec in runs]
@@ -449,7 +462,9 @@ def device_name(device):
         return torch.cuda.get_device_name(device)
     with open('/proc/cpuinfo') as info:  # Linux, like the rest of the project
         models = [line.split(':', 1)[1].strip() for line in info if line.startswith('model name')]
-    return f'{models[0] if models else platform.processor()} ({os.cpu_count()} cores)'
+    units = ', '.join(cpu_bf16_units()) or 'none'  # whether --amp auto runs bf16 here, and how fast it can be
+    return (f'{models[0] if models else platform.processor()} ({os.cpu_count()} cores, '
+            f'{torch.backends.cpu.get_cpu_capability()}, bf16 units: {units})')
 
 
 def tf32_state(device):
@@ -481,8 +496,9 @@ def speedups(rows):
     reference = {row['job']: row['throughput'] for row in rows if row['mode'] == 'reference'}
     ratios = {}
     for row in rows:
-        if row['mode'] == 'ours' and row['job'] in reference:
-            ratios.setdefault(row['job'], {})[row['amp']] = round(row['throughput'] / reference[row['job']], 3)
+        if row['mode'] != 'reference' and row['job'] in reference and row['amp'] != 'n/a':
+            name = row['amp'] + row['mode'][len('ours'):]  # e.g. 'auto', 'auto compiled'
+            ratios.setdefault(row['job'], {})[name] = round(row['throughput'] / reference[row['job']], 3)
     return ratios
 
 

@@ -12,8 +12,10 @@ weights) between the two.
 """
 import argparse
 import copy
+import datetime
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -23,7 +25,9 @@ import torch.nn.functional as F
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from benchmark import device_name  # noqa: E402
 from models.backbones import build_backbone  # noqa: E402
 from models.lpg import LPGNet  # noqa: E402
 from utils.precision import AMP_CHOICES, Precision  # noqa: E402
@@ -139,7 +143,8 @@ def main():
               f'{row["speedup"]:5.2f}x  compile {row["compile_s"]:6.1f} s  max |diff| {difference:.2e}', flush=True)
         del model, eager_model, compiled_model, eager, compiled
         torch._dynamo.reset()
-    report = dict(device=str(device), torch=torch.__version__, threads=torch.get_num_threads(),
+    report = dict(device=device_name(device), date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+                  command='python ' + shlex.join(sys.argv), torch=torch.__version__, threads=torch.get_num_threads(),
                   inference_precision=inference.describe(), training_precision=training.describe(),
                   mode=args.mode, repeats=args.repeats, includes='model only (random tensors, no data loading)',
                   load_average_at_end=os.getloadavg(), rows=rows)

@@ -10,8 +10,10 @@ The JPEG decoders are timed on the same files: OpenCV (what `datasets.io.read_im
 `torchvision.io.decode_jpeg`.
 """
 import argparse
+import datetime
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -109,7 +111,9 @@ def main():
         shutil.rmtree(data_dir, ignore_errors=True)
     for name, rate in rows.items():
         print(f'{rate:9.1f} items/s on one core  ({1000 / rate:7.2f} ms)  {name}')
-    report = dict(device=benchmark.device_name(torch.device('cpu')), torch=torch.__version__, opencv=cv2.__version__,
+    report = dict(device=benchmark.device_name(torch.device('cpu')),
+                  date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+                  command='python ' + shlex.join(sys.argv), torch=torch.__version__, opencv=cv2.__version__,
                   threads=1, images=count, repeats=repeats, load_average_at_end=os.getloadavg(),
                   items_per_second_one_core={name: round(rate, 1) for name, rate in rows.items()})
     with open(options.out, 'w') as handle:
