@@ -25,7 +25,7 @@ from datasets.io import remove_files
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
-from models.backbones import backbone_names, build_backbone, get_backbone
+from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights, resume_training
 from utils.distributed import init_distributed
@@ -55,8 +55,11 @@ def get_args_parser():
                         'fully supervised upper bound')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16')
     parser.add_argument('--init_model_path', help='initial weights (e.g. from utils/imagenet_init.py)')
-    parser.add_argument('--from_scratch', action='store_true',
-                        help='start from random weights; without it, --init_model_path is required')
+    parser.add_argument('--from_scratch', nargs='?', const='pytorch', choices=SCRATCH_INITS,
+                        help='start from random weights (without it, --init_model_path is required), initialised '
+                        'by: pytorch (what a bare --from_scratch means: PyTorch\'s default initialisation, from '
+                        'which the plain VGG16 stack barely trains) or kaiming (Kaiming-normal convolutions, the '
+                        'classifier N(0, 0.01))')
     parser.add_argument('--match_release', action='store_true',
                         help="train as the release's code really did: VGG16 fc8 at 1x/2x instead of 10x/20x; "
                         'ResNet-101 ASPP weights never updated, ASPP biases 20x, batch-norm running statistics '
@@ -180,6 +183,8 @@ def main(args):
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:
         load_weights(model, args.init_model_path, what=f'{args.model_type} with {num_classes} classes')
+    else:
+        backbone.scratch_init(model, args.from_scratch)
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)

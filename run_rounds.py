@@ -30,7 +30,7 @@ import time
 
 from datasets.io import write_json
 from datasets.voc import resolve_voc_root
-from models.backbones import backbone_names
+from models.backbones import SCRATCH_INITS, backbone_names
 from utils import layout
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
@@ -55,9 +55,10 @@ def get_args_parser():
     parser.add_argument('--overwrite', action='store_true',
                         help='redo the steps whose outputs were made from other settings or inputs (passed on to '
                         'every step; a training run with the same inputs still resumes)')
-    parser.add_argument('--from_scratch', action='store_true',
-                        help='train backbones without an --*_init_model_path from random weights (main.py refuses '
-                        'otherwise)')
+    parser.add_argument('--from_scratch', nargs='?', const='pytorch', choices=SCRATCH_INITS,
+                        help="train backbones without an --*_init_model_path from random weights, initialised as "
+                        "main.py --from_scratch says (pytorch, the bare flag's, or kaiming); main.py refuses "
+                        'otherwise')
     parser.add_argument('--voc_split', default='train_aug', help='VOC training split (pseudo masks, backbone)')
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
@@ -156,7 +157,7 @@ class Runner:
 
     def scratch(self, init_model_path):
         """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
-        return ['--from_scratch'] if self.args.from_scratch and not init_model_path else []
+        return ['--from_scratch', self.args.from_scratch] if self.args.from_scratch and not init_model_path else []
 
     def step(self, name, script, flags):
         """Run `script flags`, unless the script's completion record says that these flags and the same

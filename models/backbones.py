@@ -78,6 +78,32 @@ class BackboneSpec:
             raise ValueError(f'--match_release: backbone {self.name!r} is not part of the original release')
         return self.release_setup(model, lr, weight_decay)
 
+    def scratch_init(self, model, scheme):
+        """Re-initialise `model` for training from random weights (main.py --from_scratch).
+
+        pytorch: keep PyTorch's default initialisation (uniform, scaled for leaky ReLU with a = sqrt(5)): in the
+            deep plain VGG16 stack the activations shrink layer after layer and training from it barely moves.
+        kaiming: every convolution Kaiming-normal (fan_out, ReLU) with zero bias, as torchvision initialises
+            VGG and ResNet before ImageNet training; the classifier (`is_classifier`) N(0, 0.01) with zero bias,
+            as the release initialises fc8; batch norm as built (weight 1, bias 0)."""
+        if scheme not in SCRATCH_INITS:
+            raise ValueError(f'unknown from-scratch initialisation {scheme!r}: expected one of {SCRATCH_INITS}')
+        if scheme == 'pytorch':
+            return model
+        for name, module in model.named_modules():
+            if not isinstance(module, nn.Conv2d):
+                continue
+            if self.is_classifier(f'{name}.weight'):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+            else:
+                nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        return model
+
+
+SCRATCH_INITS = ('kaiming', 'pytorch')
+
 
 def sgd_groups(model, lr, weight_decay, is_classifier, bias_lr_mult, keep=lambda name: True):
     """Trainable parameters (those `keep` accepts) grouped by (lr multiplier, weight decay)."""

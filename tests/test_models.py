@@ -148,3 +148,30 @@ def test_build_backbone():
     with pytest.raises(ValueError, match='resnet50'):
         build_backbone('resnet50', 21)
     assert models.BACKBONES.keys() == {'vgg16', 'resnet101'}
+
+
+@pytest.mark.parametrize('name', ['vgg16', 'resnet101'])
+def test_kaiming_scratch_init(name):
+    """main.py --from_scratch kaiming: convolutions Kaiming-normal (fan_out, ReLU), the classifier N(0, 0.01),
+    every conv bias zero, batch norm untouched; --from_scratch pytorch leaves the built network as it is."""
+    from models.backbones import get_backbone
+    spec = get_backbone(name)
+    torch.manual_seed(0)
+    model = spec.scratch_init(build_backbone(name, 21), 'kaiming')
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    classifier = [m for n, m in convs if spec.is_classifier(f'{n}.weight')]
+    assert classifier
+    for n, m in convs:
+        expected = 0.01 if m in classifier else (2 / (m.out_channels * m.kernel_size[0] * m.kernel_size[1])) ** 0.5
+        assert m.weight.std().item() == pytest.approx(expected, rel=0.2 if m.weight.numel() < 2000 else 0.05), n
+        assert m.bias is None or not m.bias.any()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.weight.eq(1).all() and not m.bias.any() for m in norms)
+    torch.manual_seed(0)
+    default = build_backbone(name, 21)
+    torch.manual_seed(0)
+    kept = spec.scratch_init(build_backbone(name, 21), 'pytorch')
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), kept.state_dict().values()))
+    with pytest.raises(ValueError, match='unknown from-scratch initialisation'):
+        spec.scratch_init(kept, 'xavier')
+

@@ -294,6 +294,12 @@ def test_run_rounds_reads_a_vgg16_coco_backbone_on_the_resnet_track(tmp_path):
     assert flag(lpg, '--seg_model_type') == 'resnet101'
 
 
+def test_run_rounds_passes_the_from_scratch_initialisation_to_the_backbone_trainings(tmp_path):
+    for flags, scheme in (((), 'pytorch'), (('--from_scratch', 'kaiming'), 'kaiming')):
+        trainings = [f for script, f in recorded_round(tmp_path, *flags) if script == 'main.py']
+        assert len(trainings) == 2 and all(flag(f, '--from_scratch') == scheme for f in trainings)
+
+
 def test_run_rounds_refuses_to_start_without_initial_weights(tmp_path):
     args = parse(run_rounds, '--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w')
     with pytest.raises(SystemExit, match='--voc_init_model_path and --coco_init_model_path.*--from_scratch'):
