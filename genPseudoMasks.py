@@ -30,7 +30,7 @@ from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
-from models.lpg import LPGNet, generate_foregrounds, lpg_in_channels
+from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, generate_foregrounds, lpg_in_channels
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
@@ -54,6 +54,11 @@ def get_args_parser():
                         'than the default, the output folder gets the rule as a suffix')
     parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the baselines')
     parser.add_argument('--model_path_test', help='LPG checkpoint of this round')
+    parser.add_argument('--seg_probs', choices=SEG_PROBS, default='backbone',
+                        help='round >= 2: where the probability channel comes from: backbone (the method: the '
+                        'round R-1 backbone, --init_<dataset>_model_path), or uniform (1 / classes everywhere, no '
+                        'backbone; for a generator trained with trainLPG.py --seg_probs uniform; the output folder '
+                        'gets _uniform)')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16',
                         help='backbone architecture of the round R-1 segmentation model (and the output folder name)')
     for spec in DATASETS.values():
@@ -98,6 +103,9 @@ def dataset_flags(args):
         raise SystemExit(f'--dataset {name} needs --{name}_proposals_dir')
     if args.instances and name != 'custom':
         raise SystemExit('--instances writes COCO-format instance masks: it goes with --dataset custom')
+    if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or flags['backbone_path']):
+        raise SystemExit('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
+                         f'--method lpg, --round 2 or later, and without --init_{name}_model_path')
     if args.overlap == 'confidence' and args.method not in ('lpg', 'crf'):
         raise SystemExit(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
     return flags
@@ -115,7 +123,9 @@ def load_generators(args, backbone_path, num_classes, precision):
     lpg = load_weights(LPGNet(in_channels=in_channels), args.model_path_test, what=f'LPGNet(in_channels={in_channels})')
     lpg = precision.prepare_model(lpg).eval()
     backbone = None
-    if args.round >= 2:
+    if args.round >= 2 and args.seg_probs == 'uniform':
+        backbone = precision.prepare_model(UniformProbabilities(num_classes))
+    elif args.round >= 2:
         if not backbone_path:
             raise SystemExit(f'round {args.round} reads the round {args.round - 1} backbone: '
                              f'pass --init_{args.dataset}_model_path')
@@ -142,7 +152,8 @@ def step_record(args, flags):
     if args.method == 'lpg':
         inputs.update(lpg=args.model_path_test, backbone=flags['backbone_path'] if args.round >= 2 else None)
     out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round,
-                                     overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None)
+                                     overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None,
+                                     args.seg_probs)
     return Record(out_dir, settings_of(args, RUNTIME_FLAGS), inputs)
 
 

@@ -34,7 +34,8 @@ from datasets.custom import CustomLabels
 from datasets.io import remove_files
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
-from models.lpg import LPGNet, backbone_probs, class_channel, lpg_in_channels, lpg_input, widen_to_five_channels
+from models.lpg import (SEG_PROBS, LPGNet, UniformProbabilities, backbone_probs, class_channel, lpg_in_channels,
+                        lpg_input, widen_to_five_channels)
 from utils import layout
 from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, resume_training, unwrap_state_dict
 from utils.distributed import init_distributed
@@ -66,6 +67,10 @@ def get_args_parser():
                         '(4 channels, no backbone); R >= 2 the 5-channel one that reads the round R-1 backbone')
     parser.add_argument('--init_seg_model_path', help='round R-1 backbone of the auxiliary set (COCO-60: 61 classes; '
                         'custom: one per kept category + background); needed for round >= 2')
+    parser.add_argument('--seg_probs', choices=SEG_PROBS, default='backbone',
+                        help='round >= 2: where the probability channel comes from: backbone (the method: the '
+                        'round R-1 backbone, --init_seg_model_path), or uniform (1 / classes everywhere, no '
+                        'backbone: the ablation that shows what reading the backbone adds)')
     parser.add_argument('--seg_model_type', choices=backbone_names(), default='vgg16',
                         help='architecture of --init_seg_model_path')
     parser.add_argument('--init_lpg_model_path',
@@ -113,6 +118,11 @@ def check_flags(args):
     if args.round == 1 and args.init_seg_model_path:
         raise SystemExit('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
                          'ignored: drop --init_seg_model_path, or pass --round 2 or later')
+    if args.seg_probs == 'uniform':
+        if args.round < 2 or args.init_seg_model_path:
+            raise SystemExit('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: pass '
+                             '--round 2 or later, without --init_seg_model_path')
+        return
     if args.round >= 2 and not args.init_seg_model_path:
         raise SystemExit(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
                          f'the round {args.round - 1} backbone of the auxiliary set; --round 1 trains the box + image '
@@ -154,7 +164,9 @@ def build_models(args, ctx, precision):
         init_generator(lpg, args.init_lpg_model_path)
     lpg = precision.prepare_model(convert_sync_bn(lpg, ctx, args.sync_bn))
     backbone = None
-    if args.round >= 2:
+    if args.round >= 2 and args.seg_probs == 'uniform':
+        backbone = UniformProbabilities(auxiliary_classes(args))
+    elif args.round >= 2:
         num_classes = auxiliary_classes(args)
         backbone = build_backbone(args.seg_model_type, num_classes)
         load_weights(backbone, args.init_seg_model_path,

@@ -88,6 +88,25 @@ def lpg_input(images, box_masks, seg_probs=None):
     return torch.cat(parts, dim=1)
 
 
+# Where the round >= 2 generator's probability channel comes from: the previous round's backbone (the method),
+# or `UniformProbabilities` (the ablation that isolates what the alternation adds).
+SEG_PROBS = ('backbone', 'uniform')
+
+
+class UniformProbabilities(nn.Module):
+    """A stand-in for the previous round's backbone: zero logits for every class, so the probability channel
+    the generator reads is 1 / num_classes at every pixel, the same for every image and class. A round-2
+    generator trained and run on it differs from the method only in that channel, which then carries nothing
+    beyond the box: the ablation that shows what reading the backbone adds."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, images):
+        return images.new_zeros((images.shape[0], self.num_classes, *images.shape[-2:]))
+
+
 def backbone_probs(backbone, images, size=None):
     """Softmax of a segmentation backbone, resized (bilinear, align_corners=True) to `size`
     (default: the input size)."""

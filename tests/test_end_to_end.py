@@ -140,6 +140,29 @@ def test_later_rounds_demand_the_previous_backbone(demo, tmp_path, monkeypatch):
     assert status == 1 and str(lpg2) in log and 'pre.0.conv.weight' in log
 
 
+def test_uniform_probability_ablation_runs_beside_the_method(demo, tmp_path, monkeypatch):
+    """Round 2 with --seg_probs uniform: the generator fine-tuned from the round-1 one without a backbone, its
+    masks written beside the method's in <model_type>_Round2_uniform; mixing it with a backbone is refused."""
+    lpg1 = demo['work'] / 'lpg' / 'Round_1' / 'LPG_Round1.pth'
+    flags = ['--coco_root_dir', demo['coco_root'], '--round', 2, '--seg_probs', 'uniform', '--init_lpg_model_path',
+             lpg1, '--model_save_path', tmp_path / 'lpg', '--batch_size', 4, '--crop_size', 128,
+             '--num_max_iterations', 2, '--cuda', 'false', '--workers', 0]
+    assert cli(trainLPG, *flags, monkeypatch=monkeypatch)[0] == 0
+    lpg2 = tmp_path / 'lpg' / 'Round_2' / 'LPG_Round2.pth'
+    gen = ['--dataset', 'voc', '--round', 2, '--seg_probs', 'uniform', '--model_path_test', lpg2, '--voc_root_dir',
+           demo['voc_root'], '--voc_proposals_dir', tmp_path / 'pseudo', '--voc_test_size', 128,
+           '--cuda', 'false', '--workers', 0]
+    assert cli(genPseudoMasks, *gen, monkeypatch=monkeypatch)[0] == 0
+    folder = tmp_path / 'pseudo' / 'vgg16_Round2_uniform'
+    assert sorted(os.listdir(folder)) == sorted(f'{i}.png' for i in read_split(split_file(demo['voc_root'], 'train_aug'))) \
+        + ['record.json']
+    backbone = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
+    status, log = cli(genPseudoMasks, *gen, '--init_voc_model_path', backbone, monkeypatch=monkeypatch)
+    assert status == 1 and '--seg_probs uniform' in log
+    status, log = cli(trainLPG, *flags, '--init_seg_model_path', backbone, monkeypatch=monkeypatch)
+    assert status == 1 and '--seg_probs uniform' in log
+
+
 def test_test_py_plain_and_cuda_false(demo, tmp_path):
     model = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
     run('test.py', '--type', 'test', '--root_path', demo['voc_root'], '--model_type', 'vgg16', '--model_path', model,

@@ -104,3 +104,30 @@ def test_generation_under_bf16_autocast():
     for label, reference in zip(labels, exact):
         assert label.shape == reference.shape and label.dtype == np.uint8
         assert (label == reference).mean() > 0.9  # bf16 moves the boundary by a few pixels at most
+
+
+def test_uniform_ablation_changes_only_the_probability_channel():
+    """trainLPG.py / genPseudoMasks.py --seg_probs uniform: the round-2 generator reads exactly what the method's
+    reads (box mask, image), except the probability channel, which is 1 / classes everywhere instead of the
+    backbone's probability of the sample's class; in training and in generation alike."""
+    import trainLPG
+    from models.lpg import UniformProbabilities, generate_foregrounds
+    torch.manual_seed(0)
+    lpg, backbone, uniform = LPGNet(in_channels=5), DeepLabLargeFOV(61).eval(), UniformProbabilities(61)
+    torch.nn.init.normal_(backbone.fc8.bias, 0.0, 2.0)  # a backbone with an opinion: classes far from uniform
+    seen = []
+    lpg.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    cpu = torch.device('cpu')
+    masks = torch.zeros(3, 1, 128, 128)
+    masks[:, :, 20:90, 30:100] = 1
+    batch = (torch.randn(3, 3, 128, 128) * 40, masks, torch.randint(0, 2, (3, 32, 32)), torch.tensor([4, 17, 60]))
+    for probs in (backbone, uniform):
+        trainLPG.train_step(lpg, probs, batch, Precision('off', cpu, training=True))
+    lpg.eval()
+    samples = [sample(), random_sample(2, 128, num_classes=61)]
+    for probs in (backbone, uniform):
+        generate_foregrounds(lpg, samples, cpu, probs, precision=Precision('off', cpu))
+    for method, ablation in (seen[0:2], seen[2:4]):
+        assert torch.equal(method[:, 1:], ablation[:, 1:])  # box mask and image
+        assert torch.all(ablation[:, 0] == 1 / 61)
+        assert (method[:, 0] - 1 / 61).abs().max() > 1e-3  # the backbone's channel says something else

@@ -63,10 +63,12 @@ def lpg_snapshot_pattern(round_):
     return rf'LPG_Round{round_}_iter(\d+)\.pth'
 
 
-def pseudo_mask_dir(proposals_dir, method, model_type, round_, overlap=None):
-    """`<model_type>_Round<R>` for the generator of round R, the method's name (box, grabcut, crf) for a
-    baseline; `_<rule>` appended for an overlap rule other than the method's default."""
+def pseudo_mask_dir(proposals_dir, method, model_type, round_, overlap=None, seg_probs='backbone'):
+    """`<model_type>_Round<R>` for the generator of round R (`_uniform` appended when it read uniform
+    probabilities instead of the backbone's), the method's name (box, grabcut, crf) for a baseline; `_<rule>`
+    appended for an overlap rule other than the method's default."""
     name = method if method != 'lpg' else f'{model_type}_Round{round_}'
+    name += '_uniform' if method == 'lpg' and seg_probs == 'uniform' else ''
     return os.path.join(proposals_dir, name + (f'_{overlap}' if overlap else ''))
 
 
