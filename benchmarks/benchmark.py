@@ -49,7 +49,7 @@ from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_pe
 from utils.distributed import close_distributed, init_distributed  # noqa: E402
 from utils.evaluation import compute_logits, save_logits  # noqa: E402
 from utils.parseCOCO import parse_coco  # noqa: E402
-from utils.precision import AMP_CHOICES, Precision, cpu_bf16_units  # noqa: E402
+from utils.precision import AMP_CHOICES, Precision, cpu_description  # noqa: E402
 from utils.training import NonFiniteGuard, infinite_batches, training_loader  # noqa: E402
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
@@ -460,11 +460,7 @@ BENCHMARKS = {'generation': bench_generation, 'lpg_train': bench_lpg_train, 'vgg
 def device_name(device):
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    with open('/proc/cpuinfo') as info:  # Linux, like the rest of the project
-        models = [line.split(':', 1)[1].strip() for line in info if line.startswith('model name')]
-    units = ', '.join(cpu_bf16_units()) or 'none'  # whether --amp auto runs bf16 here, and how fast it can be
-    return (f'{models[0] if models else platform.processor()} ({os.cpu_count()} cores, '
-            f'{torch.backends.cpu.get_cpu_capability()}, bf16 units: {units})')
+    return cpu_description()
 
 
 def tf32_state(device):

@@ -21,18 +21,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
+from datasets.io import write_json  # noqa: E402
 from demo import read_spreads  # noqa: E402
-from utils.precision import cpu_bf16_units  # noqa: E402
-
-
-def cpu_name():
-    """The CPU's model name and its bf16 units, for the record (the spread depends on how the CPU rounds)."""
-    name = platform.processor() or platform.machine()
-    if os.path.isfile('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as handle:
-            names = [line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')]
-        name = names[0] if names else name
-    return f'{name}, bf16 units: {", ".join(cpu_bf16_units()) or "none"}'
+from utils.precision import cpu_description  # noqa: E402
 
 
 def main():
@@ -59,7 +50,8 @@ def main():
     if len(precisions) != 1:
         raise SystemExit(f'the runs computed in different precisions ({", ".join(sorted(precisions))})')
     precision = precisions.pop()
-    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, {cpu_name()}'
+    # The CPU's name and bf16 units go with the spread: it depends on how the CPU rounds.
+    machine = f'{platform.machine()}, Python {platform.python_version()}, {cpu_description()}'
     spread = {'seeds': list(runs), 'machine': machine, 'precision': precision,
               'rows': {name: {'values': values, 'mean': float(np.mean(values)), 'std': float(np.std(values))}
                        for name, values in rows.items()},
@@ -68,10 +60,7 @@ def main():
                           'max': max(run['wall_seconds'] for run in runs.values())}}
     spreads = read_spreads(args.out)
     spreads[precision] = spread
-    tmp = args.out + '.tmp'
-    with open(tmp, 'w') as handle:
-        json.dump({'spreads': spreads}, handle, indent=2)
-    os.replace(tmp, args.out)
+    write_json(args.out, {'spreads': spreads})
     for name, stats in spread['rows'].items():
         print(f'{name}: {100 * stats["mean"]:.1f} +- {100 * stats["std"]:.1f} mIoU '
               f'({", ".join(f"{100 * v:.1f}" for v in stats["values"])})')

@@ -15,6 +15,8 @@ backbone that trainLPG.py reads) runs in the inference format (`Precision.frozen
 """
 import contextlib
 import functools
+import os
+import platform
 
 import torch
 
@@ -36,6 +38,18 @@ def cpu_bf16_units():
         return []
     checks = {'AMX': '_is_amx_tile_supported', 'AVX512-BF16': '_is_avx512_bf16_supported'}
     return [name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()]
+
+
+def cpu_description():
+    """This CPU for a benchmark record: its model name, cores, the vector instructions torch uses and its bf16
+    units (which decide what --amp auto picks), e.g. 'AMD EPYC (2 cores, AVX2, bf16 units: none)'."""
+    name = platform.processor() or platform.machine()
+    if os.path.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as info:
+            models = [line.split(':', 1)[1].strip() for line in info if line.startswith('model name')]
+        name = models[0] if models else name
+    units = ', '.join(cpu_bf16_units()) or 'none'
+    return f'{name} ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}, bf16 units: {units})'
 
 
 def choose_amp(amp, device):
