@@ -122,17 +122,16 @@ def load_generators(args, backbone_path, num_classes, precision):
     in_channels = lpg_in_channels(args.round)
     lpg = load_weights(LPGNet(in_channels=in_channels), args.model_path_test, what=f'LPGNet(in_channels={in_channels})')
     lpg = precision.prepare_model(lpg).eval()
-    backbone = None
-    if args.round >= 2 and args.seg_probs == 'uniform':
-        backbone = precision.prepare_model(UniformProbabilities(num_classes))
-    elif args.round >= 2:
-        if not backbone_path:
-            raise SystemExit(f'round {args.round} reads the round {args.round - 1} backbone: '
-                             f'pass --init_{args.dataset}_model_path')
-        backbone = build_backbone(args.model_type, num_classes)
-        load_weights(backbone, backbone_path, what=f'{args.model_type} backbone with {num_classes} classes')
-        backbone = precision.prepare_model(backbone).eval()
-    return lpg, backbone
+    if args.round < 2:
+        return lpg, None
+    if args.seg_probs == 'uniform':
+        return lpg, UniformProbabilities(num_classes)
+    if not backbone_path:
+        raise SystemExit(f'round {args.round} reads the round {args.round - 1} backbone: '
+                         f'pass --init_{args.dataset}_model_path')
+    backbone = build_backbone(args.model_type, num_classes)
+    load_weights(backbone, backbone_path, what=f'{args.model_type} backbone with {num_classes} classes')
+    return lpg, precision.prepare_model(backbone).eval()
 
 
 # The methods and the overlap rule each uses unless told otherwise.

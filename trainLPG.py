@@ -164,16 +164,17 @@ def build_models(args, ctx, precision):
         init_generator(lpg, args.init_lpg_model_path)
     lpg = precision.prepare_model(convert_sync_bn(lpg, ctx, args.sync_bn))
     backbone = None
-    if args.round >= 2 and args.seg_probs == 'uniform':
-        backbone = UniformProbabilities(auxiliary_classes(args))
-    elif args.round >= 2:
-        num_classes = auxiliary_classes(args)
-        backbone = build_backbone(args.seg_model_type, num_classes)
-        load_weights(backbone, args.init_seg_model_path,
-                     what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
-        backbone = precision.frozen.prepare_model(backbone).eval()
-        for param in backbone.parameters():
-            param.requires_grad_(False)
+    if args.round < 2:
+        return lpg, None
+    num_classes = auxiliary_classes(args)
+    if args.seg_probs == 'uniform':
+        return lpg, UniformProbabilities(num_classes)
+    backbone = build_backbone(args.seg_model_type, num_classes)
+    load_weights(backbone, args.init_seg_model_path,
+                 what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
+    backbone = precision.frozen.prepare_model(backbone).eval()
+    for param in backbone.parameters():
+        param.requires_grad_(False)
     return lpg, backbone
 
 
