@@ -6,13 +6,20 @@ Makes a small auxiliary dataset in COCO format and a small target dataset in VOC
 (datasets/synthetic/: the COCO-side object shapes differ from the VOC-side ones, so the generator has to
 transfer across classes, as in the paper), then runs run_rounds.py on them: parseCOCO, the baselines (filled
 boxes, GrabCut, DenseCRF on the boxes), LPG round 1, pseudo masks, the VOC backbone with CRF testing, the
-COCO-60 backbone and LPG round 2; then the round-1 masks under the other two overlap rules, one comparison
-report of every set of pseudo masks, and the figures.
+COCO-60 backbone and LPG round 2 (--uniform_ablation: round 2 again with uniform probabilities in place of the
+backbone's), and the same VOC backbone trained on each baseline's masks and on the ground truth
+(--compare_backbones); then the round-1 masks under the other two overlap rules, one comparison report of every
+set of pseudo masks, and the figures.
 
-It prints the report (pseudo-mask quality on the VOC training images), the backbones' val mIoU without and with
-CRF and the time per step, writes them to demo_output/demo_results.json, and says whether the result falls
-inside the spread measured over three seeds (benchmarks/demo_spread.json). The run is deterministic on a given
-machine (seeds, deterministic algorithms, a fixed thread count); rerunning skips finished steps.
+The backbones (DeepLab-LargeFOV VGG16) start from random weights, since no ImageNet file is available offline:
+main.py --from_scratch kaiming, lr 3e-3 with a 50-iteration warm-up, batch 8, crop 97, 300 iterations (the
+published defaults are ImageNet weights, lr 1e-3, no warm-up, batch 30, crop 321, 20k iterations).
+
+It prints the report (pseudo-mask quality on the VOC training images), round 2 against its ablation, the
+backbones' val mIoU without and with CRF and the time per step, writes them to demo_output/demo_results.json,
+and says whether the result falls inside the spread measured over three seeds (benchmarks/demo_spread.json).
+The run is deterministic on a given machine (seeds, deterministic algorithms, a fixed thread count); rerunning
+skips finished steps.
 """
 import argparse
 import json
@@ -36,6 +43,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')
 BASELINES = ('box', 'grabcut', 'crf')
 BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF'}
+GROUND_TRUTH = 'ground truth'
+UNIFORM = 'uniform probabilities'
 
 
 def get_args_parser():
@@ -52,7 +61,9 @@ def get_args_parser():
     parser.add_argument('--lpg_lr', default='1e-3,1e-4',
                         help='Adam lr of LPG per round: round 1 learns from scratch in few iterations, round 2 '
                         'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
-    parser.add_argument('--backbone_iterations', type=int, default=80)
+    parser.add_argument('--backbone_iterations', type=int, default=300,
+                        help='iterations of every backbone (VGG16 from random weights: 200 reached 30 val mIoU on '
+                        'the ground truth, 300 reached 51)')
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
     parser.add_argument('--threads', type=int, default=2, help='CPU threads of every step (fixed: same results)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the data and of every step')
@@ -82,10 +93,11 @@ def pipeline_flags(args, voc_root, coco_root, work):
     return ['--voc_root_dir', voc_root, '--coco_root_dir', coco_root, '--work_dir', work, '--rounds', str(args.rounds),
             '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
             '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations),
-            '--backbone_batch_size', '8', '--backbone_crop_size', '65', '--voc_test_size', '128',
+            '--backbone_batch_size', '8', '--backbone_crop_size', '97', '--backbone_lr', '3e-3',
+            '--backbone_warmup_iterations', '50', '--voc_test_size', '128',
             '--coco_test_size', '128', '--eval_test_size', '128', '--cuda', args.cuda, '--workers', '1',
-            '--n_jobs', '2', '--from_scratch', '--baselines', args.baselines, '--threads', str(args.threads),
-            '--deterministic',
+            '--n_jobs', '2', '--from_scratch', 'kaiming', '--baselines', args.baselines, '--threads', str(args.threads),
+            '--deterministic', '--compare_backbones', '--uniform_ablation',
             # the demo's own folder: steps whose data or settings changed are redone
             '--overwrite']
 
@@ -123,10 +135,32 @@ def write_figures(args, run, voc_root, folders, rounds):
         gt = read_label(os.path.join(voc_root, 'SegmentationClassAug', f'{image_id}.png'))
         rows.append(comparison_grid(read_image_bgr(image_path), boxes, masks, gt, VOC_CLASSES))
     grid = save_figure(stack(rows), os.path.join(args.figs_dir, 'demo_pseudo_masks.png'))
-    logs = {f'LPG round {r}': layout.loss_log(layout.lpg_dir(run.lpg_root, r)) for r in rounds}
+    logs = {f'LPG round {r}': layout.loss_log(layout.lpg_dir(run.lpg_root(), r)) for r in rounds}
     logs.update({f'VOC backbone round {r}': layout.loss_log(run.backbone_dir('voc', r)) for r in rounds})
     curves = save_figure(curves_figure(logs), os.path.join(args.figs_dir, 'demo_training_curves.png'))
     return grid, curves
+
+
+def backbone_results(summary, baselines):
+    """{masks the backbone was trained on: {'without CRF': val mIoU, 'with CRF': val mIoU}}, in the paper's order:
+    the baselines, the rounds, the ground truth."""
+    score_files = {BASELINE_NAMES[method]: summary['other_backbones'][method] for method in baselines}
+    score_files.update({f'LPG round {r}': paths['backbone_scores'] for r, paths in summary['rounds'].items()})
+    score_files[GROUND_TRUTH] = summary['other_backbones'][run_rounds.GROUND_TRUTH]
+    results = {}
+    for masks, path in score_files.items():
+        scores = read_json(path)
+        results[masks] = {key: scores[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
+    return results
+
+
+def result_rows(results):
+    """Every figure of a demo result by the name its spread row has: the pseudo masks' mIoU by their name, the
+    backbones' val mIoU as 'backbone on <masks>, without CRF' / 'with CRF'."""
+    rows = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
+    rows.update({f'backbone on {masks}, {key}': value for masks, row in results['backbones'].items()
+                 for key, value in row.items()})
+    return rows
 
 
 def read_spreads(path):
@@ -154,9 +188,7 @@ def within_spread(results):
                      f'{spread["precision"]}: the two precisions round differently, so a figure can fall outside '
                      'without anything being wrong')
     lines.append(f'the spread of {spread["precision"]} runs, measured on {spread["machine"]}:')
-    values = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
-    values.update({f'backbone round {r}, {key}': value for r, row in results['backbones'].items()
-                   for key, value in row.items()})
+    values = result_rows(results)
     for name, stats in spread['rows'].items():
         value = values.get(name)
         if value is None:
@@ -166,6 +198,20 @@ def within_spread(results):
         lines.append(f'{name}: {100 * value:.1f} mIoU, {verdict} the spread of three seeds '
                      f'({100 * stats["mean"]:.1f} +- {100 * stats["std"]:.1f})')
     return lines
+
+
+def print_alternation(masks, rounds, percent):
+    """Each round >= 2 generator as the method runs it (reading the previous backbone's probabilities) beside the
+    same fine-tuning with uniform probabilities: the part of the round's gain that comes from the backbone."""
+    for r in (r for r in rounds if r >= 2):
+        before, method = masks[f'LPG round {r - 1}']['Mean IoU'], masks[f'LPG round {r}']['Mean IoU']
+        ablation = masks[f'LPG round {r}, {UNIFORM}']['Mean IoU']
+        print(f'\n| round {r} generator, fine-tuned from round {r - 1} | pseudo-mask mIoU (%) |\n|---|---|')
+        print(f'| round {r - 1} (before) | {percent(before)} |')
+        print(f'| reading the round-{r - 1} backbone (the method) | {percent(method)} |')
+        print(f'| reading {UNIFORM} (the ablation) | {percent(ablation)} |')
+        print(f'round {r}: {100 * (method - before):+.1f} points over round {r - 1}, of which '
+              f'{100 * (method - ablation):+.1f} come from reading the backbone')
 
 
 def main(args):
@@ -186,12 +232,11 @@ def main(args):
     folders = {BASELINE_NAMES[method]: run.pseudo_masks('voc', method, model_type, None)
                for method in pipeline_args.baselines}
     folders.update({f'LPG round {r}': run.pseudo_masks('voc', 'lpg', model_type, r) for r in rounds})
+    folders.update({f'LPG round {r}, {UNIFORM}': run.pseudo_masks('voc', 'lpg', model_type, r, 'uniform')
+                    for r in rounds if r >= 2})
     folders.update(overlap_variants(runner, run, voc_root))
-    results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': {}}
-    results['precision'] = precision.label
-    for r, paths in summary['rounds'].items():
-        backbone = read_json(paths['backbone_scores'])
-        results['backbones'][r] = {key: backbone[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
+    results = {'pseudo masks': comparison_report(runner, run, voc_root, folders),
+               'backbones': backbone_results(summary, pipeline_args.baselines), 'precision': precision.label}
     results['step_seconds'] = dict(summary['step_seconds'], **runner.times, **{'make demo data': data_seconds})
     figures = write_figures(args, run, voc_root, folders, rounds)
     results['total_seconds'] = round(time.time() - tic, 1)
@@ -202,9 +247,11 @@ def main(args):
     for name, scores in results['pseudo masks'].items():
         fg = scores['box foreground']
         print(f'| {name} | {percent(scores["Mean IoU"])} | {percent(fg["precision"])} | {percent(fg["recall"])} |')
-    print('\n| backbone trained on | val mIoU (%) | + CRF (%) |\n|---|---|---|')
-    for r, row in results['backbones'].items():
-        print(f'| LPG round {r} masks | {percent(row["without CRF"])} | {percent(row["with CRF"])} |')
+    print_alternation(results['pseudo masks'], rounds, percent)
+    print('\n| VOC backbone trained on | val mIoU (%) | + CRF (%) |\n|---|---|---|')
+    for masks, row in results['backbones'].items():
+        print(f'| {masks} | {percent(row["without CRF"])} | {percent(row["with CRF"])} |')
+    print(f'({GROUND_TRUTH}: the fully supervised upper bound, trained on the true masks instead of boxes)')
     print('\n| step | seconds |\n|---|---|')
     for step, seconds in results['step_seconds'].items():
         print(f'| {step} | {seconds} |')

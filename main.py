@@ -73,6 +73,10 @@ def get_args_parser():
     parser.add_argument('--iter_size', type=int,
                         help=f'accumulated steps per update; {schedule_default("iter_size")}')
     parser.add_argument('--lr', type=float, help=f'base lr; {schedule_default("lr")}')
+    parser.add_argument('--warmup_iterations', type=int, default=0,
+                        help='ramp the lr linearly over the first N iterations before the poly decay (default 0: '
+                        'none, as in the release); training from random weights (--from_scratch) tolerates a '
+                        'larger --lr with it')
     parser.add_argument('--momentum', type=float, default=0.9)
     parser.add_argument('--weight_decay', type=float, default=5e-4)
     parser.add_argument('--crop_size', type=int, default=321)
@@ -199,7 +203,7 @@ def main(args):
     log, guard = run_outputs.log, run_outputs.guard
     done = start
     while done < args.num_iterations:
-        set_poly_lr(optimizer, done, args.num_iterations)
+        set_poly_lr(optimizer, done, args.num_iterations, warmup=args.warmup_iterations)
         optimizer.zero_grad(set_to_none=True)
         update_loss = 0.0
         for step in range(args.iter_size):

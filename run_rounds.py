@@ -13,6 +13,9 @@ LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
 Layout under --work_dir (utils/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
 pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
+--compare_backbones also trains the VOC backbone on each baseline's masks and on the ground truth
+(backbone_voc/<method>/, backbone_voc/ground_truth/); --uniform_ablation also trains each round >= 2 generator
+with uniform probabilities in place of the backbone's (lpg_uniform/, pseudo_voc/<model_type>_Round<r>_uniform/).
 
 On several GPUs every step that runs a network (trainLPG.py, genPseudoMasks.py with the generator, main.py,
 test.py --type test/crf) runs under torchrun; parsing COCO, the baselines and the scoring run as they are:
@@ -38,6 +41,7 @@ from utils.precision import AMP_CHOICES
 from utils.runtime import comma_list, run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervised upper bound
 
 
 def get_args_parser():
@@ -59,6 +63,15 @@ def get_args_parser():
                         help="train backbones without an --*_init_model_path from random weights, initialised as "
                         "main.py --from_scratch says (pytorch, the bare flag's, or kaiming); main.py refuses "
                         'otherwise')
+    parser.add_argument('--compare_backbones', action='store_true',
+                        help='also train and test the VOC backbone on each baseline\'s masks (backbone_voc/<method>/) '
+                        'and on the ground truth SegmentationClassAug (backbone_voc/ground_truth/: the fully '
+                        'supervised upper bound), with the rounds\' schedule, as the paper\'s table compares them')
+    parser.add_argument('--uniform_ablation', action='store_true',
+                        help='from round 2, also train each round\'s generator with trainLPG.py --seg_probs uniform '
+                        '(the same start, data and iterations; lpg_uniform/) and make and score its VOC masks '
+                        '(<model_type>_Round<R>_uniform/): the part of a round\'s gain that comes from reading the '
+                        'previous backbone')
     parser.add_argument('--voc_split', default='train_aug', help='VOC training split (pseudo masks, backbone)')
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
@@ -80,6 +93,7 @@ def get_args_parser():
     parser.add_argument('--backbone_batch_size', type=int)
     parser.add_argument('--backbone_crop_size', type=int)
     parser.add_argument('--backbone_lr', type=float)
+    parser.add_argument('--backbone_warmup_iterations', type=int, help="main.py --warmup_iterations (default 0)")
     parser.add_argument('--voc_test_size', type=int)
     parser.add_argument('--coco_test_size', type=int)
     parser.add_argument('--eval_test_size', type=int, help='test.py --test_size (VGG16 padding, default 513)')
@@ -185,12 +199,12 @@ class Runner:
         self.times[name] = round(time.time() - tic, 1)
 
 
-def run_round(runner, r, run, last_round):
+def train_lpg(runner, run, r, seg_probs='backbone'):
+    """Train the round-r generator; a round >= 2 starts from the round r-1 generator of its own kind and reads the
+    round r-1 COCO-60 backbone (or, with seg_probs 'uniform', uniform probabilities in its place)."""
     a = runner.args
-    mt, cmt = a.model_type, a.coco_model_type
-    result = {}
-
-    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root, '--resume']
+    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root(seg_probs),
+             '--resume']
     iterations = for_round(a.lpg_iterations, r)
     # Snapshots about every tenth of the run, so that a killed round loses little (the script's default
     # is every 5000 of 100k iterations).
@@ -198,40 +212,83 @@ def run_round(runner, r, run, last_round):
                        '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
                        '--num_save_model', None if iterations is None else max(1, iterations // 10)])
     if r >= 2:
-        flags += ['--init_seg_model_path', run.backbone('coco', cmt, r - 1), '--seg_model_type', cmt,
-                  '--init_lpg_model_path', run.lpg(r - 1)]
-    runner.step(f'round {r}: train LPG', 'trainLPG.py', flags + runner.training() + runner.common())
+        # Round 1 reads no probabilities: both kinds of round 2 start from the same round-1 generator.
+        flags += ['--init_lpg_model_path', run.lpg(r - 1, seg_probs if r > 2 else 'backbone')]
+        flags += (['--seg_probs', 'uniform'] if seg_probs == 'uniform' else
+                  ['--init_seg_model_path', run.backbone('coco', a.coco_model_type, r - 1),
+                   '--seg_model_type', a.coco_model_type])
+    runner.step(f'round {r}: train LPG{ablation_suffix(seg_probs)}', 'trainLPG.py',
+                flags + runner.training() + runner.common())
 
-    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r), '--voc_root_dir', a.voc_root_dir,
-             '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', mt, '--voc_split', a.voc_split]
+
+def ablation_suffix(seg_probs):
+    return '' if seg_probs == 'backbone' else f', {seg_probs} probabilities'
+
+
+def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
+    """The round-r generator's VOC pseudo masks, scored when --score_masks. Returns (folder, score file or None)."""
+    a = runner.args
+    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r, seg_probs), '--voc_root_dir',
+             a.voc_root_dir, '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', a.model_type,
+             '--voc_split', a.voc_split]
     flags += optional(['--voc_test_size', a.voc_test_size])
     if r >= 2:
-        flags += ['--init_voc_model_path', run.backbone('voc', mt, r - 1)]
-    runner.step(f'round {r}: VOC pseudo masks', 'genPseudoMasks.py', flags + runner.common())
-    voc_masks = run.pseudo_masks('voc', 'lpg', mt, r)
+        flags += (['--seg_probs', 'uniform'] if seg_probs == 'uniform' else
+                  ['--init_voc_model_path', run.backbone('voc', a.model_type, r - 1)])
+    suffix = ablation_suffix(seg_probs)
+    runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py', flags + runner.common())
+    masks = run.pseudo_masks('voc', 'lpg', a.model_type, r, seg_probs)
+    if not a.score_masks:
+        return masks, None
+    score_step(runner, run, f'round {r}: score VOC pseudo masks{suffix}', masks)
+    return masks, run.mask_scores('voc', 'lpg', a.model_type, r, seg_probs)
 
-    if a.score_masks:
-        score_path = run.mask_scores('voc', 'lpg', mt, r)
-        runner.step(f'round {r}: score VOC pseudo masks', 'test.py',
-                    ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', voc_masks,
-                     '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
-        result['pseudo_mask_scores'] = score_path
 
-    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', voc_masks,
-             '--model_type', mt, '--save_path', run.backbone_dir('voc', r), '--split', a.voc_split, '--resume']
-    flags += optional(['--init_model_path', a.voc_init_model_path, '--num_iterations', a.backbone_iterations,
-                       '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
-                       '--lr', a.backbone_lr])
-    runner.step(f'round {r}: train VOC backbone', 'main.py',
+def score_step(runner, run, name, masks):
+    """test.py --type masks: a set of VOC pseudo masks against SegmentationClassAug."""
+    a = runner.args
+    runner.step(name, 'test.py', ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', masks,
+                                  '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
+
+
+def voc_backbone(runner, run, key, labels, title):
+    """Train the VOC backbone `key` (a round number, or the name of its masks) on the masks in `labels`, then test
+    it on the val split without and with CRF. Returns the score file (both results)."""
+    a = runner.args
+    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', labels,
+             '--model_type', a.model_type, '--save_path', run.backbone_dir('voc', key), '--split', a.voc_split,
+             '--resume']
+    flags += optional(['--init_model_path', a.voc_init_model_path]) + backbone_schedule(a)
+    runner.step(f'{title}: train VOC backbone', 'main.py',
                 flags + runner.scratch(a.voc_init_model_path) + runner.training() + runner.common())
+    eval_dir = run.backbone_eval('voc', a.model_type, key, a.val_split)
+    runner.step(f'{title}: test VOC backbone + CRF', 'test.py',
+                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', a.model_type,
+                 '--model_path', run.backbone('voc', a.model_type, key), '--split', a.val_split, '--save_path',
+                 eval_dir, '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda,
+                                                              '--amp', a.amp]))
+    return layout.scores_file(eval_dir, 'crf')
 
-    eval_dir = run.backbone_eval('voc', mt, r, a.val_split)
-    crf_scores = layout.scores_file(eval_dir, 'crf')
-    runner.step(f'round {r}: test VOC backbone + CRF', 'test.py',
-                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', mt,
-                 '--model_path', run.backbone('voc', mt, r), '--split', a.val_split, '--save_path', eval_dir,
-                 '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda, '--amp', a.amp]))
-    result['backbone_scores'] = crf_scores
+
+def backbone_schedule(a):
+    """The backbone flags that run_rounds.py sets (unset ones keep main.py's defaults)."""
+    return optional(['--num_iterations', a.backbone_iterations, '--batch_size', a.backbone_batch_size,
+                     '--crop_size', a.backbone_crop_size, '--lr', a.backbone_lr,
+                     '--warmup_iterations', a.backbone_warmup_iterations])
+
+
+def run_round(runner, r, run, last_round):
+    a = runner.args
+    cmt = a.coco_model_type
+    train_lpg(runner, run, r)
+    voc_masks, score_path = voc_pseudo_masks(runner, run, r)
+    result = {} if score_path is None else {'pseudo_mask_scores': score_path}
+    if r >= 2 and a.uniform_ablation:
+        train_lpg(runner, run, r, 'uniform')
+        _, uniform_scores = voc_pseudo_masks(runner, run, r, 'uniform')
+        if uniform_scores:
+            result['uniform_pseudo_mask_scores'] = uniform_scores
+    result['backbone_scores'] = voc_backbone(runner, run, r, voc_masks, f'round {r}')
 
     if not last_round:
         flags = ['--dataset', 'coco', '--round', r, '--model_path_test', run.lpg(r), '--coco_root_dir', a.coco_root_dir,
@@ -244,9 +301,7 @@ def run_round(runner, r, run, last_round):
         flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
                  '--label_path_name', run.pseudo_masks('coco', 'lpg', cmt, r),
                  '--model_type', cmt, '--save_path', run.backbone_dir('coco', r), '--resume']
-        flags += optional(['--init_model_path', a.coco_init_model_path, '--num_iterations', a.backbone_iterations,
-                           '--batch_size', a.backbone_batch_size, '--crop_size', a.backbone_crop_size,
-                           '--lr', a.backbone_lr])
+        flags += optional(['--init_model_path', a.coco_init_model_path]) + backbone_schedule(a)
         runner.step(f'round {r}: train COCO-60 backbone', 'main.py',
                     flags + runner.scratch(a.coco_init_model_path) + runner.training() + runner.common())
     return result
@@ -260,10 +315,7 @@ def run_baseline(runner, run, method):
                  run.pseudo_root('voc'), '--voc_split', a.voc_split, '--n_jobs', a.n_jobs] +
                 optional(['--voc_test_size', a.voc_test_size]) + runner.common())
     if a.score_masks:
-        runner.step(f'baseline: score {method} masks', 'test.py',
-                    ['--type', 'masks', '--root_path', a.voc_root_dir,
-                     '--pred_dir', run.pseudo_masks('voc', method, a.model_type, None),
-                     '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
+        score_step(runner, run, f'baseline: score {method} masks', run.pseudo_masks('voc', method, a.model_type, None))
     return run.mask_scores('voc', method, a.model_type, None)
 
 
@@ -292,6 +344,13 @@ def main(args):
     runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
     summary = {'rounds': {}}
     summary['baseline_scores'] = {method: run_baseline(runner, run, method) for method in args.baselines}
+    if args.compare_backbones:
+        # The paper's comparison: the same backbone trained on each baseline's masks and on the ground truth.
+        summary['other_backbones'] = {
+            method: voc_backbone(runner, run, method, run.pseudo_masks('voc', method, args.model_type, None),
+                                 f'baseline {method}') for method in args.baselines}
+        summary['other_backbones'][GROUND_TRUTH] = voc_backbone(runner, run, GROUND_TRUTH, 'SegmentationClassAug',
+                                                                'ground truth')
     for r in range(1, args.rounds + 1):
         summary['rounds'][r] = run_round(runner, r, run, last_round=r == args.rounds)
     summary['step_seconds'] = runner.times

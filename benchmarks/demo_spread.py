@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
 from datasets.io import write_json  # noqa: E402
-from demo import read_spreads  # noqa: E402
+from demo import read_spreads, result_rows  # noqa: E402
 from utils.precision import cpu_description  # noqa: E402
 
 
@@ -41,11 +41,8 @@ def main():
             runs[seed] = dict(json.load(handle), wall_seconds=round(time.time() - tic, 1))
     rows = {}
     for seed, result in runs.items():
-        for name, row in result['pseudo masks'].items():
-            rows.setdefault(name, []).append(row['Mean IoU'])
-        for r, row in result['backbones'].items():
-            for key, value in row.items():
-                rows.setdefault(f'backbone round {r}, {key}', []).append(value)
+        for name, value in result_rows(result).items():
+            rows.setdefault(name, []).append(value)
     precisions = {run.get('precision', 'fp32') for run in runs.values()}
     if len(precisions) != 1:
         raise SystemExit(f'the runs computed in different precisions ({", ".join(sorted(precisions))})')

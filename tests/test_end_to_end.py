@@ -37,16 +37,24 @@ def demo(tmp_path_factory):
 
 def test_demo_table_json_and_figure(demo):
     results = json.load(open(demo['out'] / 'demo_results.json'))
-    assert set(results['backbones']) == {'1', '2'}
+    assert list(results['backbones']) == ['filled boxes', 'DenseCRF', 'LPG round 1', 'LPG round 2', 'ground truth']
     assert list(results['pseudo masks']) == ['filled boxes', 'DenseCRF', 'LPG round 1', 'LPG round 2',
-                                             'LPG round 1, overlap confidence', 'LPG round 1, overlap smaller']
+                                             'LPG round 2, uniform probabilities', 'LPG round 1, overlap confidence',
+                                             'LPG round 1, overlap smaller']
     assert 0 < results['pseudo masks']['filled boxes']['Mean IoU'] < 1
     assert results['pseudo masks']['filled boxes']['box foreground']['recall'] == 1.0  # a filled box misses nothing
     for row in results['backbones'].values():
         assert all(0 <= row[key] <= 1 for key in ('without CRF', 'with CRF'))
     for step in ('round 1: train LPG', 'round 2: train LPG', 'round 1: train COCO-60 backbone', 'compare pseudo masks'):
         assert results['step_seconds'][step] > 0
-    assert '| LPG round 2 |' in demo['log'] and '| DenseCRF |' in demo['log']
+    assert '| LPG round 2 |' in demo['log'] and '| DenseCRF |' in demo['log'] and '| ground truth |' in demo['log']
+    masks = {name: row['Mean IoU'] for name, row in results['pseudo masks'].items()}
+    gain = f'round 2: {100 * (masks["LPG round 2"] - masks["LPG round 1"]):+.1f} points over round 1, of which ' \
+           f'{100 * (masks["LPG round 2"] - masks["LPG round 2, uniform probabilities"]):+.1f} come from reading'
+    assert gain in demo['log']
+    for step in ('baseline box: train VOC backbone', 'ground truth: test VOC backbone + CRF',
+                 'round 2: train LPG, uniform probabilities', 'round 2: VOC pseudo masks, uniform probabilities'):
+        assert results['step_seconds'][step] > 0
     figure = np.asarray(Image.open(demo['figs'] / 'demo_pseudo_masks.png'))
     assert figure.ndim == 3 and figure.shape[0] > 3 * 128 and figure.shape[1] > 6 * 128
     curves = np.asarray(Image.open(demo['figs'] / 'demo_training_curves.png'))
@@ -100,6 +108,30 @@ def test_score_files(demo):
         assert np.asarray(masks['confusion']).shape == (21, 21)
     crf_dir = demo['work'] / 'backbone_voc' / 'Round_1' / 'eval_val' / 'crf'
     assert len(os.listdir(crf_dir)) == 4
+    for masks in ('box', 'crf', 'ground_truth'):  # --compare_backbones: the same backbone on the other masks
+        scores = json.load(open(demo['work'] / 'backbone_voc' / masks / 'eval_val' / 'scores_crf.json'))
+        assert scores['num_images'] == 4 and 0 <= scores['with CRF']['Mean IoU'] <= 1
+    trained_on = json.load(open(demo['work'] / 'backbone_voc' / 'ground_truth' / 'record.json'))
+    assert trained_on['identity']['settings']['label_path_name'] == 'SegmentationClassAug'
+
+
+def test_uniform_ablation_differs_from_the_method_only_in_the_probability_channel(demo):
+    """run_rounds.py --uniform_ablation: the ablation's round-2 generator starts from the same round-1 generator
+    and trains on the same data for the same iterations; only the channel it reads differs."""
+    method, ablation = (json.load(open(demo['work'] / folder / 'Round_2' / 'record.json'))
+                        for folder in ('lpg', 'lpg_uniform'))
+    settings = method['identity']['settings'], ablation['identity']['settings']
+    assert set(settings[0]) == set(settings[1])
+    assert {key for key in settings[0] if settings[0][key] != settings[1][key]} == {'init_seg_model_path', 'seg_probs'}
+    assert settings[1]['seg_probs'] == 'uniform' and settings[1]['init_seg_model_path'] is None
+    inputs = method['identity']['inputs'], ablation['identity']['inputs']
+    assert set(inputs[0]) == set(inputs[1])
+    assert {key for key in inputs[0] if inputs[0][key] != inputs[1][key]} == {'init_seg_model'}
+    assert inputs[1]['init_seg_model'] is None
+    assert method['target'] == ablation['target']
+    ids = read_split(split_file(demo['voc_root'], 'train_aug'))
+    assert sorted(os.listdir(demo['work'] / 'pseudo_voc' / 'vgg16_Round2_uniform')) == \
+        sorted(f'{i}.png' for i in ids) + ['record.json']
 
 
 def test_rerun_skips_finished_steps(demo):

@@ -117,9 +117,12 @@ class RunLayout:
     """The work folder of run_rounds.py (and the demo):
 
         lpg/Round_<R>/LPG_Round<R>.pth                 trainLPG.py --model_save_path lpg
+        lpg_uniform/Round_<R>/LPG_Round<R>.pth         the same with --seg_probs uniform (the ablation)
         pseudo_<dataset>/<model_type>_Round<R>/, box/  genPseudoMasks.py (dataset voc or coco)
         pseudo_<dataset>/scores_masks_*.json           test.py --type masks
         backbone_<dataset>/Round_<R>/<model_type>_final.pth, eval_<split>/   main.py, test.py
+        backbone_voc/<masks>/...                        a VOC backbone on other masks: a baseline's (box,
+                                                        grabcut, crf) or the ground truth (ground_truth)
         logs/<step>.log                                 each step's output
         summary.json
     """
@@ -127,24 +130,28 @@ class RunLayout:
     def __init__(self, work_dir):
         self.work_dir = os.path.abspath(work_dir)
 
-    @property
-    def lpg_root(self):
-        return os.path.join(self.work_dir, 'lpg')
+    def lpg_root(self, seg_probs='backbone'):
+        """The generators' --model_save_path: `lpg`, or `lpg_uniform` for those that read uniform probabilities."""
+        return os.path.join(self.work_dir, 'lpg' if seg_probs == 'backbone' else f'lpg_{seg_probs}')
 
-    def lpg(self, round_):
-        return lpg_weights(self.lpg_root, round_)
+    def lpg(self, round_, seg_probs='backbone'):
+        return lpg_weights(self.lpg_root(seg_probs), round_)
 
     def pseudo_root(self, dataset):
         return os.path.join(self.work_dir, f'pseudo_{dataset}')
 
-    def pseudo_masks(self, dataset, method, model_type, round_):
-        return pseudo_mask_dir(self.pseudo_root(dataset), method, model_type, round_)
+    def pseudo_masks(self, dataset, method, model_type, round_, seg_probs='backbone'):
+        return pseudo_mask_dir(self.pseudo_root(dataset), method, model_type, round_, seg_probs=seg_probs)
 
-    def mask_scores(self, dataset, method, model_type, round_):
-        return mask_scores_file(self.pseudo_root(dataset), self.pseudo_masks(dataset, method, model_type, round_))
+    def mask_scores(self, dataset, method, model_type, round_, seg_probs='backbone'):
+        return mask_scores_file(self.pseudo_root(dataset),
+                                self.pseudo_masks(dataset, method, model_type, round_, seg_probs))
 
     def backbone_dir(self, dataset, round_):
-        return os.path.join(self.work_dir, f'backbone_{dataset}', f'Round_{round_}')
+        """`Round_<R>` for the backbone of round R (an int), the masks' name for any other backbone (a str: a
+        baseline's method, or `ground_truth`)."""
+        return os.path.join(self.work_dir, f'backbone_{dataset}',
+                            f'Round_{round_}' if isinstance(round_, int) else round_)
 
     def backbone(self, dataset, model_type, round_):
         return backbone_weights(self.backbone_dir(dataset, round_), model_type)

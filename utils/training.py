@@ -82,14 +82,17 @@ def unwrap(model):
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def poly_lr(base_lr, iteration, max_iterations, power=0.9):
-    return base_lr * (1.0 - iteration / max_iterations) ** power
+def poly_lr(base_lr, iteration, max_iterations, power=0.9, warmup=0):
+    """The release's poly schedule, base_lr x (1 - it/max)^power; with `warmup` > 0 (not in the release) the
+    first `warmup` iterations also ramp linearly up to it: x (it + 1) / warmup."""
+    ramp = min(1.0, (iteration + 1) / warmup) if warmup > 0 else 1.0
+    return base_lr * ramp * (1.0 - iteration / max_iterations) ** power
 
 
-def set_poly_lr(optimizer, iteration, max_iterations, power=0.9):
-    """Set every param group's lr to its `initial_lr` x (1 - it/max)^power."""
+def set_poly_lr(optimizer, iteration, max_iterations, power=0.9, warmup=0):
+    """Set every param group's lr to its `initial_lr` x (1 - it/max)^power (and the warm-up ramp)."""
     for group in optimizer.param_groups:
-        group['lr'] = poly_lr(group['initial_lr'], iteration, max_iterations, power)
+        group['lr'] = poly_lr(group['initial_lr'], iteration, max_iterations, power, warmup)
 
 
 def infinite_batches(loader):
