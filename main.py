@@ -174,6 +174,9 @@ def main(args):
     # The data are checked before anything is written.
     dataset = build_dataset(args)
     drop_bad_samples(ctx, dataset, 'training images', args.skip_bad)
+    # Made before the run begins, so that a batch size the data cannot fill is refused before anything is written.
+    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
+                             drop_last=lambda samples, batch: samples >= batch)
     run_files = [last_path, final_path]
     begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
         run_files + [path for _, path in snapshot_files(args.save_path, snapshots)] + [record.path]))
@@ -181,8 +184,6 @@ def main(args):
 
     spec, source = data_source(args)
     num_classes = len(spec.class_names(source))
-    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
-                             drop_last=lambda samples, batch: samples >= batch)
     backbone = get_backbone(args.model_type)
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:

@@ -237,14 +237,15 @@ def main(args):
     # The data are checked before anything is written.
     dataset = build_dataset(args, ctx)
     drop_bad_samples(ctx, dataset, f'{dataset.what} images', args.skip_bad)
+    # A short last batch is used, except a lone sample: batch norm in training needs more than one value
+    # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
+    # Made before the run begins, so that a batch size the data cannot fill is refused before anything is written.
+    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
+                             drop_last=lambda samples, batch: samples % batch == 1, min_batch=2)
     run_files = [last_path, final_path]
     begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
         run_files + [path for _, path in snapshot_files(record.folder, snapshots)] + [record.path]))
     seed_everything(args.seed + ctx.rank, args.deterministic)
-    # A short last batch is used, except a lone sample: batch norm in training needs more than one value
-    # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
-    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
-                             drop_last=lambda samples, batch: samples % batch == 1)
     lpg, backbone = build_models(args, ctx, precision)
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     for group in optimizer.param_groups:

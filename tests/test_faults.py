@@ -1,6 +1,7 @@
 """The fault suite: faults a user meets in multi-day jobs, each built in tmp_path. Every case asserts the
 message, the exit status and that nothing written earlier was lost."""
 import errno
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import run_rounds
 import test as test_backbone
 import trainLPG
 from datasets import io as file_io
-from datasets.synthetic import make_demo_data
+from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file
 from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import ROOT, cli, write_coco
@@ -405,3 +406,39 @@ def load_json(path):
     import json
     with open(path) as handle:
         return json.load(handle)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def one_sample_set(tmp_path):
+    """A custom auxiliary set of one image with one annotation: one (image, class) LPG sample."""
+    sets = make_custom_data(str(tmp_path / 'custom'), num_images=2, image_size=64, seed=3)
+    annotations, image_dir = sets['aux']
+    data = json.load(open(annotations))
+    first = data['annotations'][0]
+    data['images'] = [image for image in data['images'] if image['id'] == first['image_id']]
+    data['annotations'] = [first]
+    path = tmp_path / 'one.json'
+    path.write_text(json.dumps(data))
+    return ['--dataset', 'custom', '--annotations', path, '--image_dir', image_dir]
+
+
+def test_a_set_that_fills_no_batch_stops_at_once(tmp_path):
+    """One sample and --batch_size 8: the lone sample is left out (batch norm needs two), so the loader yields no
+    batch; the run stops with the count and the flag instead of waiting for a batch forever."""
+    flags = one_sample_set(tmp_path) + ['--round', 1, '--model_save_path', tmp_path / 'lpg', '--batch_size', 8,
+                                        '--crop_size', 128, '--num_max_iterations', 2, *CPU]
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'trainLPG.py')] + [str(f) for f in flags], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert '1 training sample(s) with --batch_size 8: the loader yields no batch' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert not os.path.exists(layout.lpg_weights(str(tmp_path / 'lpg'), 1))
+    assert not os.path.exists(layout.last_checkpoint(layout.lpg_dir(str(tmp_path / 'lpg'), 1)))
+
+
+def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monkeypatch):
+    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path / 'lpg',
+                          '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and message == ('--batch_size 1 gives 1 sample per step: this network trains batch norm, which '
+                                       'needs at least 2 samples per process')
+    assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))

@@ -48,16 +48,27 @@ def per_process_batch(global_batch, ctx):
     return global_batch // ctx.world_size
 
 
-def training_loader(dataset, global_batch, ctx, workers, seed, drop_last):
+def training_loader(dataset, global_batch, ctx, workers, seed, drop_last, min_batch=1):
     """Shuffled batches of this process's share of the data. drop_last(samples, batch) says whether a
-    short last batch is left out; samples counts this process's share."""
+    short last batch is left out; samples counts this process's share. min_batch: the fewest samples a process
+    may take per step (2 for a network whose batch norm trains). Refuses, before any work, a --batch_size below
+    it and data that would yield no batch (an iteration-based loop would wait for one forever)."""
     batch = per_process_batch(global_batch, ctx)
+    share = f' on each of {ctx.world_size} processes' if ctx.distributed else ''
+    if batch < min_batch:
+        raise SystemExit(f'--batch_size {global_batch} gives {batch} sample per step{share}: this network trains '
+                         f'batch norm, which needs at least {min_batch} samples per process')
     sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.distributed \
         else None
     samples = len(sampler) if sampler is not None else len(dataset)
-    return DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
-                      pin_memory=ctx.device.type == 'cuda', drop_last=drop_last(samples, batch),
-                      persistent_workers=workers > 0)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
+                        pin_memory=ctx.device.type == 'cuda', drop_last=drop_last(samples, batch),
+                        persistent_workers=workers > 0)
+    if len(loader) == 0:
+        raise SystemExit(f'{samples} training sample(s){share} with --batch_size {global_batch}: the loader yields '
+                         f'no batch (a batch needs at least {max(min_batch, 2)} samples here); add samples or lower '
+                         '--batch_size')
+    return loader
 
 
 def convert_sync_bn(model, ctx, enabled):
