@@ -442,3 +442,18 @@ def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monke
     assert status == 1 and message == ('--batch_size 1 gives 1 sample per step: this network trains batch norm, which '
                                        'needs at least 2 samples per process')
     assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))
+
+
+def test_a_mask_value_beyond_the_classes_is_not_scored_as_a_class(data, tmp_path, monkeypatch):
+    """A VOC mask holding 37 (21 classes): the confusion matrix would count it in another cell, so scoring stops
+    naming the file and the value."""
+    pred = tmp_path / 'masks'
+    shutil.copytree(os.path.join(data['voc'], 'SegmentationClassAug'), pred)
+    first = read_split(split_file(data['voc'], 'train_aug'))[0]
+    mask = np.asarray(Image.open(pred / f'{first}.png')).copy()
+    mask[0, :3] = 37
+    file_io.save_palette_png(str(pred / f'{first}.png'), mask)
+    status, message = cli(test_backbone, '--type', 'masks', '--root_path', data['voc'], '--pred_dir', pred,
+                          '--split', 'train_aug', '--save_path', tmp_path, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and message.startswith(f'{pred / first}.png: values [37] are not classes')
+    assert not os.path.exists(layout.mask_scores_file(str(tmp_path), str(pred)))

@@ -152,6 +152,10 @@ def score_masks(pred_dir, gt_dir, items, num_classes):
         pred = read_label(pred_path)
         if pred.shape != gt.shape:
             raise SystemExit(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
+        if pred.max(initial=0) >= num_classes:
+            values = sorted(int(v) for v in np.unique(pred[pred >= num_classes]))
+            raise SystemExit(f'{pred_path}: values {values} are not classes: a mask of {num_classes} classes holds '
+                             f'0..{num_classes - 1} only (a pixel of another value would be counted as a class)')
         hist += confusion_matrix(gt, pred, num_classes)
         region = box_mask([box[1:] for box in boxes], *gt.shape).astype(bool) & (gt != IGNORE_LABEL)
         predicted, true = (pred > 0) & region, (gt > 0) & region
