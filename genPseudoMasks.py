@@ -76,7 +76,8 @@ def get_args_parser():
     add_source_args(parser, 'a COCO-format json with the boxes (any categories)')
     parser.add_argument('--instances', action='store_true',
                         help='--dataset custom: one mask per box annotation, the generator run on that box alone '
-                        '(touching objects of a class stay apart), in pseudo_masks.json; the PNGs still hold classes')
+                        '(touching objects of a class stay apart), in pseudo_masks.json; a crowd box (iscrowd 1) '
+                        'gets its mask too and keeps iscrowd 1 there; the PNGs still hold classes')
     parser.add_argument('--split_file', help='image id list to use instead of the dataset split')
     parser.add_argument('--batch_size', type=int, default=16, help='(image, class) pairs per generator forward')
     parser.add_argument('--image_batch_size', type=int, default=8,

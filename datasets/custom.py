@@ -88,7 +88,8 @@ def write_target_outputs(annotations, out_dir, instances_dir=None):
 
     Semantic (default): one annotation per (image, class) of each PNG. With instances_dir, one annotation per
     box, its own mask, read from <instances_dir>/<name>.json (the RLEs of the image's boxes, in annotation
-    order); each names its box annotation as source_annotation. Returns the json path."""
+    order); each names its box annotation as source_annotation, and a crowd box's keeps iscrowd 1. Returns the
+    json path."""
     instances = load_instances(annotations, need_segmentation=False)
     classes = target_classes(instances)
     write_json(os.path.join(out_dir, 'classes.json'), class_table(classes))
@@ -103,8 +104,9 @@ def write_target_outputs(annotations, out_dir, instances_dir=None):
             with open(os.path.join(instances_dir, f'{name}.json')) as handle:
                 masks = json.load(handle)
             for source, mask in zip(per_image.get(image_id, []), masks):
+                # A crowd box (a group of objects) keeps its iscrowd: 1, as COCO's tools expect.
                 results.append(dict(mask, id=len(results) + 1, image_id=image_id, category_id=source['category_id'],
-                                    source_annotation=source.get('id')))
+                                    iscrowd=1 if source.get('iscrowd') else 0, source_annotation=source.get('id')))
             continue
         label = read_label(png)
         for index in sorted(set(np.unique(label).tolist()) - {0, 255}):

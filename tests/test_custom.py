@@ -85,6 +85,19 @@ def touching_boxes_json(tmp_path, custom):
     return str(path), boxes
 
 
+def test_instances_keep_a_crowd_box_marked_as_crowd(custom, tmp_path):
+    annotations, _ = touching_boxes_json(tmp_path, custom)
+    data = json.load(open(annotations))
+    data['annotations'][1]['iscrowd'] = 1
+    open(annotations, 'w').write(json.dumps(data))
+    out = genPseudoMasks.main(parse(genPseudoMasks, '--dataset', 'custom', '--annotations', annotations, '--image_dir',
+                                    custom['target']['image_dir'], '--custom_test_size', 128, '--method', 'box',
+                                    '--instances', '--custom_proposals_dir', tmp_path / 'instances', *CPU))
+    result = json.load(open(os.path.join(out, 'pseudo_masks.json')))['annotations']
+    assert [(a['source_annotation'], a['iscrowd']) for a in result] == [(11, 0), (12, 1)]
+    assert decode(result[1]).any()
+
+
 def test_instances_separate_touching_boxes_of_one_class(custom, tmp_path):
     annotations, boxes = touching_boxes_json(tmp_path, custom)
     t = custom['target']
