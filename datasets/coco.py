@@ -8,6 +8,7 @@ import os
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
 from .io import folder_in_root
 from .lpg_samples import LPGSampleDataset
+from .voc import read_split
 
 
 def coco_image_id(image_id):
@@ -16,6 +17,19 @@ def coco_image_id(image_id):
         return f'{int(image_id):012d}'
     except (TypeError, ValueError):
         raise ValueError(f'not a COCO image id: {image_id!r}') from None
+
+
+def read_coco_ids(path):
+    """A split file of COCO image ids: numbers (139 or 000000000139), one per line, read as read_split reads a
+    VOC one. A line that is not a number is refused, naming the file and the line."""
+    ids = read_split(path)
+    bad = [image_id for image_id in ids if not image_id.isdigit()]
+    if bad:
+        with open(path) as handle:
+            number = next(n for n, line in enumerate(handle, 1) if line.strip() == bad[0])
+        raise ValueError(f'{path}, line {number}: {bad[0]!r} is not a COCO image id (a number, such as 139 or '
+                         '000000000139)')
+    return ids
 
 
 def bbox_annos_path(coco_root, split='train2017'):
@@ -88,16 +102,23 @@ def coco_items(coco_root, ids, label_dir, split='train2017'):
     return items
 
 
-def coco_box_items(coco_root, split='train2017', ids=None):
+def coco_box_items(coco_root, split='train2017', ids=None, errors=None):
     """BoxImageDataset items for COCO-60 from the parseCOCO bbox json: non-VOC boxes only, classes 1..60.
 
-    image_id is the 12-digit name; images without a non-VOC box are skipped. ids (ints or strings)
-    restricts and orders the images; by default all images of the json, in its order."""
+    image_id is the 12-digit name; images without a non-VOC box are skipped. ids (ints or digit strings)
+    restricts and orders the images; by default all images of the json, in its order. An id the json does not
+    have fails: with an errors list it is collected there as (image_id, message), otherwise it raises."""
     annotations = load_bbox_annos(coco_root, split)
     keys = list(annotations) if ids is None else [str(int(image_id)) for image_id in ids]
     items = []
     for key in keys:
-        boxes = non_voc_boxes(annotations.get(key, ()))
+        if key not in annotations:
+            message = f'{bbox_annos_path(coco_root, split)} has no image {key} (it is in the id list)'
+            if errors is None:
+                raise ValueError(message)
+            errors.append((coco_image_id(key), message))
+            continue
+        boxes = non_voc_boxes(annotations[key])
         if boxes:
             name = coco_image_id(key)
             items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), boxes))

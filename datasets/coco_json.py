@@ -43,11 +43,17 @@ def load_instances(path, known_categories=None, need_segmentation=True):
     images = {}
     for image in instances['images']:
         try:
-            images[image['id']] = {'height': int(image['height']), 'width': int(image['width']),
-                                   'file_name': str(image.get('file_name', ''))}
+            image_id, entry = image['id'], {'height': int(image['height']), 'width': int(image['width']),
+                                            'file_name': str(image.get('file_name', ''))}
         except (KeyError, TypeError, ValueError):
             raise ValueError(f'malformed COCO annotation file {path}: image entry {image!r:.200} '
                              f'lacks an integer id, height or width') from None
+        if image_id in images and images[image_id] != entry:
+            raise ValueError(f'malformed COCO annotation file {path}: image id {image_id} has two entries, '
+                             f'{images[image_id]} and {entry}; its labels would be drawn at the size of one of them')
+        if image_id in images:
+            warnings.warn(f'{path}: image id {image_id} is listed twice with the same entry (used once)')
+        images[image_id] = entry
     categories = []
     for category in instances.get('categories') or []:
         if not isinstance(category, dict) or 'id' not in category or 'name' not in category:

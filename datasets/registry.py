@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import custom
-from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items
+from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items, read_coco_ids
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
 from .io import folder_in_root
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
@@ -156,7 +156,7 @@ register_dataset(DatasetSpec(
 
 # ---------------------------------------------------------------------------------------------- COCO-60
 def _coco_box_items(source, split, ids_file=None, errors=None):
-    return coco_box_items(source['root'], split, read_split(ids_file) if ids_file else None)
+    return coco_box_items(source['root'], split, read_coco_ids(ids_file) if ids_file else None, errors)
 
 
 def _coco_box_inputs(source, split, ids_file=None):
@@ -167,7 +167,7 @@ def _coco_segmentation_items(source, label_dir, split, ids_file=None):
     """Every image with a mask in label_dir (pseudo masks exist only for images with non-VOC boxes),
     unless an id list is given."""
     if ids_file:
-        ids = read_split(ids_file)
+        ids = read_coco_ids(ids_file)
     else:
         directory = folder_in_root(source['root'], label_dir)
         ids = sorted(name[:-4] for name in os.listdir(directory) if name.endswith('.png'))

@@ -20,6 +20,7 @@ import run_rounds
 import test as test_backbone
 import trainLPG
 from datasets import io as file_io
+from datasets.coco_json import load_instances
 from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file
 from models import DeepLabLargeFOV, LPGNet
@@ -457,3 +458,36 @@ def test_a_mask_value_beyond_the_classes_is_not_scored_as_a_class(data, tmp_path
                           '--split', 'train_aug', '--save_path', tmp_path, *CPU, monkeypatch=monkeypatch)
     assert status == 1 and message.startswith(f'{pred / first}.png: values [37] are not classes')
     assert not os.path.exists(layout.mask_scores_file(str(tmp_path), str(pred)))
+
+
+# ---------------------------------------------------------------------------------------------- COCO ids
+def test_a_coco_image_id_listed_twice_with_two_sizes_is_refused(tmp_path, monkeypatch):
+    path = write_coco(str(tmp_path))
+    data = json.load(open(path))
+    first = data['images'][0]
+    data['images'].append(dict(first))  # the same entry again: used once, with a warning
+    json.dump(data, open(path, 'w'))
+    with pytest.warns(UserWarning, match=f'image id {first["id"]} is listed twice with the same entry'):
+        assert load_instances(path).images[first['id']]['height'] == first['height']
+    data['images'][-1] = dict(first, height=first['height'] + 7)
+    json.dump(data, open(path, 'w'))
+    status, message = cli(parseCOCO, '--dataRoot', tmp_path, monkeypatch=monkeypatch)
+    assert status == 1 and message.startswith(f'error: malformed COCO annotation file {path}: image id {first["id"]} has '
+                                              'two entries')
+    assert str(first['height'] + 7) in message and not os.path.exists(tmp_path / 'train2017_seg60')
+
+
+def test_coco_ids_missing_from_the_json_fail_by_name(data, lpg_path, tmp_path, monkeypatch, capsys):
+    names = sorted(name[:-4] for name in os.listdir(os.path.join(data['coco'], 'train2017_seg60')))[:2]
+    ids = tmp_path / 'ids.txt'
+    ids.write_text(f'{int(names[0])}\n999999\n{names[1]}\n')
+    flags = ['--dataset', 'coco', '--round', 1, '--model_path_test', lpg_path, '--coco_root_dir', data['coco'],
+             '--coco_proposals_dir', tmp_path / 'out', '--coco_test_size', 128, '--split_file', ids, *CPU]
+    status, message = cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)
+    assert status == 1 and 'has no image 999999 (it is in the id list)' in message
+    assert sorted(pngs(layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == [f'{n}.png' for n in names]
+    assert '3 images: 2 written, 0 already done, 1 failed' in capsys.readouterr().out
+    ids.write_text(f'{names[0]}\n\nimage_7\n')
+    status, message = cli(genPseudoMasks, *flags, '--coco_proposals_dir', tmp_path / 'out2', monkeypatch=monkeypatch)
+    assert status == 1 and message == (f"error: {ids}, line 3: 'image_7' is not a COCO image id (a number, such as 139 or "
+                                       '000000000139)')
