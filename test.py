@@ -236,6 +236,8 @@ def main(args):
                        layout.eval_subdir(save_path, 'overlays'))
     failed = {image_id: reason for found in ctx.all_gather_objects(
         [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]) for image_id, reason in found}
+    # An image that could not be read has no logits: say why it could not be read.
+    failed.update({image_id: f'no logits: {reason}' for image_id, reason in unreadable if image_id in failed})
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
                'num_scored': len(items) - len(failed), 'failed': failed}
     confusion = {}

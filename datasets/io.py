@@ -107,10 +107,15 @@ def read_image_bgr(path):
         raise FileNotFoundError(f'image file not found: {path}')
     with open(path, 'rb') as handle:
         data = handle.read()
+    if not data:
+        raise ValueError(f'image file {path} is empty (0 bytes)')
     for start, end in _END_MARKERS:
         if data.startswith(start) and end not in data[-1024:]:
             raise ValueError(f'image file {path} is truncated (its end-of-image marker is missing)')
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as error:  # every decode failure is the file's, named as such
+        raise ValueError(f'could not decode image file {path}: {str(error).strip()}') from None
     if image is None:
         raise ValueError(f'could not decode image file {path} (corrupt or not an image)')
     return image.astype(np.float32)

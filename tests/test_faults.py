@@ -491,3 +491,30 @@ def test_coco_ids_missing_from_the_json_fail_by_name(data, lpg_path, tmp_path, m
     status, message = cli(genPseudoMasks, *flags, '--coco_proposals_dir', tmp_path / 'out2', monkeypatch=monkeypatch)
     assert status == 1 and message == (f"error: {ids}, line 3: 'image_7' is not a COCO image id (a number, such as 139 or "
                                        '000000000139)')
+
+
+# ---------------------------------------------------------------------------------------------- empty files
+def test_a_zero_byte_image_is_a_per_image_failure_everywhere(data, lpg_path, tmp_path, monkeypatch, capsys):
+    """Generation, training's up-front check and test.py each name the empty file and go on with the others."""
+    train_ids = read_split(split_file(data['voc'], 'train_aug'))
+    val_ids = read_split(split_file(data['voc'], 'val'))
+    for image_id in (train_ids[1], val_ids[0]):
+        open(os.path.join(data['voc'], 'JPEGImages', f'{image_id}.jpg'), 'wb').close()
+    empty = os.path.join(data['voc'], 'JPEGImages', f'{train_ids[1]}.jpg')
+
+    status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out'), monkeypatch=monkeypatch)
+    assert status == 1 and f'{train_ids[1]}: image file {empty} is empty (0 bytes)' in message
+    assert '6 images: 5 written, 0 already done, 1 failed' in capsys.readouterr().out
+
+    status, message = cli(train_backbone, *backbone_flags(data, tmp_path / 'run', '--num_iterations', 1),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and '1 of 6 training images are bad' in message and 'is empty (0 bytes)' in message
+    assert 'Traceback' not in message
+
+    model = tmp_path / 'vgg16_final.pth'
+    save_checkpoint(model, **DeepLabLargeFOV(num_classes=21).state_dict())
+    status, message = cli(test_backbone, '--type', 'test', '--root_path', data['voc'], '--model_path', model,
+                          '--test_size', 65, *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and 'is empty (0 bytes)' in message
+    scores = load_json(layout.scores_file(layout.eval_dir(str(model), 'val'), 'test'))
+    assert scores['num_scored'] == len(val_ids) - 1 and list(scores['failed']) == [val_ids[0]]
