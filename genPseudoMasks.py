@@ -34,6 +34,7 @@ from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, generate_foregro
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
+from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.precision import Precision, add_amp_arg
 from utils.baselines import box_foreground, crf_foreground, grabcut_foreground
 from utils.records import Record, settings_of
@@ -254,8 +255,11 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
     loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box), batch_size=image_batch,
                         num_workers=workers, collate_fn=collate_boxes, pin_memory=device.type == 'cuda')
     failed = []
-    with BackgroundWriter(writer_threads) as writer:
+    # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
+    with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
         for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not progress):
+            if INTERRUPTS.pending():
+                break
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
             # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
@@ -266,6 +270,8 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
                 label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, sample['entry_boxes'])
                 write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
                               entries.cpu().numpy() if per_box else None)
+    stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
+                        'the same command to make the others (the written ones are skipped)')
     return failed
 
 

@@ -37,6 +37,7 @@ from models.backbones import SCRATCH_INITS, backbone_names
 from utils import layout
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
+from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.precision import AMP_CHOICES
 from utils.runtime import comma_list, run_script, str2bool
 
@@ -190,7 +191,10 @@ class Runner:
                                   if self.args.threads else {}))
         tic = time.time()
         with open(log_path, 'w') as log:
-            code = subprocess.run(cmd, cwd=HERE, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            code = run_step_process(cmd, log, env)
+        stop_if_interrupted(lambda signal_name: f'interrupted by {signal_name} during step "{name}", which saved what '
+                            f'it had (see {log_path}); rerun run_rounds.py with the same flags to continue: finished '
+                            'steps are skipped, training resumes from its checkpoint')
         if code:
             with open(log_path) as log:
                 tail = ''.join(log.readlines()[-15:])
@@ -275,6 +279,28 @@ def backbone_schedule(a):
     return optional(['--num_iterations', a.backbone_iterations, '--batch_size', a.backbone_batch_size,
                      '--crop_size', a.backbone_crop_size, '--lr', a.backbone_lr,
                      '--warmup_iterations', a.backbone_warmup_iterations])
+
+
+def run_step_process(cmd, log, env):
+    """Run one step and return its exit status. The step runs in its own session, so a Ctrl-C at the terminal
+    reaches run_rounds.py only: a SIGTERM or SIGINT is passed on to the step once (it saves and exits), and
+    run_rounds.py waits for it; a second signal stops both at once."""
+    process = subprocess.Popen(cmd, cwd=HERE, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    forwarded = False
+    try:
+        with INTERRUPTS.guard():
+            while True:
+                try:
+                    return process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    signum = INTERRUPTS.pending()
+                    if signum and not forwarded:
+                        process.send_signal(signum)
+                        forwarded = True
+    finally:
+        if process.poll() is None:  # run_rounds.py is stopping at once: so does the step
+            process.kill()
+            process.wait()
 
 
 def run_round(runner, r, run, last_round):

@@ -35,15 +35,15 @@ CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these test
 def spawn(script, *flags):
     return subprocess.Popen([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1'))
 
 
-def kill_when(process, condition, timeout=120):
-    """SIGKILL `process` as soon as condition() holds; returns whether it was still running then."""
+def kill_when(process, condition, timeout=120, sig=signal.SIGKILL):
+    """Send `sig` to `process` as soon as condition() holds; returns whether it was still running then."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         if condition():
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(sig)
             process.wait()
             return True
         time.sleep(0.01)
@@ -518,3 +518,69 @@ def test_a_zero_byte_image_is_a_per_image_failure_everywhere(data, lpg_path, tmp
     assert status == 1 and 'is empty (0 bytes)' in message
     scores = load_json(layout.scores_file(layout.eval_dir(str(model), 'val'), 'test'))
     assert scores['num_scored'] == len(val_ids) - 1 and list(scores['failed']) == [val_ids[0]]
+
+
+# ---------------------------------------------------------------------------------------------- preemption
+def test_sigterm_saves_the_training_state_and_resume_finishes(data, tmp_path):
+    """A scheduler's SIGTERM: the update in progress finishes, checkpoint_last.pth holds that iteration, one line
+    says so, the status is 143, and --resume continues from that iteration to the end."""
+    def flags(total):
+        return backbone_flags(data, tmp_path / 'run', '--num_iterations', total, '--num_save_model', 1000,
+                              '--num_print_log', 1)
+    process = spawn('main.py', *flags(400))
+    lines = []
+
+    def trained_a_few():
+        lines.append(process.stdout.readline())
+        return lines[-1].startswith('iter 3/')
+    assert kill_when(process, trained_a_few, sig=signal.SIGTERM), 'the run ended before it could be stopped'
+    output = ''.join(lines) + process.stdout.read()
+    assert process.returncode == 143, output[-2000:]
+    assert 'Traceback' not in output
+    stopped = load_checkpoint(layout.last_checkpoint(str(tmp_path / 'run')))['iteration']
+    assert 3 <= stopped < 400
+    assert f'interrupted by SIGTERM at iteration {stopped}; checkpoint saved' in output and '--resume' in output
+    assert not os.path.exists(layout.backbone_weights(str(tmp_path / 'run'), 'vgg16'))
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *map(str, flags(stopped + 2)), '--resume'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f'at iteration {stopped}' in done.stdout
+
+
+def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_path, tmp_path, monkeypatch, capsys):
+    """Ctrl-C: the batch in flight is written, one line says how to continue, the status is 130; the rerun makes
+    the rest, and the masks are those of an uninterrupted run."""
+    flags = generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512)
+    out = layout.pseudo_mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
+    process = spawn('genPseudoMasks.py', *flags)
+    assert kill_when(process, lambda: len(pngs(out)) >= 1, sig=signal.SIGINT)
+    output = process.stdout.read()
+    assert process.returncode == 130 and 'Traceback' not in output, output[-2000:]
+    assert 'interrupted by SIGINT: the masks written so far are complete and kept' in output
+    assert 1 <= len(pngs(out)) < 6
+    assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
+    assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512),
+               monkeypatch=monkeypatch)[0] == 0
+    whole = pngs(layout.pseudo_mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
+    cut = pngs(out)
+    assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)
+
+
+def test_sigint_to_run_rounds_lets_the_running_step_save(data, tmp_path):
+    """Ctrl-C at the terminal reaches run_rounds.py, which passes it on once to the training step: the step saves
+    its state at the current iteration, and run_rounds.py says how to continue (status 130)."""
+    work = tmp_path / 'work'
+    process = spawn('run_rounds.py', '--voc_root_dir', data['voc'], '--coco_root_dir', data['coco'], '--work_dir', work,
+                    '--rounds', 1, '--lpg_iterations', 400, '--lpg_batch_size', 2, '--lpg_crop_size', 128,
+                    '--baselines', '', '--score_masks', 'false', '--from_scratch', '--cuda', 'false', '--workers', 0,
+                    '--threads', 1, '--overwrite')  # the copied data's files are newer than their records
+    log = RunLayout(str(work)).step_log('round 1: train LPG')
+
+    def training():
+        return os.path.exists(log) and 'samples, 400 iterations' in open(log).read()
+    assert kill_when(process, training, sig=signal.SIGINT), 'the run ended before it could be interrupted'
+    output = process.stdout.read()
+    assert process.returncode == 130 and 'Traceback' not in output, output[-2000:]
+    assert 'interrupted by SIGINT during step "round 1: train LPG"' in output and 'rerun run_rounds.py' in output
+    stopped = load_checkpoint(layout.last_checkpoint(layout.lpg_dir(str(work / 'lpg'), 1)))['iteration']
+    assert 1 <= stopped < 400 and f'interrupted by SIGINT at iteration {stopped}; checkpoint saved' in open(log).read()

@@ -16,6 +16,7 @@ from datasets.constants import IGNORE_LABEL
 from datasets.io import BackgroundWriter, atomic_open, read_image_bgr, read_label, save_palette_png
 from datasets.segmentation import TestImageDataset
 from utils.crf import DenseCRF
+from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.metric import confusion_matrix, scores_from_confusion
 
 
@@ -57,8 +58,11 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
     loader = DataLoader(TestImageDataset(todo, pad_to), batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_boxes, pin_memory=precision.device.type == 'cuda')
     failed = []
-    with BackgroundWriter(writer_threads) as writer:
+    # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
+    with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
         for samples in tqdm(loader, desc='logits', unit='batch', disable=not progress):
+            if INTERRUPTS.pending():
+                break
             by_size = {}
             for sample in samples:
                 if 'error' in sample:
@@ -72,6 +76,8 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
                 for sample, image_logits in zip(group, logits.float().cpu().numpy()):
                     writer.submit(save_logits, os.path.join(logits_dir, f'{sample["image_id"]}.npz'), image_logits,
                                   size, sample['image_size'])
+    stop_if_interrupted(lambda name: f'interrupted by {name}: the logits written so far are complete and kept; rerun '
+                        'the same command to compute the others and score (the written ones are skipped)')
     return failed
 
 

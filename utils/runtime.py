@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from utils.distributed import close_distributed
+from utils.interrupts import INTERRUPTS
 
 
 def str2bool(value):
@@ -56,9 +57,11 @@ def run_script(main, parser):
     """Parse the flags and run `main`; bad input (a missing or malformed file) ends with its message,
     not a traceback. A torchrun process group is closed on the way out."""
     args = parser.parse_args()
+    INTERRUPTS.install()  # SIGTERM / SIGINT: one line and status 143 / 130, after saving where a loop can
     try:
         return main(args)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f'error: {err}') from None
     finally:
+        INTERRUPTS.uninstall()
         close_distributed()

@@ -15,6 +15,7 @@ from datasets.io import atomic_open, remove_files, remove_stale_temporaries
 from datasets.validate import report_problems
 from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
+from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.visualize import write_curve
 
 
@@ -282,10 +283,13 @@ class RunOutputs:
         self.guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, self.last_path)
         self.final_path, self.snapshot, self.pattern = final_path, snapshot, pattern
         self.every, self.total, self.keep = args.num_save_model, total, args.keep_checkpoints
+        INTERRUPTS.enter()  # from here SIGTERM / SIGINT end the run after its current update (save)
 
     def save(self, done, model, optimizer):
-        """After an update: the training state (and a snapshot) at every `every` iterations and at the end."""
-        if done % self.every and done != self.total:
+        """After an update: the training state (and a snapshot) at every `every` iterations and at the end; after
+        a SIGTERM or SIGINT, the training state at this iteration, then the script exits (143 / 130)."""
+        interrupted = INTERRUPTS.pending(self.ctx)
+        if done % self.every and done != self.total and not interrupted:
             return
         self.guard.check_weights(model, done)
         if self.ctx.is_main:
@@ -293,9 +297,13 @@ class RunOutputs:
             if done % self.every == 0:
                 save_snapshot(self.snapshot(done), model, self.keep, self.pattern)
             self.log.draw_curve()
+        self.ctx.barrier()
+        stop_if_interrupted(lambda name: f'interrupted by {name} at iteration {done}; checkpoint saved '
+                            f'({self.last_path}); rerun with --resume to continue', self.ctx)
 
     def finish(self, done, model, summary):
         """The final weights (plain state dict, like the released files), then the record; every process waits."""
+        INTERRUPTS.leave()
         self.guard.check_weights(model, done)
         if self.ctx.is_main:
             save_checkpoint(self.final_path, **model.state_dict())
