@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries
 from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import (BackgroundWriter, read_image_bgr, remove_files, remove_stale_temporaries, save_palette_png,
+from datasets.io import (BackgroundWriter, claim_folder, read_image_bgr, remove_files, save_palette_png,
                          write_json)
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
@@ -195,7 +195,7 @@ def main(args):
         return out_dir
 
     def begin():
-        remove_stale_temporaries(out_dir)
+        claim_folder(out_dir)
         record.begin(bool(mask_files(out_dir)), args.overwrite, what='pseudo masks',
                      clear=lambda: remove_files(output_files(out_dir) + [record.path]))
     ctx.on_main(begin)

@@ -23,7 +23,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from datasets.io import atomic_open, remove_files, remove_stale_temporaries, write_json
+from datasets.io import LOCK_NAME, atomic_open, claim_folder, remove_files, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
@@ -197,8 +197,8 @@ def main(args):
     gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
 
     def begin():
-        remove_stale_temporaries(logits_dir)
-        old = [os.path.join(logits_dir, name) for name in os.listdir(logits_dir)] if os.path.isdir(logits_dir) else []
+        claim_folder(logits_dir)
+        old = [os.path.join(logits_dir, name) for name in os.listdir(logits_dir) if name != LOCK_NAME]
         record.begin(bool(old), args.overwrite, what='logits', clear=lambda: remove_files(old + [
             layout.scores_file(save_path, kind) for kind in ('test', 'crf')]))
     ctx.on_main(begin)

@@ -5,6 +5,7 @@ resumed run sees the old file or the complete new one, never a torn one.
 """
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -68,6 +69,53 @@ def remove_files(paths):
     for path in paths:
         if os.path.exists(path):
             os.remove(path)
+
+
+LOCK_NAME = '.lpg.lock'
+_HELD_LOCKS = {}  # folder -> the open lock file of a folder this process claimed
+
+
+def claim_folder(folder):
+    """Claim an output folder for this run, then delete the temporary files that a killed earlier run left there
+    (returns how many). A folder that a live run holds is refused, naming its process id, so that two runs
+    never write (or clean up) one folder; the lock of a killed run is free again, since the OS releases a
+    file lock with its process. Held until release_folders() (run_script calls it on the way out)."""
+    folder = os.path.abspath(folder)
+    if folder not in _HELD_LOCKS:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, LOCK_NAME)
+        while True:
+            handle = open(path, 'a+')
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or 'unknown'
+                handle.close()
+                raise SystemExit(f'{folder} is in use by another run (process {holder}): two runs writing one folder '
+                                 'would destroy each other\'s files; wait for it to end, or choose another output '
+                                 'folder') from None
+            try:  # a run that ended meanwhile removed the file we opened: lock the new one instead
+                if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f'{os.getpid()}\n')
+        handle.flush()
+        _HELD_LOCKS[folder] = handle
+    return remove_stale_temporaries(folder)
+
+
+def release_folders():
+    """Give back every folder this process claimed (their lock files are removed)."""
+    for folder, handle in _HELD_LOCKS.items():
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, LOCK_NAME))
+        handle.close()
+    _HELD_LOCKS.clear()
 
 
 def remove_stale_temporaries(folder):

@@ -584,3 +584,33 @@ def test_sigint_to_run_rounds_lets_the_running_step_save(data, tmp_path):
     assert 'interrupted by SIGINT during step "round 1: train LPG"' in output and 'rerun run_rounds.py' in output
     stopped = load_checkpoint(layout.last_checkpoint(layout.lpg_dir(str(work / 'lpg'), 1)))['iteration']
     assert 1 <= stopped < 400 and f'interrupted by SIGINT at iteration {stopped}; checkpoint saved' in open(log).read()
+
+
+# ---------------------------------------------------------------------------------------------- shared folders
+def test_a_second_run_in_a_live_runs_folder_is_refused_and_a_killed_runs_lock_is_stale(data, tmp_path, monkeypatch):
+    save = tmp_path / 'run'
+    flags = backbone_flags(data, save, '--num_iterations', 400, '--num_save_model', 1000, '--num_print_log', 1)
+    first = spawn('main.py', *flags)
+    assert first.stdout.readline() and wait_for_line(first, 'iter 1/')
+    status, message = cli(train_backbone, *flags, '--overwrite', monkeypatch=monkeypatch)
+    assert status == 1 and message == (f'{save} is in use by another run (process {first.pid}): two runs writing one '
+                                       "folder would destroy each other's files; wait for it to end, or choose "
+                                       'another output folder')
+    assert first.poll() is None, 'the second run stopped the first'
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert os.path.exists(save / file_io.LOCK_NAME)  # left by the killed run: its lock died with it
+    assert cli(train_backbone, *backbone_flags(data, save, '--num_iterations', 1), '--overwrite',
+               monkeypatch=monkeypatch)[0] == 0
+    assert not os.path.exists(save / file_io.LOCK_NAME)  # given back on the way out
+
+
+def wait_for_line(process, prefix, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            return False
+        if line.startswith(prefix):
+            return True
+    return False

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.io import loadmat
 from tqdm import tqdm
 
-from datasets.io import atomic_open, remove_files, remove_stale_temporaries, save_palette_png
+from datasets.io import atomic_open, claim_folder, remove_files, save_palette_png
 from datasets.voc import read_split, resolve_voc_root
 from utils.records import Record
 from utils.runtime import run_script
@@ -83,7 +83,7 @@ def make_voc_aug(sbd_root, voc_root, overwrite=False):
     if record.is_done(lambda summary: len(pngs()) >= summary.get('masks', 0)):
         print(f'{out_dir}: already made from the same SBD and VOC masks')
         return ids
-    remove_stale_temporaries(out_dir)
+    claim_folder(out_dir)
     record.begin(bool(pngs()), overwrite, what='train_aug masks', clear=lambda: remove_files(pngs() + [record.path]))
     sbd_ids = sorted(name[:-4] for name in os.listdir(os.path.join(sbd, 'cls')) if name.endswith('.mat'))
     voc_ids = sorted(name[:-4] for name in os.listdir(voc_masks) if name.endswith('.png')) \

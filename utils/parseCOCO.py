@@ -30,7 +30,7 @@ from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
 from datasets.coco_json import bbox_label, box_corners, load_instances, semantic_label
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
-from datasets.io import remove_files, remove_stale_temporaries, save_gray_png, write_json
+from datasets.io import claim_folder, remove_files, save_gray_png, write_json
 from datasets.validate import failure_listing
 from utils.records import Record
 from utils.runtime import comma_list, run_script
@@ -70,7 +70,7 @@ def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, re
     outputs = lambda: [os.path.join(folder, name) for folder in (box_dir, mask_dir) if os.path.isdir(folder)
                        for name in os.listdir(folder) if name.endswith('.png')]
     for folder in (box_dir, mask_dir, os.path.dirname(annos_path)):
-        remove_stale_temporaries(folder)
+        claim_folder(folder)
     record.begin(bool(outputs()) or os.path.exists(annos_path), overwrite, what=what,
                  clear=lambda: remove_files(outputs() + [annos_path, record.path]))
     per_image = instances.by_image()

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import torch
 
+from datasets.io import release_folders
 from utils.distributed import close_distributed
 from utils.interrupts import INTERRUPTS
 
@@ -64,4 +65,5 @@ def run_script(main, parser):
         raise SystemExit(f'error: {err}') from None
     finally:
         INTERRUPTS.uninstall()
+        release_folders()
         close_distributed()

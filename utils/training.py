@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from datasets.io import atomic_open, remove_files, remove_stale_temporaries
+from datasets.io import atomic_open, claim_folder, remove_files
 from datasets.validate import report_problems
 from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
@@ -191,6 +191,8 @@ def begin_training_run(ctx, record, args, run_files, clear):
     is continued if it fits and replaced if not (what run_rounds.py --overwrite asks for). Returns the stored
     state of the run being continued, or 'new'. Decided on rank 0, seen by every process."""
     def decide():
+        # Claimed first: a live run in the folder is refused before anything of it is touched.
+        removed = claim_folder(record.folder)
         existing = [path for path in run_files if os.path.exists(path)]
         if existing and not args.resume and not args.overwrite:
             raise SystemExit(f'{record.folder} already holds a training run ({os.path.basename(existing[0])}): pass '
@@ -198,7 +200,6 @@ def begin_training_run(ctx, record, args, run_files, clear):
         if args.overwrite and not args.resume:  # start again, whatever the folder holds
             clear()
             existing = []
-        removed = remove_stale_temporaries(record.folder)
         if removed:
             print(f'removed {removed} temporary files left by an interrupted save in {record.folder}')
         return record.begin(bool(existing), args.overwrite, clear, 'a training run')
