@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries
 from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import (BackgroundWriter, claim_folder, read_image_bgr, remove_files, save_palette_png,
-                         write_json)
+from datasets.io import (BackgroundWriter, claim_folder, read_image_bgr, releases_claims, remove_files,
+                         save_palette_png, write_json)
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
@@ -182,6 +182,7 @@ def output_files(folder):
     return mask_files(folder) + extra
 
 
+@releases_claims
 def main(args):
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
-from datasets.io import remove_files
+from datasets.io import releases_claims, remove_files
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
@@ -158,6 +158,7 @@ def step_done(args):
     return step_record(args).is_done(lambda summary: os.path.exists(final_path))
 
 
+@releases_claims
 def main(args):
     fill_schedule_defaults(args)
     check_start(args)

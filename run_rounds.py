@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from datasets.errors import MissingFile
 from datasets.io import write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
@@ -363,7 +364,7 @@ def main(args):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
     if not os.path.isfile(instances_path(args.coco_root_dir)):
-        raise FileNotFoundError(f'COCO annotation file not found: {instances_path(args.coco_root_dir)}')
+        raise MissingFile(f'COCO annotation file not found: {instances_path(args.coco_root_dir)}')
     run = RunLayout(args.work_dir)
     os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)

@@ -23,7 +23,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from datasets.io import LOCK_NAME, atomic_open, claim_folder, remove_files, write_json
+from datasets.io import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
@@ -175,6 +175,7 @@ def last_test_run(args):
             setattr(args, name, tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name))
 
 
+@releases_claims
 def main(args):
     if args.type in ('test', 'crf', 'predict') and not args.model_path:
         if args.type != 'crf':

@@ -31,9 +31,11 @@ import torch.nn.functional as F
 
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
 from datasets.custom import CustomLabels
-from datasets.io import remove_files
+from datasets.errors import InputError
+from datasets.io import releases_claims, remove_files
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
+from models.hourglass import LPG_STRIDE
 from models.lpg import (SEG_PROBS, LPGNet, UniformProbabilities, backbone_probs, class_channel, lpg_in_channels,
                         lpg_input, widen_to_five_channels)
 from utils import layout
@@ -106,7 +108,7 @@ def init_generator(lpg, path):
         state = widen_to_five_channels(state)
     problems = describe_mismatch(lpg.state_dict(), state)
     if problems:
-        raise ValueError(f'{path} cannot initialise LPGNet(in_channels={lpg.in_channels}):{problems}')
+        raise InputError(f'{path} cannot initialise LPGNet(in_channels={lpg.in_channels}):{problems}')
     lpg.load_state_dict(state)
     return lpg
 
@@ -115,6 +117,9 @@ def check_flags(args):
     """A round-1 generator reads no backbone; later rounds cannot train without one."""
     if args.round < 1:
         raise SystemExit(f'--round must be 1 or more, got {args.round}')
+    if args.crop_size <= 0 or args.crop_size % LPG_STRIDE:
+        raise SystemExit(f'--crop_size {args.crop_size}: the generator reads crops whose sides are multiples of '
+                         f'{LPG_STRIDE} (the release trains at 512)')
     if args.round == 1 and args.init_seg_model_path:
         raise SystemExit('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
                          'ignored: drop --init_seg_model_path, or pass --round 2 or later')
@@ -221,6 +226,7 @@ def step_done(args):
     return step_record(args).is_done(lambda summary: os.path.exists(final_path))
 
 
+@releases_claims
 def main(args):
     check_flags(args)
     ctx = init_distributed(args.cuda)

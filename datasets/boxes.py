@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .constants import MEAN_BGR
+from .errors import InputError
 from .io import chw_tensor, read_image_bgr
 
 # LPG's hourglass halves the 1/4-size feature map 5 times: input sides must be multiples of 4 * 2**5.
@@ -136,13 +137,13 @@ def compose_entries(foreground, class_ids, rule='first', scores=None, entry_boxe
         return compose_label(foreground, foreground, class_ids)
     if rule == 'confidence':
         if scores is None:
-            raise ValueError('--overlap confidence needs a method that scores its pixels (lpg or crf)')
+            raise InputError('--overlap confidence needs a method that scores its pixels (lpg or crf)')
         choice = torch.where(foreground, scores.float(), torch.tensor(-1.0, device=foreground.device)).argmax(0)
     elif rule == 'smaller':
         areas = covering_box_area(entry_boxes, *foreground.shape[-2:], device=foreground.device)
         choice = torch.where(foreground, areas, torch.tensor(float('inf'), device=foreground.device)).argmin(0)
     else:
-        raise ValueError(f'unknown overlap rule {rule!r}: expected one of {OVERLAP_RULES}')
+        raise InputError(f'unknown overlap rule {rule!r}: expected one of {OVERLAP_RULES}')
     classes = torch.tensor([0] + [int(c) for c in class_ids], dtype=torch.uint8, device=foreground.device)
     return torch.where(foreground.any(0), classes[choice + 1], classes[0])
 

@@ -6,6 +6,7 @@ import json
 import os
 
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
+from .errors import InputError, MissingFile
 from .io import folder_in_root
 from .lpg_samples import LPGSampleDataset
 from .voc import read_split
@@ -16,7 +17,7 @@ def coco_image_id(image_id):
     try:
         return f'{int(image_id):012d}'
     except (TypeError, ValueError):
-        raise ValueError(f'not a COCO image id: {image_id!r}') from None
+        raise InputError(f'not a COCO image id: {image_id!r}') from None
 
 
 def read_coco_ids(path):
@@ -27,7 +28,7 @@ def read_coco_ids(path):
     if bad:
         with open(path) as handle:
             number = next(n for n, line in enumerate(handle, 1) if line.strip() == bad[0])
-        raise ValueError(f'{path}, line {number}: {bad[0]!r} is not a COCO image id (a number, such as 139 or '
+        raise InputError(f'{path}, line {number}: {bad[0]!r} is not a COCO image id (a number, such as 139 or '
                          '000000000139)')
     return ids
 
@@ -48,22 +49,22 @@ def load_bbox_annos(coco_root, split='train2017'):
     """Read annotations/coco_<split>_bbox_annos.json: {image id string: [[x1, y1, x2, y2, cat_id], ...]}."""
     path = bbox_annos_path(coco_root, split)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'COCO box annotations not found: {path}; create them with '
+        raise MissingFile(f'COCO box annotations not found: {path}; create them with '
                                 f'`python utils/parseCOCO.py --dataRoot {coco_root} --split {split}`')
     try:
         with open(path) as annos_file:
             annotations = json.load(annos_file)
     except (OSError, ValueError) as error:
-        raise ValueError(f'could not read COCO box annotations {path}: {error}') from error
+        raise InputError(f'could not read COCO box annotations {path}: {error}') from error
     if not isinstance(annotations, dict):
-        raise ValueError(f'{path}: expected a JSON object mapping image ids to box lists')
+        raise InputError(f'{path}: expected a JSON object mapping image ids to box lists')
     known = set(COCO_CATEGORY_IDS)
     for image_id, boxes in annotations.items():
         if not isinstance(boxes, list) or any(not isinstance(box, list) or len(box) != 5 for box in boxes):
-            raise ValueError(f'{path}: image {image_id}: expected a list of [x1, y1, x2, y2, category_id]')
+            raise InputError(f'{path}: image {image_id}: expected a list of [x1, y1, x2, y2, category_id]')
         for box in boxes:
             if box[4] not in known:
-                raise ValueError(f'{path}: image {image_id} has a box of unknown COCO category {box[4]!r}')
+                raise InputError(f'{path}: image {image_id} has a box of unknown COCO category {box[4]!r}')
     return annotations
 
 
@@ -82,7 +83,7 @@ class COCO60LPGDataset(LPGSampleDataset):
         self.coco_root, self.split = coco_root, split
         mask_dir = seg60_dir(coco_root, split)
         if not os.path.isdir(mask_dir):
-            raise FileNotFoundError(f'COCO-60 masks not found: {mask_dir}; create them with '
+            raise MissingFile(f'COCO-60 masks not found: {mask_dir}; create them with '
                                     f'`python utils/parseCOCO.py --dataRoot {coco_root} --split {split}`')
         boxes = {coco_image_id(key): non_voc_boxes(image_boxes)
                  for key, image_boxes in load_bbox_annos(coco_root, split).items()}
@@ -115,7 +116,7 @@ def coco_box_items(coco_root, split='train2017', ids=None, errors=None):
         if key not in annotations:
             message = f'{bbox_annos_path(coco_root, split)} has no image {key} (it is in the id list)'
             if errors is None:
-                raise ValueError(message)
+                raise InputError(message)
             errors.append((coco_image_id(key), message))
             continue
         boxes = non_voc_boxes(annotations[key])

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .errors import InputError, MissingFile
+
 
 class Instances:
     """A checked instances json. images: {image id: {'height', 'width', 'file_name'}} in file order;
@@ -30,15 +32,15 @@ def load_instances(path, known_categories=None, need_segmentation=True):
     known_categories: the category ids allowed (e.g. the 80 of MS-COCO); by default those of the file's own
     "categories" list, which must then be there."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'COCO annotation file not found: {path}')
+        raise MissingFile(f'COCO annotation file not found: {path}')
     try:
         with open(path) as handle:
             instances = json.load(handle)
     except (OSError, ValueError) as error:
-        raise ValueError(f'malformed COCO annotation file {path}: {error}') from error
+        raise InputError(f'malformed COCO annotation file {path}: {error}') from error
     needed = ('images', 'annotations') + (() if known_categories is not None else ('categories',))
     if not isinstance(instances, dict) or any(not isinstance(instances.get(key), list) for key in needed):
-        raise ValueError(f'malformed COCO annotation file {path}: expected a JSON object with '
+        raise InputError(f'malformed COCO annotation file {path}: expected a JSON object with '
                          + ', '.join(f'"{key}"' for key in needed) + ' lists')
     images = {}
     for image in instances['images']:
@@ -46,10 +48,10 @@ def load_instances(path, known_categories=None, need_segmentation=True):
             image_id, entry = image['id'], {'height': int(image['height']), 'width': int(image['width']),
                                             'file_name': str(image.get('file_name', ''))}
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f'malformed COCO annotation file {path}: image entry {image!r:.200} '
+            raise InputError(f'malformed COCO annotation file {path}: image entry {image!r:.200} '
                              f'lacks an integer id, height or width') from None
         if image_id in images and images[image_id] != entry:
-            raise ValueError(f'malformed COCO annotation file {path}: image id {image_id} has two entries, '
+            raise InputError(f'malformed COCO annotation file {path}: image id {image_id} has two entries, '
                              f'{images[image_id]} and {entry}; its labels would be drawn at the size of one of them')
         if image_id in images:
             warnings.warn(f'{path}: image id {image_id} is listed twice with the same entry (used once)')
@@ -57,7 +59,7 @@ def load_instances(path, known_categories=None, need_segmentation=True):
     categories = []
     for category in instances.get('categories') or []:
         if not isinstance(category, dict) or 'id' not in category or 'name' not in category:
-            raise ValueError(f'malformed COCO annotation file {path}: category entry {category!r:.200} lacks id or name')
+            raise InputError(f'malformed COCO annotation file {path}: category entry {category!r:.200} lacks id or name')
         categories.append((category['id'], str(category['name'])))
     known = set(known_categories) if known_categories is not None else {cat_id for cat_id, _ in categories}
     fields = ('image_id', 'category_id', 'bbox') + (('segmentation',) if need_segmentation else ())
@@ -65,14 +67,14 @@ def load_instances(path, known_categories=None, need_segmentation=True):
         where = f'malformed COCO annotation file {path}: annotation {annotation.get("id")}'
         missing = [key for key in fields if key not in annotation]
         if missing:
-            raise ValueError(f'{where} lacks {", ".join(missing)}')
+            raise InputError(f'{where} lacks {", ".join(missing)}')
         if annotation['image_id'] not in images:
-            raise ValueError(f'{where} refers to image {annotation["image_id"]}, which is not in "images"')
+            raise InputError(f'{where} refers to image {annotation["image_id"]}, which is not in "images"')
         if annotation['category_id'] not in known:
             what = 'one of the 80 COCO categories' if known_categories is not None else 'in "categories"'
-            raise ValueError(f'{where} has category {annotation["category_id"]}, not {what}')
+            raise InputError(f'{where} has category {annotation["category_id"]}, not {what}')
         if not isinstance(annotation['bbox'], list) or len(annotation['bbox']) != 4:
-            raise ValueError(f'{where} has bbox {annotation["bbox"]!r}, expected [x, y, width, height]')
+            raise InputError(f'{where} has bbox {annotation["bbox"]!r}, expected [x, y, width, height]')
     return Instances(path, images, instances['annotations'], categories)
 
 
@@ -126,10 +128,10 @@ def semantic_label(annotations, height, width, class_of, where):
             try:
                 mask = annotation_mask(annotation['segmentation'], height, width)
             except Exception as error:  # pycocotools' own errors name neither the annotation nor the file
-                raise ValueError(f'{where}: annotation {annotation.get("id")} has a segmentation that cannot be '
+                raise InputError(f'{where}: annotation {annotation.get("id")} has a segmentation that cannot be '
                                  f'decoded ({type(error).__name__}: {error})') from None
             if mask.shape != (height, width):
-                raise ValueError(f'{where}: annotation {annotation.get("id")} decodes to a '
+                raise InputError(f'{where}: annotation {annotation.get("id")} decodes to a '
                                  f'{mask.shape[1]}x{mask.shape[0]} mask but the image is {width}x{height}')
             union |= mask > 0
         label[union] = class_of[category]

@@ -12,6 +12,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .coco_json import box_corners, load_instances, semantic_label
+from .errors import InputError, MissingFile
 from .io import read_label, save_palette_png, write_json
 from .lpg_samples import LPGSampleDataset
 
@@ -23,11 +24,11 @@ def image_names(instances):
     for image_id, image in instances.images.items():
         file_name = image['file_name']
         if os.path.isabs(file_name) or '..' in file_name.replace('\\', '/').split('/'):
-            raise ValueError(f'{instances.path}: image {image_id} has file_name {file_name!r}, which leaves the '
+            raise InputError(f'{instances.path}: image {image_id} has file_name {file_name!r}, which leaves the '
                              'image folder')
         name = os.path.splitext(os.path.basename(file_name))[0] if file_name else str(image_id)
         if name in seen:
-            raise ValueError(f'{instances.path}: images {seen[name]} and {image_id} share the file name {name!r}; '
+            raise InputError(f'{instances.path}: images {seen[name]} and {image_id} share the file name {name!r}; '
                              'pseudo masks are named after it, so it must be unique')
         names[image_id], seen[name] = name, image_id
     return names
@@ -49,7 +50,7 @@ def auxiliary_classes(instances, exclude_names):
     names = {name for _, name in instances.categories}
     unknown = [name for name in exclude_names or [] if name not in names]
     if unknown:
-        raise ValueError(f'--exclude_categories names {unknown} that {instances.path} does not have; its categories '
+        raise InputError(f'--exclude_categories names {unknown} that {instances.path} does not have; its categories '
                          f'are {sorted(names)}')
     return [(cat_id, name) for cat_id, name in sorted(instances.categories) if name not in set(exclude_names or [])]
 
@@ -75,7 +76,7 @@ def box_items(annotations, image_dir, errors=None):
             message = (f'{annotations}: annotation {flat[0].get("id")} of image {image_id} has a box without area '
                        f'({flat[0]["bbox"]})')
             if errors is None:
-                raise ValueError(message)
+                raise InputError(message)
             errors.append((names[image_id], message))
             continue
         boxes = [(class_of[a['category_id']], *box_corners(a)) for a in anns]
@@ -159,7 +160,7 @@ def write_ground_truth(annotations, out_dir):
     ValueError when the file has no masks."""
     instances = load_instances(annotations)
     if not any(a.get('segmentation') for a in instances.annotations):
-        raise ValueError(f'{annotations} has no masks (no annotation has a "segmentation") to score against')
+        raise InputError(f'{annotations} has no masks (no annotation has a "segmentation") to score against')
     class_of = {cat_id: index for index, (cat_id, _) in enumerate(target_classes(instances), 1)}
     per_image = instances.by_image()
     for image_id, name in image_names(instances).items():
@@ -200,7 +201,7 @@ class CustomLabels:
 
     def load(self):
         if not os.path.isfile(self.boxes_path):
-            raise FileNotFoundError(f'auxiliary labels not found: {self.boxes_path}')
+            raise MissingFile(f'auxiliary labels not found: {self.boxes_path}')
         with open(self.boxes_path) as handle:
             return json.load(handle)
 

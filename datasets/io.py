@@ -6,6 +6,7 @@ resumed run sees the old file or the complete new one, never a torn one.
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from .constants import MEAN_BGR, VOC_PALETTE
+from .errors import InputError, MissingFile
 
 
 # Temporary files of atomic writes: `.<name>.<32 hex digits>.tmp` beside the file they will replace.
@@ -109,13 +111,26 @@ def claim_folder(folder):
     return remove_stale_temporaries(folder)
 
 
-def release_folders():
-    """Give back every folder this process claimed (their lock files are removed)."""
-    for folder, handle in _HELD_LOCKS.items():
+def release_folders(keep=()):
+    """Give back the folders this process claimed, but those in `keep` (their lock files are removed)."""
+    for folder in [folder for folder in _HELD_LOCKS if folder not in keep]:
+        handle = _HELD_LOCKS.pop(folder)
         with contextlib.suppress(OSError):
             os.remove(os.path.join(folder, LOCK_NAME))
         handle.close()
-    _HELD_LOCKS.clear()
+
+
+def releases_claims(function):
+    """Decorator of a job (a script's main, a labelling run): the folders it claims are given back when it
+    returns or raises, so a finished job leaves no lock behind, even when called from Python."""
+    @functools.wraps(function)
+    def job(*args, **kwargs):
+        held = set(_HELD_LOCKS)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            release_folders(keep=held)
+    return job
 
 
 def remove_stale_temporaries(folder):
@@ -138,7 +153,7 @@ def folder_in_root(root, folder):
     """`folder` if absolute, else `root/folder`; it must exist."""
     directory = folder if os.path.isabs(folder) else os.path.join(root, folder)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f'label directory not found: {directory}')
+        raise MissingFile(f'label directory not found: {directory}')
     return directory
 
 
@@ -152,20 +167,20 @@ def read_image_bgr(path):
 
     A truncated JPEG or PNG is an error: OpenCV would decode it with the missing part filled grey."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'image file not found: {path}')
+        raise MissingFile(f'image file not found: {path}')
     with open(path, 'rb') as handle:
         data = handle.read()
     if not data:
-        raise ValueError(f'image file {path} is empty (0 bytes)')
+        raise InputError(f'image file {path} is empty (0 bytes)')
     for start, end in _END_MARKERS:
         if data.startswith(start) and end not in data[-1024:]:
-            raise ValueError(f'image file {path} is truncated (its end-of-image marker is missing)')
+            raise InputError(f'image file {path} is truncated (its end-of-image marker is missing)')
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as error:  # every decode failure is the file's, named as such
-        raise ValueError(f'could not decode image file {path}: {str(error).strip()}') from None
+        raise InputError(f'could not decode image file {path}: {str(error).strip()}') from None
     if image is None:
-        raise ValueError(f'could not decode image file {path} (corrupt or not an image)')
+        raise InputError(f'could not decode image file {path} (corrupt or not an image)')
     return image.astype(np.float32)
 
 
@@ -174,18 +189,18 @@ def read_label(path):
 
     Palette PNGs are read as their indices, never as colours."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'label file not found: {path}')
+        raise MissingFile(f'label file not found: {path}')
     try:
         with Image.open(path) as label_image:
             mode = label_image.mode
             label = np.array(label_image)
     except (OSError, ValueError) as error:
-        raise ValueError(f'could not read label file {path}: {error}') from error
+        raise InputError(f'could not read label file {path}: {error}') from error
     if mode in ('P', 'L'):
         return label.astype(np.uint8, copy=False)
     if mode in ('I', 'I;16', 'I;16B', 'I;16L'):
         return label.astype(np.int64)
-    raise ValueError(f'label file {path} has PIL mode {mode!r}; expected a single-channel '
+    raise InputError(f'label file {path} has PIL mode {mode!r}; expected a single-channel '
                      "('P' palette or 'L' grayscale) PNG of class indices")
 
 
@@ -197,10 +212,10 @@ def _save_png_atomic(path, pil_image):
 def _as_uint8_label(label, path):
     label = np.asarray(label)
     if label.ndim != 2:
-        raise ValueError(f'cannot save {path}: label must be HxW, got shape {label.shape}')
+        raise InputError(f'cannot save {path}: label must be HxW, got shape {label.shape}')
     if label.dtype != np.uint8:
         if label.size and (label.min() < 0 or label.max() > 255):
-            raise ValueError(f'cannot save {path}: label values must lie in 0..255')
+            raise InputError(f'cannot save {path}: label values must lie in 0..255')
         label = label.astype(np.uint8)
     return label
 

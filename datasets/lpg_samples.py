@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from .boxes import box_mask
 from .constants import MEAN_BGR
+from .errors import InputError
 from .io import chw_tensor, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip, nearest_top_left
 from .validate import find_problems, image_problems
@@ -37,7 +38,7 @@ class LPGSampleDataset(Dataset):
     def __init__(self, image_paths, boxes, mask_dir, num_classes, source, what, crop_size=512,
                  scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, max_images=None, seed=0, round_size=round, shown=None):
         if crop_size % LPG_OUTPUT_STRIDE:
-            raise ValueError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
+            raise InputError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
         self.crop_size, self.mask_dir, self.num_classes = int(crop_size), mask_dir, num_classes
         self.source, self.what, self.shown = source, what, shown or {}
         with_masks = set(os.listdir(mask_dir))
@@ -50,7 +51,7 @@ class LPGSampleDataset(Dataset):
             self.image_paths[name], self.boxes[name] = image_paths[name], image_boxes
             self.samples += [(name, class_id) for class_id in dict.fromkeys(box[0] for box in image_boxes)]
         if not self.samples:
-            raise ValueError(f'no {what} training samples: no image of {source} has a box and a mask in {mask_dir}')
+            raise InputError(f'no {what} training samples: no image of {source} has a box and a mask in {mask_dir}')
         # Target and box mask rescaled with cv2.INTER_NEAREST, as the release's COCO LPG dataset does.
         self.augment = ScalePadCropFlip(crop_size, nearest_top_left, scales, flip, seed=seed, round_size=round_size)
 
@@ -83,7 +84,7 @@ class LPGSampleDataset(Dataset):
         self.samples = [sample for sample in self.samples if sample[0] not in names]
         self.boxes = {name: boxes for name, boxes in self.boxes.items() if name not in names}
         if not self.samples:
-            raise ValueError(f'no {self.what} training samples are left')
+            raise InputError(f'no {self.what} training samples are left')
 
     def __getitem__(self, index):
         name, class_id = self.samples[index]
@@ -92,7 +93,7 @@ class LPGSampleDataset(Dataset):
         mask = read_label(mask_path)
         height, width = image.shape[:2]
         if mask.shape != (height, width):
-            raise ValueError(f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image '
+            raise InputError(f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image '
                              f'{image_path} is {width}x{height}')
         target = (mask == class_id).astype(np.uint8)
         class_boxes = [box[1:] for box in self.boxes[name] if box[0] == class_id]

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 from . import custom
 from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items, read_coco_ids
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
+from .errors import InputError
 from .io import folder_in_root
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
 
@@ -85,7 +86,7 @@ DATASETS = {}
 def register_dataset(spec):
     """Add a dataset to the scripts' `--dataset` choices. Returns the spec."""
     if spec.name in DATASETS:
-        raise ValueError(f'a dataset named {spec.name!r} is already registered')
+        raise InputError(f'a dataset named {spec.name!r} is already registered')
     DATASETS[spec.name] = spec
     return spec
 
@@ -96,7 +97,7 @@ def dataset_names():
 
 def get_dataset(name):
     if name not in DATASETS:
-        raise ValueError(f'unknown dataset {name!r}: expected one of {dataset_names()}')
+        raise InputError(f'unknown dataset {name!r}: expected one of {dataset_names()}')
     return DATASETS[name]
 
 

@@ -4,6 +4,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .constants import IGNORE_LABEL, MEAN_BGR
+from .errors import InputError
 from .io import chw_tensor, read_image_bgr, read_label
 from .validate import find_problems, image_problems
 
@@ -38,14 +39,14 @@ class SegmentationDataset(Dataset):
         image_ids = set(image_ids)
         self.items = [item for item in self.items if item[0] not in image_ids]
         if not self.items:
-            raise ValueError('no training images are left')
+            raise InputError('no training images are left')
 
     def __getitem__(self, index):
         image_id, image_path, label_path = self.items[index]
         image = read_image_bgr(image_path) - MEAN_BGR
         label = read_label(label_path)
         if label.shape != image.shape[:2]:
-            raise ValueError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
+            raise InputError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
                              f'{image_path} is {image.shape[1]}x{image.shape[0]}')
         if self.augment is not None:
             image, (label,) = self.augment(image, [label], [IGNORE_LABEL])

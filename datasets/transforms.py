@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import InputError
+
 def centre_indices(in_size, out_size):
     """Source index of each output index when sampling cell centres, as PIL's `Image.resize(NEAREST)` does:
     (j + 0.5) * in / out, truncated. For 321 -> 41 that is 3, 11, 19, ...; 512 -> 128 gives 2, 6, 10, ...
@@ -87,9 +89,9 @@ class ScalePadCropFlip:
     def __init__(self, crop_size, label_resize, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None,
                  seed=None, round_size=round):
         if int(crop_size) <= 0:
-            raise ValueError(f'crop_size must be positive, got {crop_size}')
+            raise InputError(f'crop_size must be positive, got {crop_size}')
         if not scales or any(scale <= 0 for scale in scales):
-            raise ValueError(f'scales must be a non-empty list of positive factors, got {scales}')
+            raise InputError(f'scales must be a non-empty list of positive factors, got {scales}')
         if not isinstance(label_resize, NearestResize):
             raise TypeError(f'label_resize must be nearest_centres or nearest_top_left, got {label_resize!r}')
         self.crop_size = int(crop_size)
@@ -102,7 +104,7 @@ class ScalePadCropFlip:
         if isinstance(rng, (int, np.integer)):
             rng, seed = None, rng if seed is None else seed
         if seed is not None and int(seed) < 0:
-            raise ValueError(f'seed must be a non-negative int, got {seed}')
+            raise InputError(f'seed must be a non-negative int, got {seed}')
         self._fixed_rng = rng
         self._seed = seed
         self._process_rng = None

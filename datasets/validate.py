@@ -8,6 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .constants import IGNORE_LABEL
+from .errors import InputError
 from .io import read_image_bgr, read_label
 
 SHOW = 10  # problems listed in a report; the rest are counted
@@ -64,6 +65,6 @@ def report_problems(problems, total, what, skip_bad):
         return
     lines = listing(line for found in problems.values() for line in found)
     if not skip_bad:
-        raise ValueError(f'{len(problems)} of {total} {what} are bad:\n  {lines}\n'
+        raise InputError(f'{len(problems)} of {total} {what} are bad:\n  {lines}\n'
                          'Fix them, or pass --skip_bad to leave them out.')
     print(f'--skip_bad: leaving out {len(problems)} of {total} {what}:\n  {lines}', flush=True)

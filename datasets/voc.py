@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ElementTree
 from collections import Counter
 
 from .constants import VOC_CLASS_TO_ID
+from .errors import InputError, MissingFile
 from .io import folder_in_root
 
 
@@ -13,7 +14,7 @@ def resolve_voc_root(path):
     for candidate in (path, os.path.join(path, 'VOC2012'), os.path.join(path, 'VOCdevkit', 'VOC2012')):
         if os.path.isdir(os.path.join(candidate, 'JPEGImages')):
             return candidate
-    raise FileNotFoundError(
+    raise MissingFile(
         f'no PASCAL VOC 2012 found at {path}: expected JPEGImages/ in it, in {path}/VOC2012 '
         f'or in {path}/VOCdevkit/VOC2012')
 
@@ -22,7 +23,7 @@ def check_image_id(image_id, where):
     """Refuse ids that would name a file outside their folder: path separators, '..', absolute paths."""
     if (not image_id or '/' in image_id or '\\' in image_id or image_id in ('.', '..') or os.path.isabs(image_id)
             or '\0' in image_id):
-        raise ValueError(f'{where}: image id {image_id!r} is not a plain file name (ids may not contain path '
+        raise InputError(f'{where}: image id {image_id!r} is not a plain file name (ids may not contain path '
                          'separators or be "..")')
     return image_id
 
@@ -31,12 +32,12 @@ def read_split(path):
     """Split file -> list of image ids, one per line (blank lines skipped; a repeated id is kept once, with a
     warning). Ids that are not plain file names are refused, naming the line."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'split file not found: {path}')
+        raise MissingFile(f'split file not found: {path}')
     with open(path) as split:
         lines = [(number, line.strip()) for number, line in enumerate(split, 1) if line.strip()]
     ids = [check_image_id(image_id, f'{path}, line {number}') for number, image_id in lines]
     if not ids:
-        raise ValueError(f'split file {path} lists no image ids')
+        raise InputError(f'split file {path} lists no image ids')
     unique = list(dict.fromkeys(ids))
     if len(unique) < len(ids):
         repeated = [image_id for image_id, count in Counter(ids).items() if count > 1]
@@ -55,11 +56,11 @@ def split_file(voc_root, split, split_file=None):
 def _coordinate(bndbox, tag, path, object_index):
     node = bndbox.find(tag)
     if node is None or node.text is None:
-        raise ValueError(f'{path}: object {object_index} has a <bndbox> without <{tag}>')
+        raise InputError(f'{path}: object {object_index} has a <bndbox> without <{tag}>')
     try:
         return int(float(node.text.strip()))
     except ValueError:
-        raise ValueError(f'{path}: object {object_index} has a non-numeric <{tag}> {node.text!r}') from None
+        raise InputError(f'{path}: object {object_index} has a non-numeric <{tag}> {node.text!r}') from None
 
 
 def _xml_size(root, path):
@@ -69,7 +70,7 @@ def _xml_size(root, path):
     try:
         return int(float(size.findtext('width'))), int(float(size.findtext('height')))
     except (TypeError, ValueError):
-        raise ValueError(f'{path}: <size> has no valid <width>/<height>') from None
+        raise InputError(f'{path}: <size> has no valid <width>/<height>') from None
 
 
 def parse_voc_xml(path, width=None, height=None):
@@ -79,11 +80,11 @@ def parse_voc_xml(path, width=None, height=None):
     hand, foot) are not. Boxes are clipped to the image (width/height if given, else the XML's
     <size>); a box with no area left after clipping (x2 <= x1 or y2 <= y1) is skipped with a warning."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'VOC annotation file not found: {path}')
+        raise MissingFile(f'VOC annotation file not found: {path}')
     try:
         root = ElementTree.parse(path).getroot()
     except ElementTree.ParseError as error:
-        raise ValueError(f'malformed VOC annotation XML {path}: {error}') from error
+        raise InputError(f'malformed VOC annotation XML {path}: {error}') from error
     if width is None or height is None:
         xml_width, xml_height = _xml_size(root, path)
         width = xml_width if width is None else width
@@ -93,10 +94,10 @@ def parse_voc_xml(path, width=None, height=None):
     for object_index, obj in enumerate(root.findall('object')):
         name = (obj.findtext('name') or '').strip()
         if name not in VOC_CLASS_TO_ID or name == 'background':
-            raise ValueError(f'{path}: object {object_index} has unknown class name {name!r}')
+            raise InputError(f'{path}: object {object_index} has unknown class name {name!r}')
         bndbox = obj.find('bndbox')
         if bndbox is None:
-            raise ValueError(f'{path}: object {object_index} ({name}) has no <bndbox>')
+            raise InputError(f'{path}: object {object_index} ({name}) has no <bndbox>')
         x1, y1, x2, y2 = (_coordinate(bndbox, tag, path, object_index) - 1
                           for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
         # The original aborted on boxes leaving the image; clipping keeps the object.

@@ -9,6 +9,8 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from datasets.errors import InputError
+
 from .deeplab_resnet import DeepLabV2ResNet101
 from .deeplab_vgg import DeepLabLargeFOV
 from .imagenet import resnet101_to_deeplab, vgg16_to_largefov
@@ -75,7 +77,7 @@ class BackboneSpec:
         if not match_release:
             return sgd_groups(model, lr, weight_decay, self.is_classifier, self.bias_lr_mult)
         if self.release_setup is None:
-            raise ValueError(f'--match_release: backbone {self.name!r} is not part of the original release')
+            raise InputError(f'--match_release: backbone {self.name!r} is not part of the original release')
         return self.release_setup(model, lr, weight_decay)
 
     def scratch_init(self, model, scheme):
@@ -87,7 +89,7 @@ class BackboneSpec:
             VGG and ResNet before ImageNet training; the classifier (`is_classifier`) N(0, 0.01) with zero bias,
             as the release initialises fc8; batch norm as built (weight 1, bias 0)."""
         if scheme not in SCRATCH_INITS:
-            raise ValueError(f'unknown from-scratch initialisation {scheme!r}: expected one of {SCRATCH_INITS}')
+            raise InputError(f'unknown from-scratch initialisation {scheme!r}: expected one of {SCRATCH_INITS}')
         if scheme == 'pytorch':
             return model
         for name, module in model.named_modules():
@@ -165,7 +167,7 @@ def backbone_names():
 def get_backbone(name):
     """The registry entry of `--model_type name`."""
     if name not in BACKBONES:
-        raise ValueError(f'unknown model_type {name!r}: expected one of {backbone_names()}')
+        raise InputError(f'unknown model_type {name!r}: expected one of {backbone_names()}')
     return BACKBONES[name]
 
 

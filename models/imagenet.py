@@ -14,6 +14,7 @@ the two conventions pad with different colours).
 import torch
 
 from datasets.constants import MEAN_BGR
+from datasets.errors import InputError
 
 # torchvision `features` indices of the 13 VGG16 convs; DeepLabLargeFOV keeps the same indices.
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -41,7 +42,7 @@ def fold_input_normalisation(weight):
 def require_keys(state_dict, required, where):
     absent = [k for k in required if k not in state_dict]
     if absent:
-        raise ValueError(f'{where} is not a torchvision ImageNet state dict of the expected network: '
+        raise InputError(f'{where} is not a torchvision ImageNet state dict of the expected network: '
                          f'missing {", ".join(absent[:5])}')
 
 

@@ -1,5 +1,6 @@
 """The fault suite: faults a user meets in multi-day jobs, each built in tmp_path. Every case asserts the
 message, the exit status and that nothing written earlier was lost."""
+import argparse
 import errno
 import json
 import os
@@ -21,6 +22,7 @@ import test as test_backbone
 import trainLPG
 from datasets import io as file_io
 from datasets.coco_json import load_instances
+from datasets.errors import InputError
 from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file
 from models import DeepLabLargeFOV, LPGNet
@@ -28,6 +30,7 @@ from tests.conftest import ROOT, cli, write_coco
 from utils import imagenet_init, layout, parseCOCO
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.layout import RunLayout
+from utils.runtime import run_script
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
@@ -614,3 +617,31 @@ def wait_for_line(process, prefix, timeout=120):
         if line.startswith(prefix):
             return True
     return False
+
+
+# ---------------------------------------------------------------------------------------------- one rule for errors
+def test_run_script_gives_bad_input_one_line_and_bugs_their_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, 'argv', ['script'])
+    parser = argparse.ArgumentParser()
+
+    def raising(error):
+        def main(args):
+            raise error
+        return main
+    with pytest.raises(SystemExit) as stop:
+        run_script(raising(InputError(f'{tmp_path}/a.json: no "images" list')), parser)
+    assert stop.value.code == f'error: {tmp_path}/a.json: no "images" list'
+    with pytest.raises(SystemExit) as stop:
+        run_script(raising(OSError(errno.EROFS, 'Read-only file system', str(tmp_path / 'x.png'))), parser)
+    assert stop.value.code == f'error: {tmp_path / "x.png"}: Read-only file system'
+    with pytest.raises(ValueError, match='a bug'):  # not the user's input: the traceback stays
+        run_script(raising(ValueError('a bug')), parser)
+    with pytest.raises(KeyError):
+        run_script(raising(KeyError('model')), parser)
+
+
+def test_an_output_folder_through_a_file_is_one_line(data, tmp_path, monkeypatch):
+    (tmp_path / 'file').write_text('not a folder')
+    status, message = cli(genPseudoMasks, '--dataset', 'voc', '--method', 'box', '--voc_root_dir', data['voc'],
+                          '--voc_proposals_dir', tmp_path / 'file' / 'out', *CPU, monkeypatch=monkeypatch)
+    assert status == 1 and message.startswith(f'error: {tmp_path / "file"}') and message.endswith('Not a directory')

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from datasets.errors import InputError, MissingFile
 from datasets.io import atomic_open
 
 MODULE_PREFIX = 'module.'
@@ -43,28 +44,28 @@ def load_checkpoint(path, map_location='cpu', weights_only=True):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
+        raise MissingFile(f'checkpoint not found: {path}')
     with open(path, 'rb') as handle:
         head = handle.read(4)
     # torch.save writes a zip archive (PK..); files of torch < 1.6 start with a pickle protocol byte.
     if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
-        raise ValueError(f'{path} is not a checkpoint (not a file written by torch.save)')
+        raise InputError(f'{path} is not a checkpoint (not a file written by torch.save)')
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
         if weights_only and 'weights_only' in str(err):
-            raise ValueError(f'{path} holds Python objects other than tensors and plain containers; '
+            raise InputError(f'{path} holds Python objects other than tensors and plain containers; '
                              f'if it is a trusted file, load it with weights_only=False ({err})') from err
-        raise ValueError(f'cannot read checkpoint {path}: {err}') from err
+        raise InputError(f'cannot read checkpoint {path}: {err}') from err
     except Exception as err:  # zip/pickle/EOF errors differ between torch versions
-        raise ValueError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
+        raise InputError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
 
 
 def unwrap_state_dict(checkpoint, path='<checkpoint>'):
     """The state dict inside a loaded checkpoint: the object itself, or its 'state_dict'
     or 'model' entry; 'module.' prefixes removed."""
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f'{path} does not hold a state dict (found {type(checkpoint).__name__})')
+        raise InputError(f'{path} does not hold a state dict (found {type(checkpoint).__name__})')
     for key in ('state_dict', 'model'):
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
@@ -118,10 +119,10 @@ def load_weights(model, path, what=None):
     state_dict = unwrap_state_dict(load_checkpoint(path), path)
     problems = describe_mismatch(model.state_dict(), state_dict)
     if problems:
-        raise ValueError(f'{path} does not hold the weights of {what}:{problems}')
+        raise InputError(f'{path} does not hold the weights of {what}:{problems}')
     bad = non_finite_keys(state_dict)
     if bad:
-        raise ValueError(f'{path} holds non-finite weights (NaN or infinity in {len(bad)} tensors, e.g. {bad[0]}): '
+        raise InputError(f'{path} holds non-finite weights (NaN or infinity in {len(bad)} tensors, e.g. {bad[0]}): '
                          'it comes from a run that diverged; use an earlier checkpoint')
     model.load_state_dict(state_dict, strict=True)
     return model
@@ -149,16 +150,16 @@ def resume_training(path, model, optimizer):
         return 0
     state = load_checkpoint(path)
     if not isinstance(state, Mapping) or not {'model', 'optimizer', 'iteration'} <= set(state):
-        raise ValueError(f'{path} is not a training state to resume from (it lacks model, optimizer or iteration)')
+        raise InputError(f'{path} is not a training state to resume from (it lacks model, optimizer or iteration)')
     weights = strip_module_prefix(state['model'])
     problems = describe_mismatch(model.state_dict(), weights)
     if problems:
-        raise ValueError(f'cannot resume from {path}: it holds another network than {type(model).__name__} '
+        raise InputError(f'cannot resume from {path}: it holds another network than {type(model).__name__} '
                          f'(were --model_type, --dataset or --round changed?){problems}')
     model.load_state_dict(weights)
     try:
         optimizer.load_state_dict(state['optimizer'])
     except ValueError as error:
-        raise ValueError(f'cannot resume from {path}: its optimizer state does not fit ({error})') from None
+        raise InputError(f'cannot resume from {path}: its optimizer state does not fit ({error})') from None
     print(f'resumed from {path} at iteration {state["iteration"]}')
     return state['iteration']

@@ -26,6 +26,7 @@ if __name__ == '__main__' and not __package__:
 
 import torch
 
+from datasets.errors import InputError
 from models.backbones import BACKBONES, get_backbone
 from utils.checkpoint import load_checkpoint, save_checkpoint, unwrap_state_dict
 from utils.runtime import run_script
@@ -39,7 +40,7 @@ def convert(arch, src, dst, num_classes=21, fold_input=True):
     result, and returns (missing_keys, unexpected_keys)."""
     spec = get_backbone(arch)
     if spec.imagenet_converter is None:
-        raise ValueError(f'backbone {arch!r} has no ImageNet converter')
+        raise InputError(f'backbone {arch!r} has no ImageNet converter')
     state_dict = spec.imagenet_converter(unwrap_state_dict(load_checkpoint(src), src), where=src, fold_input=fold_input)
     model = spec.build(num_classes)
     result = model.load_state_dict(state_dict, strict=False)

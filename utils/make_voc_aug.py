@@ -22,7 +22,8 @@ import numpy as np
 from scipy.io import loadmat
 from tqdm import tqdm
 
-from datasets.io import atomic_open, claim_folder, remove_files, save_palette_png
+from datasets.errors import InputError, MissingFile
+from datasets.io import atomic_open, claim_folder, releases_claims, remove_files, save_palette_png
 from datasets.voc import read_split, resolve_voc_root
 from utils.records import Record
 from utils.runtime import run_script
@@ -37,9 +38,9 @@ def sbd_folder(path):
         if os.path.isdir(os.path.join(candidate, 'cls')):
             missing = [name for name in ('train.txt', 'val.txt') if not os.path.isfile(os.path.join(candidate, name))]
             if missing:
-                raise FileNotFoundError(f'SBD folder {candidate} has cls/ but no {" or ".join(missing)}')
+                raise MissingFile(f'SBD folder {candidate} has cls/ but no {" or ".join(missing)}')
             return candidate
-    raise FileNotFoundError(f'no SBD found at {path}: expected cls/ (the .mat segmentations), train.txt and val.txt '
+    raise MissingFile(f'no SBD found at {path}: expected cls/ (the .mat segmentations), train.txt and val.txt '
                             'in it or in its dataset/ subfolder')
 
 
@@ -48,10 +49,10 @@ def read_sbd_segmentation(path):
     try:
         segmentation = loadmat(path, squeeze_me=True, struct_as_record=False)['GTcls'].Segmentation
     except (OSError, ValueError, KeyError, AttributeError, NotImplementedError) as error:
-        raise ValueError(f'cannot read the SBD segmentation {path}: {type(error).__name__}: {error}') from None
+        raise InputError(f'cannot read the SBD segmentation {path}: {type(error).__name__}: {error}') from None
     segmentation = np.asarray(segmentation)
     if segmentation.ndim != 2 or segmentation.size == 0 or segmentation.max() > 20:
-        raise ValueError(f'{path}: GTcls.Segmentation is not a map of VOC class indices (shape {segmentation.shape})')
+        raise InputError(f'{path}: GTcls.Segmentation is not a map of VOC class indices (shape {segmentation.shape})')
     return segmentation.astype(np.uint8)
 
 
@@ -96,7 +97,7 @@ def make_voc_aug(sbd_root, voc_root, overwrite=False):
         copy_atomic(os.path.join(voc_masks, f'{image_id}.png'), os.path.join(out_dir, f'{image_id}.png'))
     without = [image_id for image_id in ids if not os.path.exists(os.path.join(out_dir, f'{image_id}.png'))]
     if without:
-        raise ValueError(f'{len(without)} train_aug ids have neither an SBD nor a VOC mask, e.g. {without[:5]}')
+        raise InputError(f'{len(without)} train_aug ids have neither an SBD nor a VOC mask, e.g. {without[:5]}')
     with atomic_open(list_path, 'w') as handle:
         handle.write(''.join(f'{image_id}\n' for image_id in ids))
     record.write('done', {'train_aug': len(ids), 'masks': len(set(sbd_ids) | set(voc_ids))})
@@ -115,6 +116,7 @@ def get_args_parser():
     return parser
 
 
+@releases_claims
 def main(args):
     make_voc_aug(args.sbd_root, args.voc_root, args.overwrite)
 

@@ -30,7 +30,8 @@ from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
 from datasets.coco_json import bbox_label, box_corners, load_instances, semantic_label
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
-from datasets.io import claim_folder, remove_files, save_gray_png, write_json
+from datasets.errors import InputError
+from datasets.io import claim_folder, releases_claims, remove_files, save_gray_png, write_json
 from datasets.validate import failure_listing
 from utils.records import Record
 from utils.runtime import comma_list, run_script
@@ -60,6 +61,7 @@ def step_done(args):
     return parse_record(args.dataRoot, args.split).is_done(labels_present(seg60_dir(args.dataRoot, args.split)))
 
 
+@releases_claims
 def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, record, overwrite, what):
     """The labelling step: for every image with a kept category (class_of: {category id: class}), its box PNG
     and mask PNG of class indices, named name_of(image id); then the box file (boxes_json(per_image), written
@@ -103,7 +105,7 @@ def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, re
     write_json(annos_path, boxes_json[1](per_image), indent=None)
     record.write('incomplete' if failed else 'done', {'images': written, 'failed': failed, 'flat_boxes': flat})
     if failed:
-        raise ValueError(f'{len(failed)} images could not be labelled (the {written} others are written):\n  '
+        raise InputError(f'{len(failed)} images could not be labelled (the {written} others are written):\n  '
                          + failure_listing({f'image {image_id}': reason for image_id, reason in failed.items()}))
     return written
 

@@ -1,11 +1,13 @@
 """What every script shares: the device flags, seeding and the scripts' error handling."""
 import argparse
+import errno
 import os
 import random
 
 import numpy as np
 import torch
 
+from datasets.errors import InputError
 from datasets.io import release_folders
 from utils.distributed import close_distributed
 from utils.interrupts import INTERRUPTS
@@ -54,15 +56,27 @@ def seed_everything(seed, deterministic=False):
         torch.backends.cudnn.benchmark = False
 
 
+# Operating-system errors the user fixes (a read-only or full disk, a folder without permission, an output path
+# through a file): one line naming the file and the cause.
+USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
 def run_script(main, parser):
-    """Parse the flags and run `main`; bad input (a missing or malformed file) ends with its message,
-    not a traceback. A torchrun process group is closed on the way out."""
+    """Parse the flags and run `main`. Bad input (datasets.errors.InputError: a missing or malformed file, a bad
+    flag) and an output the OS refuses (no permission, a read-only or full disk) end with one line naming the
+    file and the problem (exit status 1); any other exception is a bug and keeps its traceback. Signals are
+    handled (utils/interrupts.py); claimed output folders and a torchrun process group are given back on the
+    way out."""
     args = parser.parse_args()
     INTERRUPTS.install()  # SIGTERM / SIGINT: one line and status 143 / 130, after saving where a loop can
     try:
         return main(args)
-    except (FileNotFoundError, ValueError) as err:
+    except InputError as err:  # bad input, named where it was found; any other exception is a bug: its traceback
         raise SystemExit(f'error: {err}') from None
+    except OSError as err:
+        if err.errno not in USER_FIXABLE_ERRNOS:
+            raise
+        raise SystemExit(f'error: {err.filename or "an output"}: {err.strerror}') from None
     finally:
         INTERRUPTS.uninstall()
         release_folders()
