@@ -32,7 +32,7 @@ import sys
 import time
 
 from datasets.errors import MissingFile
-from datasets.io import write_json
+from datasets.io import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
 from utils import layout
@@ -191,6 +191,7 @@ class Runner:
         env = dict(os.environ, **({'OMP_NUM_THREADS': str(self.args.threads), 'MKL_NUM_THREADS': str(self.args.threads)}
                                   if self.args.threads else {}))
         tic = time.time()
+        replace_link(log_path)  # a log is a file of its own, never written through a link
         with open(log_path, 'w') as log:
             code = run_step_process(cmd, log, env)
         stop_if_interrupted(lambda signal_name: f'interrupted by {signal_name} during step "{name}", which saved what '

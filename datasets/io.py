@@ -73,6 +73,13 @@ def remove_files(paths):
             os.remove(path)
 
 
+def replace_link(path):
+    """Remove `path` if it is a symbolic link, so that what is written there next is a file of its own, never
+    the file the link points to (atomic writes replace a link by themselves)."""
+    if os.path.islink(path):
+        os.unlink(path)
+
+
 LOCK_NAME = '.lpg.lock'
 _HELD_LOCKS = {}  # folder -> the open lock file of a folder this process claimed
 
@@ -87,6 +94,7 @@ def claim_folder(folder):
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, LOCK_NAME)
         while True:
+            replace_link(path)  # the pid is written into the lock file itself, never through a link
             handle = open(path, 'a+')
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

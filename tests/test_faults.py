@@ -645,3 +645,18 @@ def test_an_output_folder_through_a_file_is_one_line(data, tmp_path, monkeypatch
     status, message = cli(genPseudoMasks, '--dataset', 'voc', '--method', 'box', '--voc_root_dir', data['voc'],
                           '--voc_proposals_dir', tmp_path / 'file' / 'out', *CPU, monkeypatch=monkeypatch)
     assert status == 1 and message.startswith(f'error: {tmp_path / "file"}') and message.endswith('Not a directory')
+
+
+def test_logs_and_locks_replace_a_symlink_instead_of_writing_through_it(data, tmp_path):
+    outside = tmp_path / 'precious.txt'
+    outside.write_text('keep me')
+    work = tmp_path / 'work'
+    args = run_rounds.get_args_parser().parse_args(['--voc_root_dir', data['voc'], '--coco_root_dir', data['coco'],
+                                                    '--work_dir', str(work), '--overwrite'])
+    log = RunLayout(str(work)).step_log('parse COCO')
+    os.makedirs(os.path.dirname(log))
+    os.symlink(outside, log)
+    os.symlink(outside, os.path.join(data['coco'], 'annotations', file_io.LOCK_NAME))
+    run_rounds.Runner(args).step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', data['coco']])
+    assert outside.read_text() == 'keep me'
+    assert not os.path.islink(log) and 'labelling' in open(log).read()
