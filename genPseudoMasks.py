@@ -23,7 +23,8 @@ from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries
+from datasets.boxes import (OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries,
+                            restore_size)
 from datasets.custom import rle_annotation, write_target_outputs
 from datasets.io import (BackgroundWriter, claim_folder, read_image_bgr, releases_claims, remove_files,
                          save_palette_png, write_json)
@@ -84,6 +85,11 @@ def get_args_parser():
     parser.add_argument('--image_batch_size', type=int, default=8,
                         help='images per loader batch: one backbone forward for all of them; their (image, class) '
                         'pairs fill the generator batches')
+    parser.add_argument('--max_side', type=int,
+                        help='the generator reads an image whose longer side exceeds N downscaled to N (its boxes '
+                        'with it), and its masks are brought back to the image size with nearest resizing, inside '
+                        'the boxes; memory grows with the padded image area (default: every image at its own size, '
+                        'as in the release)')
     parser.add_argument('--writer_threads', type=int, default=4, help='threads encoding and writing the PNGs')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the masks already in the output folder when they were made from other '
@@ -242,19 +248,21 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
         return [job for job in jobs if job is not None]
     lpg, backbone = load_generators(args, flags['backbone_path'], len(spec.class_names(flags['source'])), precision)
     return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags['test_size'],
+                        max_side=args.max_side,
                         rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,
                         workers=args.workers, writer_threads=args.writer_threads, per_box=args.instances,
                         progress=ctx.is_main)
 
 
 def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, rule='first', pair_batch=16,
-                 image_batch=8, workers=2, writer_threads=4, per_box=False, progress=True):
+                 image_batch=8, workers=2, writer_threads=4, per_box=False, progress=True, max_side=None):
     """The generator's masks of items ((image_id, image_path, boxes)) written to out_dir: loader workers read
     and pad (to test_size), the device generates a batch of images at a time (pair_batch (image, entry) pairs
     per generator forward), writer threads encode and write the PNGs. Returns the (image_id, reason) of the
     images that could not be read."""
-    loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box), batch_size=image_batch,
-                        num_workers=workers, collate_fn=collate_boxes, pin_memory=device.type == 'cuda')
+    loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box, max_side=max_side),
+                        batch_size=image_batch, num_workers=workers, collate_fn=collate_boxes,
+                        pin_memory=device.type == 'cuda')
     failed = []
     # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
     with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
@@ -264,16 +272,44 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
             # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
-            results = generate_foregrounds(lpg, samples, device, backbone, pair_batch, precision,
-                                           with_scores=rule == 'confidence')
+            results, out_of_memory = foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision,
+                                                             rule == 'confidence')
+            failed += out_of_memory
             for sample, result in zip(samples, results):
+                if result is None:
+                    continue
                 entries, scores = result if rule == 'confidence' else (result, None)
-                label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, sample['entry_boxes'])
+                entries, scores, entry_boxes = restore_size(sample, entries, scores)
+                label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, entry_boxes)
                 write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
                               entries.cpu().numpy() if per_box else None)
     stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
                         'the same command to make the others (the written ones are skipped)')
     return failed
+
+
+def foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision, with_scores):
+    """generate_foregrounds of a batch of samples; when the device runs out of memory, each sample again on its
+    own, and one that still does not fit is a failure naming its image and --max_side. Returns (per sample its
+    result or None, [(image_id, reason)])."""
+    try:
+        return generate_foregrounds(lpg, samples, device, backbone, pair_batch, precision, with_scores), []
+    except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is one; the CPU allocator raises a plain one
+        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
+            raise
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
+        if len(samples) > 1:
+            results, failed = [], []
+            for sample in samples:
+                result, failure = foregrounds_or_failures(lpg, [sample], device, backbone, pair_batch, precision,
+                                                          with_scores)
+                results += result
+                failed += failure
+            return results, failed
+        sample = samples[0]
+        return [None], [(sample['image_id'], f'out of memory at {sample["height"]}x{sample["width"]} pixels: pass '
+                         '--max_side (e.g. 1024) to generate large images downscaled, or a smaller --batch_size')]
 
 
 def write_outputs(write, out_dir, image_id, label, instance_masks=None):

@@ -5,8 +5,10 @@ A leaf of the data package: it knows no dataset format. Items come from `dataset
 """
 import math
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .constants import MEAN_BGR
@@ -64,10 +66,11 @@ class BoxImageDataset(Dataset):
     class_ids (long K), entry_boxes (the boxes of each entry), height and
     width (of the unpadded image), image_id; or, for an image that cannot be read, dict(image_id, error)."""
 
-    def __init__(self, items, test_size, per_box=False):
+    def __init__(self, items, test_size, per_box=False, max_side=None):
         self.items = list(items)
         self.test_size = int(test_size)
         self.per_box = per_box
+        self.max_side = max_side
 
     def __len__(self):
         return len(self.items)
@@ -79,16 +82,48 @@ class BoxImageDataset(Dataset):
         except (OSError, ValueError) as error:
             # A batch job goes on without this image; the caller records the failure.
             return dict(image_id=image_id, error=str(error))
+        full_size = image.shape[:2]
+        class_ids, full_entries = box_entries(boxes, self.per_box)
+        image, entries = downscaled(image, full_entries, self.max_side)
         height, width = image.shape[:2]
         padded_height, padded_width = pad_size(height, width, self.test_size)
         image = np.pad(image, ((0, padded_height - height), (0, padded_width - width), (0, 0)))
-        class_ids, entries = box_entries(boxes, self.per_box)
         masks = np.zeros((len(class_ids), padded_height, padded_width), np.float32)
         for k, entry_boxes in enumerate(entries):
             masks[k, :height, :width] = box_mask(entry_boxes, height, width)
-        return dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
-                    class_ids=torch.tensor(class_ids, dtype=torch.long), entry_boxes=entries,
-                    height=height, width=width, image_id=image_id)
+        sample = dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
+                      class_ids=torch.tensor(class_ids, dtype=torch.long), entry_boxes=entries,
+                      height=height, width=width, image_id=image_id)
+        if (height, width) != full_size:  # the masks go back to this size and these boxes (restore_size)
+            sample.update(full_size=full_size, full_entry_boxes=full_entries)
+        return sample
+
+
+def downscaled(image, entries, max_side):
+    """The image and its entries' boxes scaled down so that the longer side is max_side (area interpolation),
+    or as they are when it is not longer (or max_side is None)."""
+    height, width = image.shape[:2]
+    if not max_side or max(height, width) <= max_side:
+        return image, entries
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    entries = [[tuple(coordinate * scale for coordinate in box) for box in entry_boxes] for entry_boxes in entries]
+    return image, entries
+
+
+def restore_size(sample, foreground, scores=None):
+    """The (K, h, w) bool entry masks of a sample (and their scores), brought back from a downscaled sample to
+    the image's own size with nearest resizing and kept inside each entry's own boxes there. Returns
+    (foreground, scores, the entries' boxes at that size); a sample that was not downscaled as it is."""
+    if 'full_size' not in sample:
+        return foreground, scores, sample['entry_boxes']
+    size, boxes = sample['full_size'], sample['full_entry_boxes']
+    inside = np.stack([box_mask(entry_boxes, *size) for entry_boxes in boxes]) if boxes else np.zeros((0, *size))
+    inside = torch.from_numpy(inside).to(foreground.device).bool()
+    nearest = lambda t: F.interpolate(t[None].float(), size=size, mode='nearest')[0]
+    foreground = (nearest(foreground) > 0.5) & inside
+    return foreground, None if scores is None else nearest(scores), boxes
 
 
 def collate_boxes(batch):

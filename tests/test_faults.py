@@ -21,10 +21,11 @@ import run_rounds
 import test as test_backbone
 import trainLPG
 from datasets import io as file_io
+from datasets.boxes import box_mask, downscaled, restore_size
 from datasets.coco_json import load_instances
 from datasets.errors import InputError
 from datasets.synthetic import make_custom_data, make_demo_data
-from datasets.voc import read_split, split_file
+from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import ROOT, cli, write_coco
 from utils import imagenet_init, layout, parseCOCO
@@ -660,3 +661,53 @@ def test_logs_and_locks_replace_a_symlink_instead_of_writing_through_it(data, tm
     run_rounds.Runner(args).step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', data['coco']])
     assert outside.read_text() == 'keep me'
     assert not os.path.islink(log) and 'labelling' in open(log).read()
+
+
+# ---------------------------------------------------------------------------------------------- large images
+def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_its_size(data, lpg_path, tmp_path,
+                                                                                        monkeypatch):
+    image = np.zeros((300, 200, 3), np.float32)
+    entries = [[(10, 20, 109, 59)], [(150, 200, 199, 299), (0, 0, 9, 9)]]
+    small, small_entries = downscaled(image, entries, 150)
+    assert small.shape[:2] == (150, 100) and small_entries[0] == [(5.0, 10.0, 54.5, 29.5)]
+    sample = {'full_size': (300, 200), 'full_entry_boxes': entries, 'entry_boxes': small_entries}
+    everywhere = torch.ones(2, 150, 100, dtype=torch.bool)
+    foreground, _, boxes = restore_size(sample, everywhere)
+    assert boxes == entries and foreground.shape == (2, 300, 200)
+    for k in range(2):  # all of a downscaled entry is all of its boxes at full size, and nothing outside them
+        assert torch.equal(foreground[k], torch.from_numpy(box_mask(entries[k], 300, 200)).bool())
+    assert downscaled(image, entries, 300)[0] is image  # not longer than max_side: as it is
+
+    flags = generation_flags(data, lpg_path, tmp_path / 'small', '--max_side', 32)
+    assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
+    out = layout.pseudo_mask_dir(str(tmp_path / 'small'), 'lpg', 'vgg16', 1)
+    ids = read_split(split_file(data['voc'], 'train_aug'))
+    for image_id, image_path, boxes in voc_box_items(data['voc'], ids):
+        mask = pngs(out)[f'{image_id}.png']
+        assert mask.shape == np.asarray(Image.open(image_path)).shape[:2]
+        for class_id in set(np.unique(mask).tolist()) - {0}:
+            inside = box_mask([box[1:] for box in boxes if box[0] == class_id], *mask.shape).astype(bool)
+            assert not (mask == class_id)[~inside].any()
+    same = generation_flags(data, lpg_path, tmp_path / 'same', '--max_side', 64)  # the images are 64 pixels
+    plain = generation_flags(data, lpg_path, tmp_path / 'plain')
+    assert cli(genPseudoMasks, *same, monkeypatch=monkeypatch)[0] == 0
+    assert cli(genPseudoMasks, *plain, monkeypatch=monkeypatch)[0] == 0
+    first, second = (pngs(layout.pseudo_mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1)) for name in ('same', 'plain'))
+    assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_path, monkeypatch, capsys):
+    ids = read_split(split_file(data['voc'], 'train_aug'))
+    real = genPseudoMasks.generate_foregrounds
+
+    def short_of_memory(lpg, samples, *args, **kwargs):
+        if any(sample['image_id'] == ids[1] for sample in samples):
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+        return real(lpg, samples, *args, **kwargs)
+    monkeypatch.setattr(genPseudoMasks, 'generate_foregrounds', short_of_memory)
+    status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out', '--image_batch_size', 2),
+                          monkeypatch=monkeypatch)
+    assert status == 1 and f'{ids[1]}: out of memory at 64x64 pixels: pass --max_side' in message
+    assert sorted(pngs(layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == \
+        sorted(f'{i}.png' for i in ids if i != ids[1])
+    assert '6 images: 5 written, 0 already done, 1 failed' in capsys.readouterr().out
