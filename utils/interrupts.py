@@ -87,7 +87,11 @@ INTERRUPTS = Interrupts()
 def stop_if_interrupted(message, ctx=None):
     """Inside a guarded loop, at a safe point (after a step, between images): if a signal was noted, print
     `message(signal name)` (what was kept and how to continue) and exit with the shell's status for it."""
-    signum = INTERRUPTS.pending(ctx)
+    stop_for(INTERRUPTS.pending(ctx), message, ctx)
+
+
+def stop_for(signum, message, ctx=None):
+    """stop_if_interrupted for a signal already agreed on (INTERRUPTS.pending); nothing when signum is None."""
     if signum is None:
         return
     if ctx is None or ctx.is_main:

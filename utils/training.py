@@ -15,7 +15,7 @@ from datasets.io import atomic_open, claim_folder, remove_files
 from datasets.validate import report_problems
 from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
-from utils.interrupts import INTERRUPTS, stop_if_interrupted
+from utils.interrupts import INTERRUPTS, stop_for
 from utils.visualize import write_curve
 
 
@@ -289,7 +289,10 @@ class RunOutputs:
     def save(self, done, model, optimizer):
         """After an update: the training state (and a snapshot) at every `every` iterations and at the end; after
         a SIGTERM or SIGINT, the training state at this iteration, then the script exits (143 / 130)."""
-        interrupted = INTERRUPTS.pending(self.ctx)
+        # Every process must stop after the same update. Alone, a process reads its flag after each update; with
+        # several, they agree on it (one small collective) only at the loss log's cadence, not on the hot path.
+        agree_now = not self.ctx.distributed or done % self.log.every == 0
+        interrupted = INTERRUPTS.pending(self.ctx) if agree_now else None
         if done % self.every and done != self.total and not interrupted:
             return
         self.guard.check_weights(model, done)
@@ -298,9 +301,10 @@ class RunOutputs:
             if done % self.every == 0:
                 save_snapshot(self.snapshot(done), model, self.keep, self.pattern)
             self.log.draw_curve()
-        self.ctx.barrier()
-        stop_if_interrupted(lambda name: f'interrupted by {name} at iteration {done}; checkpoint saved '
-                            f'({self.last_path}); rerun with --resume to continue', self.ctx)
+        if interrupted:
+            self.ctx.barrier()  # the state is saved before any process exits
+            stop_for(interrupted, lambda name: f'interrupted by {name} at iteration {done}; checkpoint saved '
+                     f'({self.last_path}); rerun with --resume to continue', self.ctx)
 
     def finish(self, done, model, summary):
         """The final weights (plain state dict, like the released files), then the record; every process waits."""
