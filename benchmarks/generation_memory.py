@@ -60,6 +60,7 @@ def main():
     args = parser.parse_args()
     if args.one:
         return one_run(args.one[0], args.one[1] or None, args.device)
+    from datasets.io import write_json
     from utils.precision import cpu_description
     rows = []
     for side in (int(s) for s in args.sides.split(',')):
@@ -73,8 +74,7 @@ def main():
               'measures': 'peak resident memory of the process (CPU) or peak allocated CUDA memory, one image, '
                           'reading and writing included', 'rows': rows}
     out = os.path.join(REPO, 'benchmarks', f'generation_memory_{args.device}.json')
-    with open(out, 'w') as handle:
-        json.dump(record, handle, indent=2)
+    write_json(out, record)
     print(f'wrote {out}')
 
 
