@@ -129,11 +129,11 @@ def write_figures(args, run, voc_root, folders, rounds):
     """A grid of the first training images (each method's masks and the ground truth) and the loss curves."""
     ids = read_split(split_file(voc_root, 'train_aug'))[:3]
     rows = []
-    for image_id, image_path, boxes in voc_box_items(voc_root, ids):
+    for image_id, image_path, boxes, frame in voc_box_items(voc_root, ids):
         masks = {label: read_label(os.path.join(d, f'{image_id}.png')) for label, d in folders.items()
                  if 'overlap' not in label}
         gt = read_label(os.path.join(voc_root, 'SegmentationClassAug', f'{image_id}.png'))
-        rows.append(comparison_grid(read_image_bgr(image_path), boxes, masks, gt, VOC_CLASSES))
+        rows.append(comparison_grid(read_image_bgr(image_path, frame), boxes, masks, gt, VOC_CLASSES))
     grid = save_figure(stack(rows), os.path.join(args.figs_dir, 'demo_pseudo_masks.png'))
     logs = {f'LPG round {r}': layout.loss_log(layout.lpg_dir(run.lpg_root(), r)) for r in rounds}
     logs.update({f'VOC backbone round {r}': layout.loss_log(run.backbone_dir('voc', r)) for r in rounds})

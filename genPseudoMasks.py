@@ -23,10 +23,10 @@ from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import (OVERLAP_RULES, BoxImageDataset, box_entries, collate_boxes, compose_entries,
+from datasets.boxes import (OVERLAP_RULES, BoxImageDataset, BoxItem, box_entries, collate_boxes, compose_entries,
                             restore_size)
 from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import (BackgroundWriter, claim_folder, read_image_bgr, releases_claims, remove_files,
+from datasets.io import (BackgroundWriter, claim_folder, decode_image, releases_claims, remove_files,
                          save_palette_png, write_json)
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
@@ -214,10 +214,11 @@ def main(args):
     remaining = sum(ctx.all_gather_objects(len(todo)))
     ctx.print(f'{len(items) + len(unreadable)} images, {len(items) - remaining} already done, writing to {out_dir}'
               + (f' ({ctx.world_size} processes)' if ctx.distributed else ''))
-    failed = generate(args, ctx, precision, spec, flags, todo, out_dir) if todo else []
+    failed, oriented = generate(args, ctx, precision, spec, flags, todo, out_dir) if todo else ([], 0)
     failed = [failure for failures in ctx.all_gather_objects(failed) for failure in failures]
     summary = {'images': len(items) + len(unreadable), 'written': remaining - len(failed),
-               'already done': len(items) - remaining, 'failed': dict(failed + unreadable)}
+               'already done': len(items) - remaining, 'failed': dict(failed + unreadable),
+               'with an EXIF orientation tag': sum(ctx.all_gather_objects(oriented))}
     ctx.on_main(finish, args, flags, record, summary)
     return out_dir
 
@@ -225,9 +226,13 @@ def main(args):
 def finish(args, flags, record, summary):
     """The summary line, for --dataset custom the class table and COCO-format json, the completion record
     (written last), and a non-zero exit if any image failed."""
-    failed = summary['failed']
+    failed, oriented = summary['failed'], summary['with an EXIF orientation tag']
     print(f'{summary["images"]} images: {summary["written"]} written, {summary["already done"]} already done, '
           f'{len(failed)} failed')
+    if oriented:
+        print(f'{oriented} of the images written carry an EXIF orientation tag: each was read in the pixel frame its '
+              'annotation gives boxes in (the stored one, or turned where only the turned size matches its '
+              'declared size)')
     if args.dataset == 'custom':
         instances = os.path.join(record.folder, INSTANCES) if args.instances else None
         print(f'wrote {write_target_outputs(flags["source"]["annotations"], record.folder, instances)}')
@@ -238,14 +243,15 @@ def finish(args, flags, record, summary):
 
 
 def generate(args, ctx, precision, spec, flags, todo, out_dir):
-    """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed.
+    """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed, and how
+    many of those written carry an EXIF orientation tag.
 
     The generator: generate_lpg. The baselines: one job per image, --n_jobs in parallel."""
     if args.method != 'lpg':
         jobs = Parallel(n_jobs=args.n_jobs)(
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
-        return [job for job in jobs if job is not None]
+        return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)
     lpg, backbone = load_generators(args, flags['backbone_path'], len(spec.class_names(flags['source'])), precision)
     return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags['test_size'],
                         max_side=args.max_side,
@@ -259,11 +265,11 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
     """The generator's masks of items ((image_id, image_path, boxes)) written to out_dir: loader workers read
     and pad (to test_size), the device generates a batch of images at a time (pair_batch (image, entry) pairs
     per generator forward), writer threads encode and write the PNGs. Returns the (image_id, reason) of the
-    images that could not be read."""
+    images that could not be read, and how many of the others carry an EXIF orientation tag."""
     loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box, max_side=max_side),
                         batch_size=image_batch, num_workers=workers, collate_fn=collate_boxes,
                         pin_memory=device.type == 'cuda')
-    failed = []
+    failed, oriented = [], 0
     # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
     with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
         for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not progress):
@@ -271,6 +277,7 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
                 break
             failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
             samples = [sample for sample in samples if 'error' not in sample]
+            oriented += sum(sample['orientation'] != 1 for sample in samples)
             # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
             results, out_of_memory = foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision,
                                                              rule == 'confidence')
@@ -285,7 +292,7 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
                               entries.cpu().numpy() if per_box else None)
     stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
                         'the same command to make the others (the written ones are skipped)')
-    return failed
+    return failed, oriented
 
 
 def foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision, with_scores):
@@ -321,12 +328,14 @@ def write_outputs(write, out_dir, image_id, label, instance_masks=None):
 
 
 def baseline_image(method, item, out_dir, rule, per_box):
-    """One image of a baseline (a job of its own): its mask written, or (image_id, reason) if it failed."""
-    image_id, image_path, boxes = item
+    """One image of a baseline (a job of its own): writes its mask. Returns (its EXIF orientation tag, None), or
+    (None, (image_id, reason)) if it failed."""
+    image_id, image_path, boxes, frame = BoxItem(*item)
     try:
-        image = read_image_bgr(image_path).astype(np.uint8)
+        image, orientation = decode_image(image_path, frame)
+        image = image.astype(np.uint8)
     except (OSError, ValueError) as error:
-        return image_id, str(error)
+        return None, (image_id, str(error))
     class_ids, entry_boxes = box_entries(boxes, per_box)
     scores = None
     if method == 'box':
@@ -340,7 +349,7 @@ def baseline_image(method, item, out_dir, rule, per_box):
     label = compose_entries(foreground, class_ids, rule, scores, entry_boxes).numpy()
     write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
                   foreground.numpy() if per_box else None)
-    return None
+    return orientation, None
 
 
 if __name__ == '__main__':

@@ -209,9 +209,17 @@ def main(args):
     load_weights(model, args.model_path, what=f'{args.model_type} backbone ({len(class_names)} classes)')
     model = precision.prepare_model(model).eval()
     pad_to = args.test_size if backbone.pad_to_test_size else None
-    unreadable = compute_logits(model, ctx.shard(items), logits_dir, pad_to, precision, args.batch_size, args.workers,
-                                args.writer_threads, progress=ctx.is_main, scales=args.scales, flip=args.flip)
+    # Read in the frame of their ground truth where it exists (an EXIF orientation tag may turn an image).
+    with_labels = [(image_id, image_path, os.path.join(gt_dir, f'{image_id}.png')) if gt_dir else (image_id, image_path)
+                   for image_id, image_path in ctx.shard(items)]
+    unreadable, oriented = compute_logits(model, with_labels, logits_dir, pad_to, precision, args.batch_size,
+                                          args.workers, args.writer_threads, progress=ctx.is_main, scales=args.scales,
+                                          flip=args.flip)
     unreadable = [failure for found in ctx.all_gather_objects(unreadable) for failure in found]
+    oriented = sum(ctx.all_gather_objects(oriented))
+    if oriented:
+        ctx.print(f'{oriented} of the images read carry an EXIF orientation tag: each was read in the pixel frame of '
+                  'its ground truth (the stored one, or turned where only the turned size matches it)')
     if ctx.is_main:
         record.write('incomplete' if unreadable else 'done', {'images': len(items), 'failed': dict(unreadable)})
     if args.type == 'test' and ctx.is_main:
@@ -267,7 +275,7 @@ def score_pseudo_masks(args, ctx, spec, source, split, items, class_names):
     gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
     record = masks_record(args, split, gt_dir)
     box_failures = []
-    boxes = {image_id: image_boxes for image_id, _, image_boxes in
+    boxes = {item.image_id: item.boxes for item in
              spec.box_items(source, split, args.split_file, errors=box_failures)}
     mine = [(image_id, boxes.get(image_id, [])) for image_id, _ in ctx.shard(items)]
     rows, results = {}, {'split': split, 'num_images': len(items), 'gt_dir': gt_dir, 'methods': {}}

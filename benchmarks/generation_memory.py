@@ -40,7 +40,7 @@ def one_run(side, max_side, device_name):
     lpg = precision.prepare_model(LPGNet(in_channels=4).to(device).eval())
     start = time.time()
     with torch.no_grad():
-        failed = genPseudoMasks.generate_lpg(lpg, None, [('image', path, boxes)], folder, device, precision,
+        failed, _ = genPseudoMasks.generate_lpg(lpg, None, [('image', path, boxes)], folder, device, precision,
                                              test_size=512, workers=0, progress=False, max_side=max_side)
     if device.type == 'cuda':
         torch.cuda.synchronize()

@@ -1,9 +1,11 @@
 """Boxes as masks: padding for LPG, box masks, the per-image generation input, and label composition.
 
-A leaf of the data package: it knows no dataset format. Items come from `datasets.voc.voc_box_items`,
-`datasets.coco.coco_box_items` or any list of (image_id, image_path, [(class_id, x1, y1, x2, y2), ...]).
+A leaf of the data package: it knows no dataset format. Items (BoxItem) come from `datasets.voc.voc_box_items`,
+`datasets.coco.coco_box_items`, `datasets.custom.box_items` or any list of (image_id, image_path,
+[(class_id, x1, y1, x2, y2), ...]).
 """
 import math
+from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -13,7 +15,16 @@ from torch.utils.data import Dataset
 
 from .constants import MEAN_BGR
 from .errors import InputError
-from .io import chw_tensor, read_image_bgr
+from .io import ImageFrame, chw_tensor, decode_image
+
+class BoxItem(NamedTuple):
+    """An image to make pseudo masks for: its id, its file, its boxes [(class_id, x1, y1, x2, y2)] (0-based,
+    inclusive) and the ImageFrame its annotation declares (None when it declares none)."""
+    image_id: str
+    image_path: str
+    boxes: list
+    frame: Optional[ImageFrame] = None
+
 
 # LPG's hourglass halves the 1/4-size feature map 5 times: input sides must be multiples of 4 * 2**5.
 LPG_SIZE_MULTIPLE = 128
@@ -60,14 +71,16 @@ def box_entries(boxes, per_box=False):
 class BoxImageDataset(Dataset):
     """One image with its per-class box masks, padded for LPG.
 
-    items: list of (image_id, image_path, boxes), boxes = [(class_id, x1, y1, x2, y2)].
+    items: BoxItems (or (image_id, image_path, boxes) tuples), boxes = [(class_id, x1, y1, x2, y2)]; each image
+    is decoded in the frame its item declares.
     Returns a dict: image (3xHxW float, mean-subtracted BGR, zero = mean in the padding), box_masks
     (KxHxW float 0/1, one per class in order of first appearance, or with per_box one per box in order),
     class_ids (long K), entry_boxes (the boxes of each entry), height and
-    width (of the unpadded image), image_id; or, for an image that cannot be read, dict(image_id, error)."""
+    width (of the unpadded image), image_id, orientation (its EXIF orientation tag, 1 when it has none); or, for
+    an image that cannot be read or whose size contradicts its annotation, dict(image_id, error)."""
 
     def __init__(self, items, test_size, per_box=False, max_side=None):
-        self.items = list(items)
+        self.items = [BoxItem(*item) for item in items]
         self.test_size = int(test_size)
         self.per_box = per_box
         self.max_side = max_side
@@ -76,9 +89,10 @@ class BoxImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index):
-        image_id, image_path, boxes = self.items[index]
+        image_id, image_path, boxes, frame = self.items[index]
         try:
-            image = read_image_bgr(image_path) - MEAN_BGR
+            image, orientation = decode_image(image_path, frame)
+            image = image - MEAN_BGR
         except (OSError, ValueError) as error:
             # A batch job goes on without this image; the caller records the failure.
             return dict(image_id=image_id, error=str(error))
@@ -93,7 +107,7 @@ class BoxImageDataset(Dataset):
             masks[k, :height, :width] = box_mask(entry_boxes, height, width)
         sample = dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
                       class_ids=torch.tensor(class_ids, dtype=torch.long), entry_boxes=entries,
-                      height=height, width=width, image_id=image_id)
+                      height=height, width=width, image_id=image_id, orientation=orientation)
         if (height, width) != full_size:  # the masks go back to this size and these boxes (restore_size)
             sample.update(full_size=full_size, full_entry_boxes=full_entries)
         return sample

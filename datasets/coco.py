@@ -5,6 +5,7 @@ lists of the segmentation and box datasets."""
 import json
 import os
 
+from .boxes import BoxItem
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
 from .errors import InputError, MissingFile
 from .io import folder_in_root
@@ -122,5 +123,6 @@ def coco_box_items(coco_root, split='train2017', ids=None, errors=None):
         boxes = non_voc_boxes(annotations[key])
         if boxes:
             name = coco_image_id(key)
-            items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), boxes))
+            # parseCOCO's box json declares no image size: the image is read in its stored frame, COCO's own.
+            items.append(BoxItem(name, os.path.join(coco_root, split, f'{name}.jpg'), boxes))
     return items

@@ -13,7 +13,8 @@ from pycocotools import mask as mask_utils
 
 from .coco_json import box_corners, load_instances, semantic_label
 from .errors import InputError, MissingFile
-from .io import read_label, save_palette_png, write_json
+from .boxes import BoxItem
+from .io import ImageFrame, read_label, save_palette_png, write_json
 from .lpg_samples import LPGSampleDataset
 
 
@@ -37,6 +38,12 @@ def image_names(instances):
 def image_path(image_dir, instances, image_id):
     image = instances.images[image_id]
     return os.path.join(image_dir, image['file_name'] or f'{image_id}.jpg')
+
+
+def declared_frame(instances, image_id):
+    """The ImageFrame of an image's width and height in the json."""
+    image = instances.images[image_id]
+    return ImageFrame(image['height'], image['width'], f'its size in {instances.path} (image {image_id})')
 
 
 def target_classes(instances):
@@ -63,8 +70,8 @@ def class_table(classes):
 
 # ---------------------------------------------------------------------------------------------- target side
 def box_items(annotations, image_dir, errors=None):
-    """BoxImageDataset items: (name, image path, [(class, x1, y1, x2, y2)], boxes in annotation order) for
-    every image with boxes. A box without area makes its image fail: with an errors list it is collected there
+    """BoxItems: (name, image path, [(class, x1, y1, x2, y2)], boxes in annotation order, the frame of the
+    image's width and height) for every image with boxes. A box without area makes its image fail: with an errors list it is collected there
     as (name, message naming the file and the annotation), otherwise it raises."""
     instances = load_instances(annotations, need_segmentation=False)
     names = image_names(instances)
@@ -80,7 +87,8 @@ def box_items(annotations, image_dir, errors=None):
             errors.append((names[image_id], message))
             continue
         boxes = [(class_of[a['category_id']], *box_corners(a)) for a in anns]
-        items.append((names[image_id], image_path(image_dir, instances, image_id), boxes))
+        items.append(BoxItem(names[image_id], image_path(image_dir, instances, image_id), boxes,
+                             declared_frame(instances, image_id)))
     return items
 
 

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -170,10 +172,46 @@ def folder_in_root(root, folder):
 _END_MARKERS = ((b'\xff\xd8', b'\xff\xd9'), (b'\x89PNG', b'IEND'))
 
 
-def read_image_bgr(path):
-    """Image file -> float32 HxWx3 BGR array (not mean-subtracted).
+class ImageFrame(NamedTuple):
+    """The size an annotation declares for its image (a VOC XML's <size>, a COCO json's width/height, a label
+    PNG's own size), and what declares it, as messages name it ('<declared_by> is <width>x<height>')."""
+    height: int
+    width: int
+    declared_by: str
 
-    A truncated JPEG or PNG is an error: OpenCV would decode it with the missing part filled grey."""
+
+class DecodedImage(NamedTuple):
+    """An image in the frame its annotation declares, and its EXIF orientation tag (1 when it has none)."""
+    image: np.ndarray
+    orientation: int
+
+
+# EXIF orientation tag values that swap width and height (a photo taken with the camera turned), and what
+# each does to the stored pixels to show them upright.
+_TRANSPOSING = {5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+                7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
+_ORIENTATION_TAG = 0x0112
+
+
+def orientation_tag(data):
+    """The EXIF orientation tag (1..8) of an encoded image; 1 when it has none or its EXIF cannot be read."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            tag = header.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is not the image's decode: the pixels decide
+        return 1
+    return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
+
+
+def decode_image(path, frame=None):
+    """Image file -> DecodedImage: float32 HxWx3 BGR (not mean-subtracted) in the pixel frame its annotation
+    declares, and its orientation tag.
+
+    Boxes, XML sizes, COCO sizes and label PNGs are given in the stored pixel frame, while a photo's EXIF
+    orientation tag asks a viewer (and cv2.imread) to turn it. So the tag is ignored, unless only the turned
+    size matches the declared `frame` (an ImageFrame; None: nothing declares one). A decoded size that matches
+    neither is an InputError naming the file and both sizes. A truncated JPEG or PNG is an error too: OpenCV
+    would decode it with the missing part filled grey."""
     if not os.path.isfile(path):
         raise MissingFile(f'image file not found: {path}')
     with open(path, 'rb') as handle:
@@ -184,12 +222,38 @@ def read_image_bgr(path):
         if data.startswith(start) and end not in data[-1024:]:
             raise InputError(f'image file {path} is truncated (its end-of-image marker is missing)')
     try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as error:  # every decode failure is the file's, named as such
         raise InputError(f'could not decode image file {path}: {str(error).strip()}') from None
     if image is None:
         raise InputError(f'could not decode image file {path} (corrupt or not an image)')
-    return image.astype(np.float32)
+    orientation = orientation_tag(data)
+    height, width = image.shape[:2]
+    if frame is not None and (height, width) != (frame.height, frame.width):
+        if orientation in _TRANSPOSING and (width, height) == (frame.height, frame.width):
+            image = np.ascontiguousarray(_TRANSPOSING[orientation](image))
+        else:
+            turned = (f' (and {height}x{width} turned by its EXIF orientation tag {orientation})'
+                      if orientation in _TRANSPOSING else '')
+            raise InputError(f'image file {path} is {width}x{height}{turned}, but {frame.declared_by} is '
+                             f'{frame.width}x{frame.height}')
+    return DecodedImage(image.astype(np.float32), orientation)
+
+
+def read_image_bgr(path, frame=None):
+    """Image file -> float32 HxWx3 BGR array (not mean-subtracted), in the frame `frame` declares (see
+    decode_image)."""
+    return decode_image(path, frame).image
+
+
+def label_frame(path):
+    """The ImageFrame a label PNG declares for its image: its own size (read from the header)."""
+    try:
+        with Image.open(path) as label_image:
+            width, height = label_image.size
+    except (OSError, ValueError) as error:
+        raise InputError(f'could not read label file {path}: {error}') from error
+    return ImageFrame(height, width, f'its label {path}')
 
 
 def read_label(path):

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from .boxes import box_mask
 from .constants import MEAN_BGR
 from .errors import InputError
-from .io import chw_tensor, read_image_bgr, read_label
+from .io import ImageFrame, chw_tensor, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip, nearest_top_left
 from .validate import find_problems, image_problems
 
@@ -89,12 +89,10 @@ class LPGSampleDataset(Dataset):
     def __getitem__(self, index):
         name, class_id = self.samples[index]
         image_path, mask_path = self.image_paths[name], self.mask_path(name)
-        image = read_image_bgr(image_path) - MEAN_BGR
         mask = read_label(mask_path)
-        height, width = image.shape[:2]
-        if mask.shape != (height, width):
-            raise InputError(f'mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image '
-                             f'{image_path} is {width}x{height}')
+        height, width = mask.shape
+        # In the frame of its mask: a size that contradicts it is an InputError naming both files.
+        image = read_image_bgr(image_path, ImageFrame(height, width, f'its mask {mask_path}')) - MEAN_BGR
         target = (mask == class_id).astype(np.uint8)
         class_boxes = [box[1:] for box in self.boxes[name] if box[0] == class_id]
         class_box_mask = box_mask(class_boxes, height, width)

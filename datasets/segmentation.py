@@ -1,11 +1,13 @@
 """The segmentation dataset backbones train and test on: (image, label map) pairs of any format."""
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .constants import IGNORE_LABEL, MEAN_BGR
 from .errors import InputError
-from .io import chw_tensor, read_image_bgr, read_label
+from .io import ImageFrame, chw_tensor, decode_image, label_frame, read_image_bgr, read_label
 from .validate import find_problems, image_problems
 
 
@@ -43,11 +45,9 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index):
         image_id, image_path, label_path = self.items[index]
-        image = read_image_bgr(image_path) - MEAN_BGR
         label = read_label(label_path)
-        if label.shape != image.shape[:2]:
-            raise InputError(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image '
-                             f'{image_path} is {image.shape[1]}x{image.shape[0]}')
+        # In the frame of its label: a size that contradicts it is an InputError naming both files.
+        image = read_image_bgr(image_path, ImageFrame(*label.shape, f'its label {label_path}')) - MEAN_BGR
         if self.augment is not None:
             image, (label,) = self.augment(image, [label], [IGNORE_LABEL])
         return chw_tensor(image), torch.from_numpy(label.astype(np.int64)), image_id
@@ -55,8 +55,10 @@ class SegmentationDataset(Dataset):
 
 class TestImageDataset(Dataset):
     """Images for testing a backbone, padded (bottom/right, with the mean) to at least pad_to x pad_to when
-    pad_to is given. items: (image_id, image_path). Returns dict(image 3xHxW float, image_size (height, width)
-    before padding, image_id), or dict(image_id, error) for an image that cannot be read."""
+    pad_to is given. items: (image_id, image_path), or (image_id, image_path, label_path) to read the image in
+    the frame of its ground-truth label when that exists. Returns dict(image 3xHxW float, image_size (height,
+    width) before padding, image_id, orientation: its EXIF orientation tag), or dict(image_id, error) for an
+    image that cannot be read or whose size contradicts its label."""
 
     def __init__(self, items, pad_to=None):
         self.items = list(items)
@@ -66,12 +68,14 @@ class TestImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index):
-        image_id, image_path = self.items[index]
+        image_id, image_path, *label_path = self.items[index]
         try:
-            image = read_image_bgr(image_path) - MEAN_BGR
+            frame = label_frame(label_path[0]) if label_path and os.path.isfile(label_path[0]) else None
+            image, orientation = decode_image(image_path, frame)
+            image = image - MEAN_BGR
         except (OSError, ValueError) as error:
             return dict(image_id=image_id, error=str(error))
         height, width = image.shape[:2]
         if self.pad_to:
             image = np.pad(image, ((0, max(self.pad_to - height, 0)), (0, max(self.pad_to - width, 0)), (0, 0)))
-        return dict(image=chw_tensor(image), image_size=(height, width), image_id=image_id)
+        return dict(image=chw_tensor(image), image_size=(height, width), image_id=image_id, orientation=orientation)

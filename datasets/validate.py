@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .constants import IGNORE_LABEL
 from .errors import InputError
-from .io import read_image_bgr, read_label
+from .io import ImageFrame, read_image_bgr, read_label
 
 SHOW = 10  # problems listed in a report; the rest are counted
 
@@ -17,20 +17,17 @@ SHOW = 10  # problems listed in a report; the rest are counted
 def image_problems(image_path, label_path=None, num_classes=None):
     """What is wrong with an image (and its label map): missing, undecodable, truncated, sizes that differ,
     label values that are no class (0..num_classes-1) and not 255. [] when all is well."""
+    label = None
     try:
-        height, width = read_image_bgr(image_path).shape[:2]
+        if label_path is not None:
+            label = read_label(label_path)
+        # In the frame of its label: a size that contradicts it is a problem naming both files and sizes.
+        read_image_bgr(image_path, None if label is None else ImageFrame(*label.shape, f'its label {label_path}'))
     except (OSError, ValueError) as error:
         return [str(error)]
-    if label_path is None:
+    if label is None:
         return []
-    try:
-        label = read_label(label_path)
-    except (OSError, ValueError) as error:
-        return [str(error)]
     problems = []
-    if label.shape != (height, width):
-        problems.append(f'label {label_path} is {label.shape[1]}x{label.shape[0]} but image {image_path} is '
-                        f'{width}x{height}')
     if num_classes is not None:
         values = np.unique(label)
         wrong = values[(values >= num_classes) & (values != IGNORE_LABEL)]

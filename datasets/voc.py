@@ -6,7 +6,8 @@ from collections import Counter
 
 from .constants import VOC_CLASS_TO_ID
 from .errors import InputError, MissingFile
-from .io import folder_in_root
+from .boxes import BoxItem
+from .io import ImageFrame, folder_in_root
 
 
 def resolve_voc_root(path):
@@ -74,7 +75,14 @@ def _xml_size(root, path):
 
 
 def parse_voc_xml(path, width=None, height=None):
-    """VOC annotation XML -> [(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates.
+    """VOC annotation XML -> [(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates (see
+    read_voc_annotation)."""
+    return read_voc_annotation(path, width, height)[0]
+
+
+def read_voc_annotation(path, width=None, height=None):
+    """VOC annotation XML -> ([(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates; the ImageFrame its
+    <size> declares, or None when it has none).
 
     Only the <object> elements directly under the root are objects: a person's <part> boxes (head,
     hand, foot) are not. Boxes are clipped to the image (width/height if given, else the XML's
@@ -85,10 +93,10 @@ def parse_voc_xml(path, width=None, height=None):
         root = ElementTree.parse(path).getroot()
     except ElementTree.ParseError as error:
         raise InputError(f'malformed VOC annotation XML {path}: {error}') from error
-    if width is None or height is None:
-        xml_width, xml_height = _xml_size(root, path)
-        width = xml_width if width is None else width
-        height = xml_height if height is None else height
+    xml_width, xml_height = _xml_size(root, path)
+    frame = None if xml_width is None else ImageFrame(xml_height, xml_width, f'the <size> in its annotation {path}')
+    width = xml_width if width is None else width
+    height = xml_height if height is None else height
 
     boxes = []
     for object_index, obj in enumerate(root.findall('object')):
@@ -111,7 +119,7 @@ def parse_voc_xml(path, width=None, height=None):
                           f'({x1}, {y1}, {x2}, {y2}) after clipping; skipped')
             continue
         boxes.append((VOC_CLASS_TO_ID[name], x1, y1, x2, y2))
-    return boxes
+    return boxes, frame
 
 
 def voc_items(voc_root, ids, label_dir):
@@ -122,18 +130,19 @@ def voc_items(voc_root, ids, label_dir):
 
 
 def voc_box_items(voc_root, ids, errors=None):
-    """BoxImageDataset items for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20).
+    """BoxItems for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20), in the frame its <size>
+    declares.
 
     errors: None to raise at a missing or malformed XML, or a list that collects (image_id, message) while
     the other images go on."""
     items = []
     for image_id in ids:
         try:
-            boxes = parse_voc_xml(os.path.join(voc_root, 'Annotations', f'{image_id}.xml'))
+            boxes, frame = read_voc_annotation(os.path.join(voc_root, 'Annotations', f'{image_id}.xml'))
         except (OSError, ValueError) as error:
             if errors is None:
                 raise
             errors.append((image_id, str(error)))
             continue
-        items.append((image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'), boxes))
+        items.append(BoxItem(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'), boxes, frame))
     return items

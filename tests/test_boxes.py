@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from datasets.boxes import BoxImageDataset, box_mask, collate_boxes, pad_size
 from datasets.coco import coco_box_items
 from datasets.constants import MEAN_BGR
+from datasets.io import ImageFrame
 from datasets.voc import voc_box_items
 from tests.conftest import BENCH60, ELEPHANT60, PERSON_WITH_PARTS, TOOTHBRUSH60, TRUCK60, voc_xml, write, write_coco
 from utils.parseCOCO import parse_coco
@@ -64,8 +65,10 @@ def test_box_image_dataset_padding_and_masks(tmp_path):
 def test_voc_box_items(tmp_path):
     write(str(tmp_path / 'Annotations' / '2008_000001.xml'), voc_xml([PERSON_WITH_PARTS, ('dog', (30, 1, 60, 9), [])]))
     items = voc_box_items(str(tmp_path), ['2008_000001'])
+    xml = os.path.join(str(tmp_path), 'Annotations', '2008_000001.xml')
     assert items == [('2008_000001', os.path.join(str(tmp_path), 'JPEGImages', '2008_000001.jpg'),
-                      [(15, 4, 5, 19, 29), (12, 29, 0, 49, 8)])]
+                      [(15, 4, 5, 19, 29), (12, 29, 0, 49, 8)],
+                      ImageFrame(40, 50, f'the <size> in its annotation {xml}'))]
 
 
 def test_coco_box_items(tmp_path):

@@ -211,6 +211,22 @@ def test_zero_area_boxes_and_missing_images_fail_alone(custom, tmp_path, monkeyp
     assert len([n for n in os.listdir(out) if n.endswith('.png')]) == 6  # the others are written
 
 
+def test_an_image_whose_size_contradicts_the_json_fails_alone(custom, tmp_path, monkeypatch):
+    source = json.load(open(custom['target']['annotations']))
+    wrong = next(image for image in source['images'] if image['id'] in {a['image_id'] for a in source['annotations']})
+    wrong['width'] = 80  # the file is 64 wide: its boxes would be cut, its labels drawn at the wrong size
+    path = tmp_path / 'resized.json'
+    path.write_text(json.dumps(source))
+    t = custom['target']
+    status, message = cli(genPseudoMasks, '--dataset', 'custom', '--annotations', path, '--image_dir', t['image_dir'],
+                          '--custom_proposals_dir', tmp_path / 'out', '--method', 'box', *CPU, monkeypatch=monkeypatch)
+    image = os.path.join(t['image_dir'], wrong['file_name'])
+    assert status == 1 and '1 images failed' in message
+    assert f'image file {image} is 64x64, but its size in {path} (image {wrong["id"]}) is 80x64' in message
+    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'box', None, None)
+    assert len([n for n in os.listdir(out) if n.endswith('.png')]) == 7  # the others are written
+
+
 def test_an_unknown_excluded_category_is_named(custom, tmp_path, monkeypatch):
     a = custom['aux']
     status, message = cli(trainLPG, '--dataset', 'custom', '--round', 1, '--annotations', a['annotations'],

@@ -74,7 +74,7 @@ def test_lpg_checkpoints_load_for_their_round(demo):
 def test_voc_pseudo_masks_hold_only_the_image_classes(demo):
     ids = read_split(split_file(demo['voc_root'], 'train_aug'))
     for name in ('box', 'vgg16_Round1', 'vgg16_Round2'):
-        for image_id, image_path, boxes in voc_box_items(demo['voc_root'], ids):
+        for image_id, image_path, boxes, _ in voc_box_items(demo['voc_root'], ids):
             mask = Image.open(demo['work'] / 'pseudo_voc' / name / f'{image_id}.png')
             assert mask.mode == 'P'
             assert mask.size == Image.open(image_path).size

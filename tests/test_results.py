@@ -58,7 +58,7 @@ def labels(folder, ids):
 
 
 def test_box_baseline_fills_boxes_smaller_over_larger(voc_root, baselines):
-    for image_id, image_path, boxes in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
+    for image_id, image_path, boxes, _ in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
         height, width = read_image_bgr(image_path).shape[:2]
         expected = np.zeros((height, width), np.uint8)
         for class_id, x1, y1, x2, y2 in sorted(boxes, key=lambda b: -(b[3] - b[1] + 1) * (b[4] - b[2] + 1)):
@@ -72,7 +72,7 @@ def test_grabcut_and_crf_stay_inside_their_boxes_and_beat_filled_boxes(voc_root,
     box_miou = scores(truth, labels(baselines['box'], ids), 21)['Mean IoU']
     for method in ('grabcut', 'crf'):
         predicted = labels(baselines[method], ids)
-        for (image_id, _, boxes), label in zip(voc_box_items(voc_root, ids), predicted):
+        for (image_id, _, boxes, _), label in zip(voc_box_items(voc_root, ids), predicted):
             inside = np.zeros(label.shape, bool)
             for _, x1, y1, x2, y2 in boxes:
                 inside[y1:y2 + 1, x1:x2 + 1] = True
@@ -84,7 +84,7 @@ def test_grabcut_masks_do_not_depend_on_opencvs_random_state(voc_root):
     """GrabCut's k-means draws from OpenCV's per-thread RNG; the masks must not depend on what ran before them
     (in a joblib worker: which images it happened to process)."""
     differing = 0
-    for _, image_path, boxes in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
+    for _, image_path, boxes, _ in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
         image, entries = read_image_bgr(image_path), [[box[1:]] for box in boxes]
         results = []
         for state in (1, 12345):
@@ -137,7 +137,7 @@ def test_report_equals_the_metric_on_the_same_masks(voc_root, baselines, tmp_pat
 
 
 def test_figures_have_the_expected_size_and_content(voc_root, baselines):
-    image_id, image_path, boxes = voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug')))[0]
+    image_id, image_path, boxes, _ = voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug')))[0]
     image = read_image_bgr(image_path)
     masks = {method: read_label(os.path.join(folder, f'{image_id}.png')) for method, folder in baselines.items()}
     truth = read_label(os.path.join(voc_root, 'SegmentationClassAug', f'{image_id}.png'))
@@ -200,7 +200,7 @@ def test_overlap_rule_folders_and_refusals(voc_root, baselines, tmp_path):
     out = genPseudoMasks.main(parse(genPseudoMasks, '--dataset', 'voc', '--method', 'box', '--overlap', 'first',
                                     '--voc_root_dir', voc_root, '--voc_proposals_dir', tmp_path, '--n_jobs', 1, *CPU))
     assert out == os.path.join(str(tmp_path), 'box_first')  # not the default rule: a folder of its own
-    for image_id, image_path, boxes in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
+    for image_id, image_path, boxes, _ in voc_box_items(voc_root, read_split(split_file(voc_root, 'train_aug'))):
         first, smaller = (read_label(os.path.join(d, f'{image_id}.png')) for d in (out, baselines['box']))
         covered = np.zeros(first.shape, int)
         for _, x1, y1, x2, y2 in boxes:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from datasets.boxes import box_mask, collate_boxes
 from datasets.constants import IGNORE_LABEL
-from datasets.io import BackgroundWriter, atomic_open, read_image_bgr, read_label, save_palette_png
+from datasets.io import BackgroundWriter, ImageFrame, atomic_open, read_image_bgr, read_label, save_palette_png
 from datasets.segmentation import TestImageDataset
 from utils.crf import DenseCRF
 from utils.interrupts import INTERRUPTS, stop_if_interrupted
@@ -49,15 +49,16 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
                    scales=(1.0,), flip=False):
     """Raw logits of the (image_id, image_path) items whose .npz is not yet in logits_dir (float32, with the
     network input size they cover and the image size), averaged over test-time scales and flips when asked
-    (augmented_logits). Images of one input size are batched (all of them when padded to pad_to); loader
-    workers read and pad, writer threads save. Returns the (image_id, reason) of the images that could not be
-    read."""
+    (augmented_logits). Items may carry a third entry, the image's ground-truth label: the image is then read in
+    its frame. Images of one input size are batched (all of them when padded to pad_to); loader workers read and
+    pad, writer threads save. Returns the (image_id, reason) of the images that could not be read, and how many
+    of those read carry an EXIF orientation tag."""
     todo = [item for item in items if not os.path.exists(os.path.join(logits_dir, f'{item[0]}.npz'))]
     if not todo:
-        return []
+        return [], 0
     loader = DataLoader(TestImageDataset(todo, pad_to), batch_size=batch_size, num_workers=workers,
                         collate_fn=collate_boxes, pin_memory=precision.device.type == 'cuda')
-    failed = []
+    failed, oriented = [], 0
     # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
     with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
         for samples in tqdm(loader, desc='logits', unit='batch', disable=not progress):
@@ -68,6 +69,7 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
                 if 'error' in sample:
                     failed.append((sample['image_id'], sample['error']))
                 else:
+                    oriented += sample['orientation'] != 1
                     by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(sample)
             for size, group in by_size.items():
                 images = precision.prepare_input(torch.stack([sample['image'] for sample in group]))
@@ -78,7 +80,7 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
                                   size, sample['image_size'])
     stop_if_interrupted(lambda name: f'interrupted by {name}: the logits written so far are complete and kept; rerun '
                         'the same command to compute the others and score (the written ones are skipped)')
-    return failed
+    return failed, oriented
 
 
 def probabilities(logits_path):
@@ -123,7 +125,9 @@ def crf_label(prob, image_path, image_size, crf_params, crf_on_padded=False):
     """DenseCRF's label map of an image: on the image itself, or with crf_on_padded (the release) on the whole
     padded network input, the image padded with black, cropped afterwards."""
     height, width = image_size
-    image = read_image_bgr(image_path).astype(np.uint8)
+    # In the frame its logits were computed in (that of its ground truth, when an EXIF tag turns the image).
+    frame = ImageFrame(height, width, 'the image size stored with its logits')
+    image = read_image_bgr(image_path, frame).astype(np.uint8)
     if crf_on_padded:
         image = np.pad(image, ((0, prob.shape[1] - height), (0, prob.shape[2] - width), (0, 0)))
     else:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from datasets.constants import IGNORE_LABEL, VOC_PALETTE
-from datasets.io import atomic_open, read_image_bgr, read_label
+from datasets.io import ImageFrame, atomic_open, read_image_bgr, read_label
 
 PALETTE = np.array(VOC_PALETTE, dtype=np.uint8).reshape(-1, 3)  # RGB per class index
 BORDER, TITLE = 4, 16
@@ -165,5 +165,7 @@ def write_curve(csv_path, png_path, title):
 def write_overlays(items, pred_dir, out_dir):
     """Colour overlays of predictions: for each (image_id, image_path), <out_dir>/<image_id>.png."""
     for image_id, image_path in items:
-        label = read_label(os.path.join(pred_dir, f'{image_id}.png'))
-        save_figure(Image.fromarray(overlay(read_image_bgr(image_path), label)), os.path.join(out_dir, f'{image_id}.png'))
+        label_path = os.path.join(pred_dir, f'{image_id}.png')
+        label = read_label(label_path)
+        image = read_image_bgr(image_path, ImageFrame(*label.shape, f'its prediction {label_path}'))
+        save_figure(Image.fromarray(overlay(image, label)), os.path.join(out_dir, f'{image_id}.png'))
