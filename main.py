@@ -33,7 +33,7 @@ from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script, seed_everything
 from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
-                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
+                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples,
                             set_poly_lr, snapshot_files, training_loader)
 
 
@@ -194,15 +194,15 @@ def main(args):
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
-    start = resume_training(last_path, model, optimizer) if args.resume else 0
+    start, resume_state = resume_training(last_path, model, optimizer) if args.resume else (0, None)
     ctx.print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
               f'batch {args.batch_size} x {args.iter_size} on {ctx.world_size} process(es), {precision.label}')
 
     trained = distributed_model(model, ctx)
-    batches = infinite_batches(loader)
     run_outputs = RunOutputs(ctx, record, args, start, args.num_iterations, final_path,
-                             lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots)
-    log, guard = run_outputs.log, run_outputs.guard
+                             lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots,
+                             loader, precision.scaler, resume_state)
+    log, guard, batches = run_outputs.log, run_outputs.guard, run_outputs.batches
     done = start
     while done < args.num_iterations:
         set_poly_lr(optimizer, done, args.num_iterations, warmup=args.warmup_iterations)

@@ -46,7 +46,7 @@ from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, comma_list, run_script, seed_everything
 from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
-                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples, infinite_batches,
+                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples,
                             set_poly_lr, snapshot_files, training_loader)
 
 BACKBONE_CHUNK = 8  # samples per forward of the frozen backbone (its full-resolution probabilities are large)
@@ -256,15 +256,15 @@ def main(args):
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     for group in optimizer.param_groups:
         group['initial_lr'] = args.lr
-    start = resume_training(last_path, lpg, optimizer) if args.resume else 0
+    start, resume_state = resume_training(last_path, lpg, optimizer) if args.resume else (0, None)
     ctx.print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations, '
               f'batch {args.batch_size} on {ctx.world_size} process(es), {precision.label}')
 
     model = distributed_model(lpg.train(), ctx)
-    batches = infinite_batches(loader)
     run_outputs = RunOutputs(ctx, record, args, start, args.num_max_iterations, final_path,
-                             lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots)
-    log, guard = run_outputs.log, run_outputs.guard
+                             lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots,
+                             loader, precision.scaler, resume_state)
+    log, guard, batches = run_outputs.log, run_outputs.guard, run_outputs.batches
     done = start
     while done < args.num_max_iterations:
         if done % args.num_update_lr == 0:

@@ -50,7 +50,8 @@ from utils.distributed import close_distributed, init_distributed  # noqa: E402
 from utils.evaluation import compute_logits, save_logits  # noqa: E402
 from utils.parseCOCO import parse_coco  # noqa: E402
 from utils.precision import AMP_CHOICES, Precision, cpu_description  # noqa: E402
-from utils.training import NonFiniteGuard, infinite_batches, training_loader  # noqa: E402
+from utils.sample_stream import BatchStream  # noqa: E402
+from utils.training import NonFiniteGuard, training_loader  # noqa: E402
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
 SCRIPT_WORKERS = {'generation': 2, 'resnet_test': 2, 'lpg_train': 4, 'vgg_train': 4}  # the scripts' --workers
@@ -197,7 +198,7 @@ def time_training(args, ctx, job, mode, precision, loader, optimizer, loss_of, *
     """Warm-up, then the timed iterations of the scripts' update: loss, the scripts' finite-loss check (ours
     only: one host sync per iteration; the release had none), backward, (scaled) optimizer step.
     loss_of(batch) -> (loss, samples in the batch)."""
-    batches, samples = infinite_batches(loader), []
+    batches, samples = BatchStream(loader), []
     guard = NonFiniteGuard(ctx, 'stop', 0, os.path.join(args.data_dir, 'no_checkpoint')) if mode == 'ours' else None
 
     def update():
@@ -263,16 +264,16 @@ def generation_items(args, ctx, count):
     """count VOC-sized images with 1-3 classes, landscape and portrait in turn (ids made unique across the two)."""
     roots = [voc_tree(args, ctx, math.ceil(count / 2), scaled(shape, args.gen_size / 512)) for shape in VOC_SHAPES]
     trees = [voc_box_items(root, read_split(split_file(root, 'train'))) for root in roots]
-    return [(f'{k}_{image_id}', path, boxes) for pair in zip(*trees)
-            for k, (image_id, path, boxes) in enumerate(pair)][:count]
+    return [item._replace(image_id=f'{k}_{item.image_id}')
+            for pair in zip(*trees) for k, item in enumerate(pair)][:count]
 
 
 def generate_batched(args, ctx, precision, lpg, backbone, items, out_dir):
     """genPseudoMasks.py's generator loop (genPseudoMasks.generate_lpg), with the release's overlap rule."""
-    failed = genPseudoMasks.generate_lpg(lpg, backbone, items, out_dir, ctx.device, precision, test_size=args.gen_size,
-                                         pair_batch=args.pair_batch, image_batch=args.image_batch_size,
-                                         workers=workers_of(args, 'generation'), writer_threads=args.writer_threads,
-                                         progress=False)
+    failed, _ = genPseudoMasks.generate_lpg(lpg, backbone, items, out_dir, ctx.device, precision,
+                                            test_size=args.gen_size, pair_batch=args.pair_batch,
+                                            image_batch=args.image_batch_size, workers=workers_of(args, 'generation'),
+                                            writer_threads=args.writer_threads, progress=False)
     if failed:
         raise RuntimeError(f'the benchmark could not read its own images: {failed[:3]}')
 
@@ -290,7 +291,7 @@ def generate_release(args, ctx, lpg, backbone, items, out_dir):
 def pixels_alike(ctx, items, dir_a, dir_b):
     """Fraction of the pixels of all processes' masks that carry the same label in both folders."""
     same = total = 0
-    for image_id, _, _ in items:
+    for image_id, *_ in items:
         a, b = (read_label(os.path.join(folder, f'{image_id}.png')) for folder in (dir_a, dir_b))
         same, total = same + int((a == b).sum()), total + a.size
     counts = ctx.all_gather_objects((same, total))
@@ -438,9 +439,9 @@ def bench_loader(args, ctx):
     dataset = lpg_dataset(args, ctx)
     rows = []
     for workers in [int(w) for w in args.loader_workers.split(',')]:
-        batches = infinite_batches(training_loader(one_epoch(args, dataset, args.lpg_batch, workers), args.lpg_batch,
-                                                   ctx, workers, args.seed,
-                                                   drop_last=lambda samples, batch: samples % batch == 1))
+        batches = BatchStream(training_loader(one_epoch(args, dataset, args.lpg_batch, workers), args.lpg_batch,
+                                              ctx, workers, args.seed,
+                                              drop_last=lambda samples, batch: samples % batch == 1))
         for _ in range(max(args.warmup, workers)):
             next(batches)
         samples = []

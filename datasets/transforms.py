@@ -84,7 +84,9 @@ class ScalePadCropFlip:
     workers would each get a copy of it and draw the same augmentations).
     seed: otherwise (an int, or None), each process seeds its own generator from
     (seed, torch.initial_seed()), so DataLoader workers, whose torch seeds differ, draw different
-    augmentations, and a run is reproducible given torch.manual_seed. An int rng counts as seed."""
+    augmentations, and a run is reproducible given torch.manual_seed. An int rng counts as seed.
+    start_sample(draw): the draws of the next sample come from a generator seeded by (seed, draw) instead, its
+    place in a training run's stream (utils/sample_stream.py), whichever process reads it."""
 
     def __init__(self, crop_size, label_resize, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None,
                  seed=None, round_size=round):
@@ -109,12 +111,20 @@ class ScalePadCropFlip:
         self._seed = seed
         self._process_rng = None
         self._process_key = None
+        self._sample_rng = None
+
+    def start_sample(self, draw):
+        """Seed the draws of the sample read next by its place in the run, (seed, draw)."""
+        self._sample_rng = np.random.default_rng([int(self._seed or 0), int(draw)])
 
     @property
     def rng(self):
-        """The generator for this process (re-created when torch's initial seed changes, i.e. in a new worker)."""
+        """The generator of the sample being read (start_sample), else this process's own (re-created when
+        torch's initial seed changes, i.e. in a new worker)."""
         if self._fixed_rng is not None:
             return self._fixed_rng
+        if self._sample_rng is not None:
+            return self._sample_rng
         key = torch.initial_seed()
         if self._process_rng is None or self._process_key != key:
             entropy = [key] if self._seed is None else [int(self._seed), key]

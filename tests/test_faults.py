@@ -36,10 +36,20 @@ from utils.runtime import run_script
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
 
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')  # runs compared bit for bit: one thread
+
+
 def spawn(script, *flags):
     return subprocess.Popen([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1'))
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ONE_THREAD)
+
+
+def run_to_end(script, *flags):
+    """Run a script as spawn does (one thread), to the end; returns its output."""
+    done = subprocess.run([sys.executable, os.path.join(ROOT, script)] + [str(f) for f in flags], cwd=ROOT,
+                          capture_output=True, text=True, env=ONE_THREAD)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout + done.stderr
 
 
 def kill_when(process, condition, timeout=120, sig=signal.SIGKILL):
@@ -158,6 +168,38 @@ def test_kill_9_then_resume(data, tmp_path):
     assert done.returncode == 0 and f'resumed from {last} at iteration {saved["iteration"]}' in done.stdout
     assert load_checkpoint(last)['iteration'] == saved['iteration'] + 2
     assert not [name for name in os.listdir(os.path.dirname(last)) if name.endswith('.tmp')]
+
+
+def same_weights(path_a, path_b):
+    a, b = load_checkpoint(path_a), load_checkpoint(path_b)
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize('script', ['trainLPG.py', 'main.py'])
+def test_a_run_killed_after_its_first_snapshot_resumes_to_the_weights_of_the_whole_run(data, tmp_path, script):
+    """Resume continues the interrupted run's own sequence (data order, augmentation, dropout, every random
+    state), so its weights are those of the run that was never interrupted, bit for bit. The generator reads
+    its samples in a loader worker, whose random state is nobody's: each sample's augmentation is seeded by its
+    place in the run."""
+    def flags(folder):
+        if script == 'trainLPG.py':
+            return ['--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', folder, '--batch_size', 2,
+                    '--crop_size', 128, '--num_max_iterations', 6, '--num_save_model', 2, '--seed', 3,
+                    '--deterministic', *CPU[:2], '--workers', 1, *CPU[4:]]
+        return backbone_flags(data, folder, '--num_iterations', 8, '--num_save_model', 2, '--seed', 5,
+                              '--deterministic')
+
+    def weights(folder):
+        return (layout.lpg_weights(str(folder), 1) if script == 'trainLPG.py'
+                else layout.backbone_weights(str(folder), 'vgg16'))
+    run_to_end(script, *flags(tmp_path / 'whole'))
+    last = layout.last_checkpoint(os.path.dirname(weights(tmp_path / 'cut')))
+    process = spawn(script, *flags(tmp_path / 'cut'))
+    assert kill_when(process, lambda: os.path.exists(last)), 'the run ended before it could be killed'
+    assert not os.path.exists(weights(tmp_path / 'cut'))
+    log = run_to_end(script, *flags(tmp_path / 'cut'), '--resume')
+    assert f'resumed from {last} at iteration' in log
+    assert same_weights(weights(tmp_path / 'cut'), weights(tmp_path / 'whole'))
 
 
 # ---------------------------------------------------------------------------------------------- completion records
@@ -309,7 +351,9 @@ def test_ground_truth_of_another_size_is_never_scored_on_a_crop(data, tmp_path, 
     save_checkpoint(model, **DeepLabLargeFOV(num_classes=21).state_dict())
     status, message = cli(test_backbone, '--type', 'test', '--root_path', data['voc'], '--model_path', model,
                           '--test_size', 65, *CPU, monkeypatch=monkeypatch)
-    assert status == 1 and f'{ids[0]}: ground truth' in message and 'is 64x60 but the image is 64x64' in message
+    # Read in the frame of its ground truth, the image contradicts it: no logits, and the message says why.
+    assert status == 1 and f'{ids[0]}: no logits: image file' in message
+    assert f'{ids[0]}.jpg is 64x64, but its label' in message and f'{ids[0]}.png is 64x60' in message
     scores = load_json(layout.scores_file(layout.eval_dir(str(model), 'val'), 'test'))
     assert scores['num_scored'] == 2 and list(scores['failed']) == [ids[0]]
 
@@ -527,11 +571,12 @@ def test_a_zero_byte_image_is_a_per_image_failure_everywhere(data, lpg_path, tmp
 # ---------------------------------------------------------------------------------------------- preemption
 def test_sigterm_saves_the_training_state_and_resume_finishes(data, tmp_path):
     """A scheduler's SIGTERM: the update in progress finishes, checkpoint_last.pth holds that iteration, one line
-    says so, the status is 143, and --resume continues from that iteration to the end."""
-    def flags(total):
-        return backbone_flags(data, tmp_path / 'run', '--num_iterations', total, '--num_save_model', 1000,
-                              '--num_print_log', 1)
-    process = spawn('main.py', *flags(400))
+    says so, the status is 143, and --resume continues from that iteration to the end, with the weights of the
+    run that was never stopped."""
+    def flags(save):
+        return backbone_flags(data, save, '--num_iterations', 16, '--num_save_model', 1000, '--num_print_log', 1,
+                              '--seed', 2, '--deterministic')
+    process = spawn('main.py', *flags(tmp_path / 'run'))
     lines = []
 
     def trained_a_few():
@@ -542,13 +587,13 @@ def test_sigterm_saves_the_training_state_and_resume_finishes(data, tmp_path):
     assert process.returncode == 143, output[-2000:]
     assert 'Traceback' not in output
     stopped = load_checkpoint(layout.last_checkpoint(str(tmp_path / 'run')))['iteration']
-    assert 3 <= stopped < 400
+    assert 3 <= stopped < 16
     assert f'interrupted by SIGTERM at iteration {stopped}; checkpoint saved' in output and '--resume' in output
     assert not os.path.exists(layout.backbone_weights(str(tmp_path / 'run'), 'vgg16'))
-    done = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *map(str, flags(stopped + 2)), '--resume'],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert f'at iteration {stopped}' in done.stdout
+    assert f'at iteration {stopped}' in run_to_end('main.py', *flags(tmp_path / 'run'), '--resume')
+    run_to_end('main.py', *flags(tmp_path / 'whole'))
+    assert same_weights(layout.backbone_weights(str(tmp_path / 'run'), 'vgg16'),
+                        layout.backbone_weights(str(tmp_path / 'whole'), 'vgg16'))
 
 
 def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_path, tmp_path, monkeypatch, capsys):
@@ -682,7 +727,7 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
     out = layout.pseudo_mask_dir(str(tmp_path / 'small'), 'lpg', 'vgg16', 1)
     ids = read_split(split_file(data['voc'], 'train_aug'))
-    for image_id, image_path, boxes in voc_box_items(data['voc'], ids):
+    for image_id, image_path, boxes, _ in voc_box_items(data['voc'], ids):
         mask = pngs(out)[f'{image_id}.png']
         assert mask.shape == np.asarray(Image.open(image_path)).shape[:2]
         for class_id in set(np.unique(mask).tolist()) - {0}:

@@ -137,17 +137,19 @@ def save_checkpoint(path, /, **state):
     return path
 
 
-def save_training_state(path, model, optimizer, iteration, args):
-    """What `--resume` needs: model, optimizer (with its learning rates) and the iterations done."""
+def save_training_state(path, model, optimizer, iteration, args, resume_state=None):
+    """What `--resume` needs: model, optimizer (with its learning rates), the iterations done, and resume_state:
+    where the sample stream stands and the random states (utils.training.RunOutputs.resume_state)."""
     return save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), iteration=iteration,
-                           args=vars(args))
+                           args=vars(args), resume=resume_state)
 
 
 def resume_training(path, model, optimizer):
-    """Restore a `save_training_state` file into model and optimizer; returns the iterations already done
-    (0 when there is no such file yet). A file of another network is refused with a short summary."""
+    """Restore a `save_training_state` file into model and optimizer; returns (the iterations already done, its
+    resume_state or None) ((0, None) when there is no such file yet). A file of another network is refused with
+    a short summary."""
     if not os.path.exists(path):
-        return 0
+        return 0, None
     state = load_checkpoint(path)
     if not isinstance(state, Mapping) or not {'model', 'optimizer', 'iteration'} <= set(state):
         raise InputError(f'{path} is not a training state to resume from (it lacks model, optimizer or iteration)')
@@ -162,4 +164,4 @@ def resume_training(path, model, optimizer):
     except ValueError as error:
         raise InputError(f'cannot resume from {path}: its optimizer state does not fit ({error})') from None
     print(f'resumed from {path} at iteration {state["iteration"]}')
-    return state['iteration']
+    return state['iteration'], state.get('resume')

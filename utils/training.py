@@ -9,12 +9,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from datasets.io import atomic_open, claim_folder, remove_files
 from datasets.validate import report_problems
 from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
+from utils.sample_stream import BatchStream, KeyedSamples, SampleStream, random_states, restore_stream
 from utils.interrupts import INTERRUPTS, stop_for
 from utils.visualize import write_curve
 
@@ -50,26 +50,27 @@ def per_process_batch(global_batch, ctx):
 
 
 def training_loader(dataset, global_batch, ctx, workers, seed, drop_last, min_batch=1):
-    """Shuffled batches of this process's share of the data. drop_last(samples, batch) says whether a
-    short last batch is left out; samples counts this process's share. min_batch: the fewest samples a process
-    may take per step (2 for a network whose batch norm trains). Refuses, before any work, a --batch_size below
-    it and data that would yield no batch (an iteration-based loop would wait for one forever)."""
+    """Endless batches of this process's share of each global batch, in the run's sample stream
+    (utils/sample_stream.py: the order and the augmentation depend on the seed and the batches drawn only).
+    drop_last(samples, batch) says whether an epoch's short last batch is left out; samples counts this
+    process's share. min_batch: the fewest samples a process may take per step (2 for a network whose batch norm
+    trains). Refuses, before any work, a --batch_size below it and data that would yield no batch (an
+    iteration-based loop would wait for one forever)."""
     batch = per_process_batch(global_batch, ctx)
     share = f' on each of {ctx.world_size} processes' if ctx.distributed else ''
     if batch < min_batch:
         raise SystemExit(f'--batch_size {global_batch} gives {batch} sample per step{share}: this network trains '
                          f'batch norm, which needs at least {min_batch} samples per process')
-    sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.distributed \
-        else None
-    samples = len(sampler) if sampler is not None else len(dataset)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
-                        pin_memory=ctx.device.type == 'cuda', drop_last=drop_last(samples, batch),
-                        persistent_workers=workers > 0)
-    if len(loader) == 0:
+    stream = SampleStream(len(dataset), global_batch, ctx.rank, ctx.world_size, seed, drop_last)
+    if stream.batches_per_epoch == 0:
+        samples = len(dataset) // ctx.world_size
         raise SystemExit(f'{samples} training sample(s){share} with --batch_size {global_batch}: the loader yields '
                          f'no batch (a batch needs at least {max(min_batch, 2)} samples here); add samples or lower '
                          '--batch_size')
-    return loader
+    # The loader's own generator seeds its workers, so that starting them draws nothing from torch's global
+    # random state (which dropout reads, and a checkpoint restores).
+    return DataLoader(KeyedSamples(dataset), batch_sampler=stream, num_workers=workers,
+                      pin_memory=ctx.device.type == 'cuda', generator=torch.Generator().manual_seed(seed))
 
 
 def convert_sync_bn(model, ctx, enabled):
@@ -105,18 +106,6 @@ def set_poly_lr(optimizer, iteration, max_iterations, power=0.9, warmup=0):
     """Set every param group's lr to its `initial_lr` x (1 - it/max)^power (and the warm-up ramp)."""
     for group in optimizer.param_groups:
         group['lr'] = poly_lr(group['initial_lr'], iteration, max_iterations, power, warmup)
-
-
-def infinite_batches(loader):
-    """Cycle through a DataLoader forever (iteration-based training; a short last batch is used as is)."""
-    epoch = 0
-    while True:
-        sampler = getattr(loader, 'sampler', None)
-        if hasattr(sampler, 'set_epoch'):
-            sampler.set_epoch(epoch)
-        for batch in loader:
-            yield batch
-        epoch += 1
 
 
 class LossLog:
@@ -273,18 +262,42 @@ class RunOutputs:
     the completion record.
 
     log: the run's LossLog, which the training loop feeds each update's loss; guard: its NonFiniteGuard
-    (--on_nan, --max_nan_skips), which the loop asks about each loss. start: the iterations already done (a
-    resumed run); total: the run's iterations; snapshot(iteration) -> path; pattern matches the snapshot names
-    (iteration = group 1)."""
+    (--on_nan, --max_nan_skips), which the loop asks about each loss; batches: its BatchStream over `loader`
+    (training_loader), from which the loop draws. start: the iterations already done and resume_state what the
+    checkpoint of a resumed run holds besides model and optimizer (None for a new run); total: the run's
+    iterations; snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1); scaler: the
+    run's GradScaler.
 
-    def __init__(self, ctx, record, args, start, total, final_path, snapshot, pattern):
-        self.ctx, self.record, self.args = ctx, record, args
+    The training state holds where the sample stream stands, every process's random state, the scaler, the
+    batches skipped for a non-finite loss and the loss log's open window, so that a resumed run continues the
+    interrupted one exactly (on the same machine and thread count, with --deterministic on a GPU)."""
+
+    def __init__(self, ctx, record, args, start, total, final_path, snapshot, pattern, loader, scaler,
+                 resume_state=None):
+        self.ctx, self.record, self.args, self.scaler = ctx, record, args, scaler
         self.last_path = layout.last_checkpoint(record.folder)
         self.log = LossLog(total, args.num_print_log, ctx, record.folder, start, args.tensorboard)
         self.guard = NonFiniteGuard(ctx, args.on_nan, args.max_nan_skips, self.last_path)
         self.final_path, self.snapshot, self.pattern = final_path, snapshot, pattern
         self.every, self.total, self.keep = args.num_save_model, total, args.keep_checkpoints
+        drawn = restore_stream(resume_state, ctx)
+        if resume_state is not None:
+            if resume_state['scaler'] and scaler.is_enabled():
+                scaler.load_state_dict(resume_state['scaler'])
+            self.guard.skipped = resume_state['nan_skips']
+            self.log.running, self.log.count = resume_state['log']
+        elif start:
+            drawn = start * getattr(args, 'iter_size', 1)
+            ctx.print(f'{self.last_path} predates exact resume: the run goes on after the batches its {start} '
+                      'iterations used, with other random draws than it would have made')
+        self.batches = BatchStream(loader, drawn or 0)
         INTERRUPTS.enter()  # from here SIGTERM / SIGINT end the run after its current update (save)
+
+    def resume_state(self):
+        """What a resumed run needs besides model and optimizer (gathered from every process)."""
+        return {'batches_drawn': self.batches.drawn, 'random_states': self.ctx.all_gather_objects(random_states()),
+                'scaler': self.scaler.state_dict(), 'nan_skips': self.guard.skipped,
+                'log': [float(self.log.running), self.log.count]}
 
     def save(self, done, model, optimizer):
         """After an update: the training state (and a snapshot) at every `every` iterations and at the end; after
@@ -296,8 +309,9 @@ class RunOutputs:
         if done % self.every and done != self.total and not interrupted:
             return
         self.guard.check_weights(model, done)
+        resume_state = self.resume_state()  # a collective: every process takes part
         if self.ctx.is_main:
-            save_training_state(self.last_path, model, optimizer, done, self.args)
+            save_training_state(self.last_path, model, optimizer, done, self.args, resume_state)
             if done % self.every == 0:
                 save_snapshot(self.snapshot(done), model, self.keep, self.pattern)
             self.log.draw_curve()
