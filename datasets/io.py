@@ -99,8 +99,12 @@ def claim_folder(folder):
             replace_link(path)  # the pid is written into the lock file itself, never through a link
             handle = open(path, 'a+')
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                # A POSIX record lock (lockf), not flock: a forked child (a DataLoader worker) does not inherit it,
+                # so a killed run's orphaned workers do not keep its folder locked.
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
                 handle.seek(0)
                 holder = handle.read().strip() or 'unknown'
                 handle.close()

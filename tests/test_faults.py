@@ -4,6 +4,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -652,6 +653,24 @@ def test_a_second_run_in_a_live_runs_folder_is_refused_and_a_killed_runs_lock_is
     assert cli(train_backbone, *backbone_flags(data, save, '--num_iterations', 1), '--overwrite',
                monkeypatch=monkeypatch)[0] == 0
     assert not os.path.exists(save / file_io.LOCK_NAME)  # given back on the way out
+
+
+def test_a_killed_runs_surviving_worker_does_not_keep_its_folder_locked(tmp_path):
+    """A run's loader workers are forked children: killed with kill -9, the run leaves them alive for a while.
+    They must not hold its folder's lock (a flock would be inherited; the POSIX record lock is not)."""
+    folder = tmp_path / 'run'
+    script = (f'import os, sys, time; sys.path.insert(0, {ROOT!r}); from datasets.io import claim_folder; '
+              f'claim_folder({str(folder)!r})\n'
+              'if os.fork() == 0:\n    os.closerange(0, 3); time.sleep(30); os._exit(0)\n'
+              'print("claimed", flush=True); os._exit(0)')  # the parent dies without giving the folder back
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == 'claimed', proc.stderr
+    try:
+        file_io.claim_folder(str(folder))  # refused while the child lives, if the lock were inherited
+    finally:
+        subprocess.run(['pkill', '-f', re.escape(f'claim_folder({str(folder)!r})')])  # the sleeping child
+    file_io.release_folders()
+    assert not os.path.exists(folder / file_io.LOCK_NAME)
 
 
 def wait_for_line(process, prefix, timeout=120):
