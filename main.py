@@ -21,20 +21,19 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
-from datasets.io import releases_claims, remove_files
+from datasets.io import releases_claims
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
 from utils import layout
-from utils.checkpoint import load_weights, resume_training
+from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
-                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples,
-                            set_poly_lr, snapshot_files, training_loader)
+from utils.runtime import add_device_args, run_script
+from utils.trainer import TrainingJob, fit, training_done
+from utils.training import RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
 
 def schedule_default(key):
@@ -155,34 +154,31 @@ def segmentation_loss(outputs, labels):
 def step_done(args):
     """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
     final_path = layout.backbone_weights(args.save_path, fill_schedule_defaults(args).model_type)
-    return step_record(args).is_done(lambda summary: os.path.exists(final_path))
+    return training_done(step_record(args), final_path)
 
 
-@releases_claims
-def main(args):
-    fill_schedule_defaults(args)
-    check_start(args)
-    ctx = init_distributed(args.cuda)
-    precision = Precision(args.amp, ctx.device, training=True)
-    ctx.print(precision.describe())
-    record = step_record(args)
-    last_path = layout.last_checkpoint(args.save_path)
-    final_path = layout.backbone_weights(args.save_path, args.model_type)
-    snapshots = layout.backbone_snapshot_pattern(args.model_type)
-    if record.is_done(lambda summary: os.path.exists(final_path)) and not (args.overwrite and not args.resume):
-        ctx.print(f'{final_path}: already trained for {args.num_iterations} iterations with these settings and inputs')
-        return final_path
-    # The data are checked before anything is written.
-    dataset = build_dataset(args)
-    drop_bad_samples(ctx, dataset, 'training images', args.skip_bad)
-    # Made before the run begins, so that a batch size the data cannot fill is refused before anything is written.
-    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
-                             drop_last=lambda samples, batch: samples >= batch)
-    run_files = [last_path, final_path]
-    begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
-        run_files + [path for _, path in snapshot_files(args.save_path, snapshots)] + [record.path]))
-    seed_everything(args.seed + ctx.rank, args.deterministic)
+def accumulated_step(args, precision, ctx):
+    """One update's forward and backward passes: --iter_size accumulated steps, the loss of each scaled by
+    1 / iter_size; under torchrun, gradients are averaged across processes once, at the last step."""
+    def step(trained, batches):
+        update_loss = 0.0
+        for accumulated in range(args.iter_size):
+            images, labels, _ids = next(batches)
+            images, labels = precision.prepare_input(images), labels.to(ctx.device, non_blocking=True)
+            sync = accumulated == args.iter_size - 1 or not ctx.distributed
+            with contextlib.nullcontext() if sync else trained.no_sync():
+                with precision.autocast():
+                    outputs = trained(images)
+                loss = segmentation_loss(outputs, labels) / args.iter_size
+                precision.scaler.scale(loss).backward()
+            update_loss = update_loss + loss.detach()
+        return update_loss
+    return step
 
+
+def build_network(args, ctx, precision):
+    """The backbone (from --init_model_path, or from random weights with --from_scratch), prepared for its
+    precision, in train mode, its SGD optimiser with the backbone's learning-rate groups, and its step."""
     spec, source = data_source(args)
     num_classes = len(spec.class_names(source))
     backbone = get_backbone(args.model_type)
@@ -194,39 +190,29 @@ def main(args):
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
-    start, resume_state = resume_training(last_path, model, optimizer) if args.resume else (0, None)
-    ctx.print(f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} iterations, '
-              f'batch {args.batch_size} x {args.iter_size} on {ctx.world_size} process(es), {precision.label}')
+    return model, optimizer, accumulated_step(args, precision, ctx)
 
-    trained = distributed_model(model, ctx)
-    run_outputs = RunOutputs(ctx, record, args, start, args.num_iterations, final_path,
-                             lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it), snapshots,
-                             loader, precision.scaler, resume_state)
-    log, guard, batches = run_outputs.log, run_outputs.guard, run_outputs.batches
-    done = start
-    while done < args.num_iterations:
-        set_poly_lr(optimizer, done, args.num_iterations, warmup=args.warmup_iterations)
-        optimizer.zero_grad(set_to_none=True)
-        update_loss = 0.0
-        for step in range(args.iter_size):
-            images, labels, _ids = next(batches)
-            images, labels = precision.prepare_input(images), labels.to(ctx.device, non_blocking=True)
-            # Gradients are averaged across processes once per update, at its last accumulated step.
-            sync = step == args.iter_size - 1 or not ctx.distributed
-            with contextlib.nullcontext() if sync else trained.no_sync():
-                with precision.autocast():
-                    outputs = trained(images)
-                loss = segmentation_loss(outputs, labels) / args.iter_size
-                precision.scaler.scale(loss).backward()
-            update_loss = update_loss + loss.detach()
-        if not guard.loss_is_finite(update_loss, done + 1):
-            continue
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
-        done += 1
-        log.update(done, update_loss, optimizer)
-        run_outputs.save(done, model, optimizer)
-    return run_outputs.finish(done, model, {'images': len(dataset)})
+
+@releases_claims
+def main(args):
+    fill_schedule_defaults(args)
+    check_start(args)
+    ctx = init_distributed(args.cuda)
+    precision = Precision(args.amp, ctx.device, training=True)
+    ctx.print(precision.describe())
+    job = TrainingJob(
+        record=step_record(args), final_path=layout.backbone_weights(args.save_path, args.model_type),
+        snapshot=lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it),
+        snapshot_pattern=layout.backbone_snapshot_pattern(args.model_type), iterations=args.num_iterations,
+        dataset=lambda: build_dataset(args), data_what=lambda dataset: 'training images',
+        drop_last=lambda samples, batch: samples >= batch, build=lambda: build_network(args, ctx, precision),
+        set_lr=lambda optimizer, done: set_poly_lr(optimizer, done, args.num_iterations,
+                                                   warmup=args.warmup_iterations),
+        describe=lambda dataset: (f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} '
+                                  f'iterations, batch {args.batch_size} x {args.iter_size} on {ctx.world_size} '
+                                  f'process(es), {precision.label}'),
+        summary=lambda dataset: {'images': len(dataset)})
+    return fit(job, args, ctx, precision)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,6 @@ On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataP
 global batch, so the schedule and learning rate hold at any GPU count.
 """
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
@@ -32,22 +31,21 @@ import torch.nn.functional as F
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
 from datasets.custom import CustomLabels
 from datasets.errors import InputError
-from datasets.io import releases_claims, remove_files
+from datasets.io import releases_claims
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.hourglass import LPG_STRIDE
 from models.lpg import (SEG_PROBS, LPGNet, UniformProbabilities, backbone_probs, class_channel, lpg_in_channels,
                         lpg_input, widen_to_five_channels)
 from utils import layout
-from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, resume_training, unwrap_state_dict
+from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.distributed import init_distributed
 from utils.parseCOCO import label_custom
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, comma_list, run_script, seed_everything
-from utils.training import (RUNTIME_FLAGS, RunOutputs, add_training_args,
-                            begin_training_run, convert_sync_bn, distributed_model, drop_bad_samples,
-                            set_poly_lr, snapshot_files, training_loader)
+from utils.runtime import add_device_args, comma_list, run_script
+from utils.trainer import TrainingJob, fit, training_done
+from utils.training import RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
 BACKBONE_CHUNK = 8  # samples per forward of the frozen backbone (its full-resolution probabilities are large)
 
@@ -222,8 +220,26 @@ def step_record(args):
 
 def step_done(args):
     """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
-    final_path = layout.lpg_weights(args.model_save_path, args.round)
-    return step_record(args).is_done(lambda summary: os.path.exists(final_path))
+    return training_done(step_record(args), layout.lpg_weights(args.model_save_path, args.round))
+
+
+def generator_step(backbone, precision):
+    """One update's forward and backward pass of the generator (train_step), on one batch."""
+    def step(lpg, batches):
+        loss = train_step(lpg, backbone, next(batches), precision)
+        precision.scaler.scale(loss).backward()
+        return loss.detach()
+    return step
+
+
+def build_training(args, ctx, precision):
+    """The generator in train mode, its Adam optimiser (initial_lr for the poly schedule), and its step, which
+    reads the frozen backbone (none in round 1)."""
+    lpg, backbone = build_models(args, ctx, precision)
+    optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    for group in optimizer.param_groups:
+        group['initial_lr'] = args.lr
+    return lpg.train(), optimizer, generator_step(backbone, precision)
 
 
 @releases_claims
@@ -232,54 +248,24 @@ def main(args):
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device, training=True)
     ctx.print(precision.describe())
-    record = step_record(args)
-    last_path = layout.last_checkpoint(record.folder)
-    final_path = layout.lpg_weights(args.model_save_path, args.round)
-    snapshots = layout.lpg_snapshot_pattern(args.round)
-    if record.is_done(lambda summary: os.path.exists(final_path)) and not (args.overwrite and not args.resume):
-        ctx.print(f'{final_path}: already trained for {args.num_max_iterations} iterations with these settings '
-                  'and inputs')
-        return final_path
-    # The data are checked before anything is written.
-    dataset = build_dataset(args, ctx)
-    drop_bad_samples(ctx, dataset, f'{dataset.what} images', args.skip_bad)
+    def set_lr(optimizer, done):
+        if done % args.num_update_lr == 0:  # the release applies the poly rate every --num_update_lr iterations
+            set_poly_lr(optimizer, done, args.num_max_iterations)
+
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
-    # Made before the run begins, so that a batch size the data cannot fill is refused before anything is written.
-    loader = training_loader(dataset, args.batch_size, ctx, args.workers, args.seed,
-                             drop_last=lambda samples, batch: samples % batch == 1, min_batch=2)
-    run_files = [last_path, final_path]
-    begin_training_run(ctx, record, args, run_files, clear=lambda: remove_files(
-        run_files + [path for _, path in snapshot_files(record.folder, snapshots)] + [record.path]))
-    seed_everything(args.seed + ctx.rank, args.deterministic)
-    lpg, backbone = build_models(args, ctx, precision)
-    optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    for group in optimizer.param_groups:
-        group['initial_lr'] = args.lr
-    start, resume_state = resume_training(last_path, lpg, optimizer) if args.resume else (0, None)
-    ctx.print(f'round {args.round}: {len(dataset)} (image, class) samples, {args.num_max_iterations} iterations, '
-              f'batch {args.batch_size} on {ctx.world_size} process(es), {precision.label}')
-
-    model = distributed_model(lpg.train(), ctx)
-    run_outputs = RunOutputs(ctx, record, args, start, args.num_max_iterations, final_path,
-                             lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it), snapshots,
-                             loader, precision.scaler, resume_state)
-    log, guard, batches = run_outputs.log, run_outputs.guard, run_outputs.batches
-    done = start
-    while done < args.num_max_iterations:
-        if done % args.num_update_lr == 0:
-            set_poly_lr(optimizer, done, args.num_max_iterations)
-        loss = train_step(model, backbone, next(batches), precision)
-        if not guard.loss_is_finite(loss, done + 1):
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        precision.scaler.scale(loss).backward()
-        precision.scaler.step(optimizer)
-        precision.scaler.update()
-        done += 1
-        log.update(done, loss, optimizer)
-        run_outputs.save(done, lpg, optimizer)
-    return run_outputs.finish(done, lpg, {'samples': len(dataset)})
+    job = TrainingJob(
+        record=step_record(args), final_path=layout.lpg_weights(args.model_save_path, args.round),
+        snapshot=lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it),
+        snapshot_pattern=layout.lpg_snapshot_pattern(args.round), iterations=args.num_max_iterations,
+        dataset=lambda: build_dataset(args, ctx), data_what=lambda dataset: f'{dataset.what} images',
+        drop_last=lambda samples, batch: samples % batch == 1, min_batch=2,
+        build=lambda: build_training(args, ctx, precision), set_lr=set_lr,
+        describe=lambda dataset: (f'round {args.round}: {len(dataset)} (image, class) samples, '
+                                  f'{args.num_max_iterations} iterations, batch {args.batch_size} on '
+                                  f'{ctx.world_size} process(es), {precision.label}'),
+        summary=lambda dataset: {'samples': len(dataset)})
+    return fit(job, args, ctx, precision)
 
 
 if __name__ == '__main__':
