@@ -242,7 +242,8 @@ def main(args):
     results['total_seconds'] = round(time.time() - tic, 1)
 
     percent = lambda v: '-' if v is None else f'{100 * v:.1f}'
-    print('\n| pseudo masks on the VOC training images | mIoU (%) | fg precision in boxes (%) | fg recall in boxes (%) |')
+    print('\n| pseudo masks on the VOC training images | mIoU (%) | fg precision in boxes (%) '
+          '| fg recall in boxes (%) |')
     print('|---|---|---|---|')
     for name, scores in results['pseudo masks'].items():
         fg = scores['box foreground']

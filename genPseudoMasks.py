@@ -23,21 +23,35 @@ from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import (OVERLAP_RULES, BoxImageDataset, BoxItem, box_entries, collate_boxes, compose_entries,
-                            restore_size)
+from datasets.boxes import (
+    OVERLAP_RULES,
+    BoxImageDataset,
+    BoxItem,
+    box_entries,
+    collate_boxes,
+    compose_entries,
+    restore_size,
+)
 from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import (BackgroundWriter, claim_folder, decode_image, releases_claims, remove_files,
-                         save_palette_png, write_json)
+from datasets.io import (
+    BackgroundWriter,
+    claim_folder,
+    decode_image,
+    releases_claims,
+    remove_files,
+    save_palette_png,
+    write_json,
+)
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
 from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, generate_foregrounds, lpg_in_channels
 from utils import layout
+from utils.baselines import box_foreground, crf_foreground, grabcut_foreground
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.precision import Precision, add_amp_arg
-from utils.baselines import box_foreground, crf_foreground, grabcut_foreground
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
 
@@ -69,7 +83,8 @@ def get_args_parser():
             parser.add_argument(f'--{name}_root_dir', help=spec.root_help)
         parser.add_argument(f'--{name}_proposals_dir', help=f'output folder for {spec.title} pseudo masks')
         classes = f'{spec.num_classes} classes' if spec.num_classes else 'a class per category of the file'
-        parser.add_argument(f'--init_{name}_model_path', help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
+        parser.add_argument(f'--init_{name}_model_path',
+                            help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
         parser.add_argument(f'--{name}_test_size', type=int, default=spec.test_size,
                             help='images are padded (bottom/right) to this size, or to a multiple of 128 above it '
                             '(default %(default)s)')

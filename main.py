@@ -38,7 +38,8 @@ from utils.training import RUNTIME_FLAGS, add_training_args, convert_sync_bn, se
 
 def schedule_default(key):
     """'default: 20000 (vgg16), 40000 (resnet101)' from the backbone registry."""
-    return 'default: ' + ', '.join(f'{getattr(get_backbone(name).schedule, key):g} ({name})' for name in backbone_names())
+    return 'default: ' + ', '.join(f'{getattr(get_backbone(name).schedule, key):g} ({name})'
+                                   for name in backbone_names())
 
 
 def get_args_parser():

@@ -36,9 +36,9 @@ from datasets.io import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
 from utils import layout
+from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
-from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.precision import AMP_CHOICES
 from utils.runtime import comma_list, run_script, str2bool
 

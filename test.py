@@ -30,12 +30,20 @@ from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
-from utils.evaluation import (box_foreground_scores, compute_logits, evaluate_image, gathered_scores, predict_image,
-                              print_scores, report_table, score_masks)
+from utils.evaluation import (
+    box_foreground_scores,
+    compute_logits,
+    evaluate_image,
+    gathered_scores,
+    predict_image,
+    print_scores,
+    report_table,
+    score_masks,
+)
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.visualize import write_overlays
 from utils.runtime import add_device_args, run_script
+from utils.visualize import write_overlays
 
 DEFAULT_TEST_SIZE = 513
 
@@ -241,10 +249,11 @@ def main(args):
     scored = [hists for _, hists in per_image if isinstance(hists, dict)]
     if args.overlays:
         done = {image_id for image_id, hists in per_image if isinstance(hists, dict)}
-        write_overlays([item for item in ctx.shard(items) if item[0] in done], out_dirs['crf' if crf_params else 'pred'],
+        write_overlays([item for item in ctx.shard(items) if item[0] in done],
+                       out_dirs['crf' if crf_params else 'pred'],
                        layout.eval_subdir(save_path, 'overlays'))
-    failed = {image_id: reason for found in ctx.all_gather_objects(
-        [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]) for image_id, reason in found}
+    mine = [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]
+    failed = {image_id: reason for found in ctx.all_gather_objects(mine) for image_id, reason in found}
     # An image that could not be read has no logits: say why it could not be read.
     failed.update({image_id: f'no logits: {reason}' for image_id, reason in unreadable if image_id in failed})
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
@@ -308,7 +317,8 @@ def predict(args, ctx, items, logits_dir, out_dir, crf_params, crf_on_padded):
     failures = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
         delayed(predict_image)(image_id, image_path, logits_dir, out_dir, crf_params, crf_on_padded)
         for image_id, image_path in tqdm(ctx.shard(items), desc='predict', disable=not ctx.is_main))
-    failed = {image_id: reason for found in ctx.all_gather_objects([f for f in failures if f]) for image_id, reason in found}
+    failed = {image_id: reason for found in ctx.all_gather_objects([f for f in failures if f])
+              for image_id, reason in found}
     ctx.print(f'{len(items)} images: {len(items) - len(failed)} predicted, {len(failed)} failed; wrote {out_dir}')
     if failed:
         raise SystemExit(f'{len(failed)} images could not be predicted:\n  {failure_listing(failed)}')

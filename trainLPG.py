@@ -35,8 +35,16 @@ from datasets.io import releases_claims
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.hourglass import LPG_STRIDE
-from models.lpg import (SEG_PROBS, LPGNet, UniformProbabilities, backbone_probs, class_channel, lpg_in_channels,
-                        lpg_input, widen_to_five_channels)
+from models.lpg import (
+    SEG_PROBS,
+    LPGNet,
+    UniformProbabilities,
+    backbone_probs,
+    class_channel,
+    lpg_in_channels,
+    lpg_input,
+    widen_to_five_channels,
+)
 from utils import layout
 from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.distributed import init_distributed

@@ -33,25 +33,25 @@ from torch.utils.data import ConcatDataset
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import genPseudoMasks  # noqa: E402
-import main as main_script  # noqa: E402
-import trainLPG  # noqa: E402
-from datasets.boxes import BoxImageDataset  # noqa: E402
-from datasets.io import read_label, save_palette_png  # noqa: E402
-from datasets.coco import COCO60LPGDataset  # noqa: E402
-from datasets.registry import get_dataset  # noqa: E402
-from datasets.segmentation import SegmentationDataset, TestImageDataset  # noqa: E402
-from datasets.synthetic import make_coco_like, make_voc_like  # noqa: E402
-from datasets.transforms import ScalePadCropFlip, nearest_centres  # noqa: E402
-from datasets.voc import read_split, split_file, voc_box_items, voc_items  # noqa: E402
-from models.backbones import build_backbone, get_backbone  # noqa: E402
-from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_per_class, lpg_input  # noqa: E402
-from utils.distributed import close_distributed, init_distributed  # noqa: E402
-from utils.evaluation import compute_logits, save_logits  # noqa: E402
-from utils.parseCOCO import parse_coco  # noqa: E402
-from utils.precision import AMP_CHOICES, Precision, cpu_description  # noqa: E402
-from utils.sample_stream import BatchStream  # noqa: E402
-from utils.training import NonFiniteGuard, training_loader  # noqa: E402
+import genPseudoMasks
+import main as main_script
+import trainLPG
+from datasets.boxes import BoxImageDataset
+from datasets.coco import COCO60LPGDataset
+from datasets.io import read_label, save_palette_png
+from datasets.registry import get_dataset
+from datasets.segmentation import SegmentationDataset, TestImageDataset
+from datasets.synthetic import make_coco_like, make_voc_like
+from datasets.transforms import ScalePadCropFlip, nearest_centres
+from datasets.voc import read_split, split_file, voc_box_items, voc_items
+from models.backbones import build_backbone, get_backbone
+from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_per_class, lpg_input
+from utils.distributed import close_distributed, init_distributed
+from utils.evaluation import compute_logits, save_logits
+from utils.parseCOCO import parse_coco
+from utils.precision import AMP_CHOICES, Precision, cpu_description
+from utils.sample_stream import BatchStream
+from utils.training import NonFiniteGuard, training_loader
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
 SCRIPT_WORKERS = {'generation': 2, 'resnet_test': 2, 'lpg_train': 4, 'vgg_train': 4}  # the scripts' --workers
@@ -311,7 +311,7 @@ def bench_generation(args, ctx):
         lpg, backbone = (prec.prepare_model(copy.deepcopy(net)) for net in weights)
         if mode == 'ours compiled':
             lpg, backbone = torch.compile(lpg), torch.compile(backbone)
-        ours = lambda part, out: generate_batched(args, ctx, prec, lpg, backbone, part, out)  # noqa: E731
+        ours = lambda part, out: generate_batched(args, ctx, prec, lpg, backbone, part, out)
         run = {'ours': ours, 'ours compiled': ours,
                'reference': lambda part, out: generate_release(args, ctx, lpg, backbone, part, out)}[mode]
         row = time_images(args, ctx, 'generation', mode, prec, run, warm, todo, out_dir, **details)

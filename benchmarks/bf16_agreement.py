@@ -15,14 +15,13 @@ import os
 import subprocess
 import sys
 
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from datasets.io import read_label  # noqa: E402
-from datasets.voc import resolve_voc_root  # noqa: E402
-from utils import layout  # noqa: E402
-from utils.layout import RunLayout  # noqa: E402
+from datasets.io import read_label
+from datasets.voc import resolve_voc_root
+from utils import layout
+from utils.layout import RunLayout
 
 PRECISIONS = {'fp32': 'off', 'bf16': 'bf16'}
 

@@ -27,10 +27,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark import device_name  # noqa: E402
-from models.backbones import build_backbone  # noqa: E402
-from models.lpg import LPGNet  # noqa: E402
-from utils.precision import AMP_CHOICES, Precision  # noqa: E402
+from benchmark import device_name
+
+from models.backbones import build_backbone
+from models.lpg import LPGNet
+from utils.precision import AMP_CHOICES, Precision
 
 
 def sync(device):
@@ -85,8 +86,8 @@ def training_case(net, shape, classes, precision, optimizer_of):
 
 def cases(args, device):
     inference, training = Precision(args.amp, device), Precision(args.amp, device, training=True)
-    sgd = lambda model: torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)  # noqa: E731
-    adam = lambda model: torch.optim.Adam(model.parameters(), lr=1e-5)  # noqa: E731
+    sgd = lambda model: torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    adam = lambda model: torch.optim.Adam(model.parameters(), lr=1e-5)
     s = args.train_scale
     table = {
         'VGG16 inference 1x3x512x512': lambda: inference_case(build_backbone('vgg16', 21), (1, 3, 512, 512),

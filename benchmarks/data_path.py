@@ -28,14 +28,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import benchmark  # noqa: E402
-from datasets.boxes import BoxImageDataset  # noqa: E402
-from datasets.io import read_image_bgr, save_palette_png  # noqa: E402
-from datasets.segmentation import SegmentationDataset, TestImageDataset  # noqa: E402
-from datasets.transforms import ScalePadCropFlip, nearest_centres  # noqa: E402
-from datasets.voc import read_split, split_file, voc_items  # noqa: E402
-from utils.distributed import init_distributed  # noqa: E402
-from utils.evaluation import save_logits  # noqa: E402
+import benchmark
+
+from datasets.boxes import BoxImageDataset
+from datasets.io import read_image_bgr, save_palette_png
+from datasets.segmentation import SegmentationDataset, TestImageDataset
+from datasets.transforms import ScalePadCropFlip, nearest_centres
+from datasets.voc import read_split, split_file, voc_items
+from utils.distributed import init_distributed
+from utils.evaluation import save_logits
 
 
 def per_second(run, count, repeats):

@@ -21,9 +21,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from datasets.io import write_json  # noqa: E402
-from demo import read_spreads, result_rows  # noqa: E402
-from utils.precision import cpu_description  # noqa: E402
+from datasets.io import write_json
+from demo import read_spreads, result_rows
+from utils.precision import cpu_description
 
 
 def main():

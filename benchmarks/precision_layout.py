@@ -27,8 +27,8 @@ import torch.nn.functional as F
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet  # noqa: E402
-from utils.precision import cpu_bf16_units  # noqa: E402
+from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet
+from utils.precision import cpu_bf16_units
 
 # (name, network, input shape (N, C, H, W) for inference, for training): the release's sizes, with the batches
 # cut to what a 2-core CPU times in seconds (the per-image cost is what matters for the ratios).

@@ -17,6 +17,7 @@ from .constants import MEAN_BGR
 from .errors import InputError
 from .io import ImageFrame, chw_tensor, decode_image
 
+
 class BoxItem(NamedTuple):
     """An image to make pseudo masks for: its id, its file, its boxes [(class_id, x1, y1, x2, y2)] (0-based,
     inclusive) and the ImageFrame its annotation declares (None when it declares none)."""

@@ -95,7 +95,8 @@ class COCO60LPGDataset(LPGSampleDataset):
 
 
 def coco_items(coco_root, ids, label_dir, split='train2017'):
-    """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under coco_root)."""
+    """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under
+    coco_root)."""
     directory = folder_in_root(coco_root, label_dir)
     items = []
     for image_id in ids:

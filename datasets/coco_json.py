@@ -59,7 +59,8 @@ def load_instances(path, known_categories=None, need_segmentation=True):
     categories = []
     for category in instances.get('categories') or []:
         if not isinstance(category, dict) or 'id' not in category or 'name' not in category:
-            raise InputError(f'malformed COCO annotation file {path}: category entry {category!r:.200} lacks id or name')
+            raise InputError(f'malformed COCO annotation file {path}: category entry {category!r:.200} lacks id or '
+                             'name')
         categories.append((category['id'], str(category['name'])))
     known = set(known_categories) if known_categories is not None else {cat_id for cat_id, _ in categories}
     fields = ('image_id', 'category_id', 'bbox') + (('segmentation',) if need_segmentation else ())

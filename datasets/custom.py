@@ -11,9 +11,9 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .boxes import BoxItem
 from .coco_json import box_corners, load_instances, semantic_label
 from .errors import InputError, MissingFile
-from .boxes import BoxItem
 from .io import ImageFrame, read_label, save_palette_png, write_json
 from .lpg_samples import LPGSampleDataset
 
@@ -71,8 +71,9 @@ def class_table(classes):
 # ---------------------------------------------------------------------------------------------- target side
 def box_items(annotations, image_dir, errors=None):
     """BoxItems: (name, image path, [(class, x1, y1, x2, y2)], boxes in annotation order, the frame of the
-    image's width and height) for every image with boxes. A box without area makes its image fail: with an errors list it is collected there
-    as (name, message naming the file and the annotation), otherwise it raises."""
+    image's width and height) for every image with boxes. A box without area makes its image fail: with an
+    errors list it is collected there as (name, message naming the file and the annotation), otherwise it
+    raises."""
     instances = load_instances(annotations, need_segmentation=False)
     names = image_names(instances)
     class_of = {cat_id: index for index, (cat_id, _) in enumerate(target_classes(instances), 1)}

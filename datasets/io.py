@@ -25,7 +25,6 @@ from PIL import Image
 from .constants import MEAN_BGR, VOC_PALETTE
 from .errors import InputError, MissingFile
 
-
 # Temporary files of atomic writes: `.<name>.<32 hex digits>.tmp` beside the file they will replace.
 _TEMPORARY = re.compile(r'^\..+\.[0-9a-f]{32}\.tmp$')
 
@@ -202,7 +201,7 @@ def orientation_tag(data):
     try:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             tag = header.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # noqa: BLE001 - a damaged EXIF block is not the image's decode: the pixels decide
+    except Exception:  # any damage to the EXIF block: the tag is unknown, and the pixels decide the frame
         return 1
     return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
 

@@ -30,8 +30,8 @@ class LPGSampleDataset(Dataset):
 
     Target: 1 where the mask equals the sample's class. Box mask: the union of that class's boxes. Augment:
     random scale, pad bottom/right to the crop (image with the mean, masks with 0), a random crop that shows
-    part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output (the top-left pixel of each
-    cell).
+    part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output (the
+    top-left pixel of each cell).
     Returns (image 3xSxS float, box_mask 1xSxS float 0/1, target (S/4)x(S/4) long 0/1, class int), S = crop_size.
     """
 

@@ -7,6 +7,7 @@ import torch
 
 from .errors import InputError
 
+
 def centre_indices(in_size, out_size):
     """Source index of each output index when sampling cell centres, as PIL's `Image.resize(NEAREST)` does:
     (j + 0.5) * in / out, truncated. For 321 -> 41 that is 3, 11, 19, ...; 512 -> 128 gives 2, 6, 10, ...

@@ -4,9 +4,9 @@ import warnings
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 
+from .boxes import BoxItem
 from .constants import VOC_CLASS_TO_ID
 from .errors import InputError, MissingFile
-from .boxes import BoxItem
 from .io import ImageFrame, folder_in_root
 
 
@@ -123,7 +123,8 @@ def read_voc_annotation(path, width=None, height=None):
 
 
 def voc_items(voc_root, ids, label_dir):
-    """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under voc_root)."""
+    """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under
+    voc_root)."""
     directory = folder_in_root(voc_root, label_dir)
     return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
              os.path.join(directory, f'{image_id}.png')) for image_id in ids]

@@ -49,11 +49,11 @@ def require_keys(state_dict, required, where):
 def vgg16_to_largefov(source, where='the source', fold_input=True):
     """torchvision VGG16 -> DeepLabLargeFOV.
 
-    The 13 convs are copied, conv1_1 with the input normalisation folded in. fc6/fc7 are shrunk from 4096 to 1024 channels by decimation, the DeepLab-V1
-    recipe: fc6 (4096 x 25088) is viewed as 4096 x 512 x 7 x 7 and keeps every 4th filter and the spatial
-    taps 0, 3, 6 (a 3x3 kernel that, dilated by 12, covers a similar field of view); fc7 keeps every 4th
-    row and column. ImageNet's fc8 (`classifier.6.*`) is passed through so that the non-strict load reports
-    it as unused.
+    The 13 convs are copied, conv1_1 with the input normalisation folded in. fc6/fc7 are shrunk from 4096 to
+    1024 channels by decimation, the DeepLab-V1 recipe: fc6 (4096 x 25088) is viewed as 4096 x 512 x 7 x 7
+    and keeps every 4th filter and the spatial taps 0, 3, 6 (a 3x3 kernel that, dilated by 12, covers a
+    similar field of view); fc7 keeps every 4th row and column. ImageNet's fc8 (`classifier.6.*`) is passed
+    through so that the non-strict load reports it as unused.
     """
     require_keys(source, ['classifier.0.weight', 'classifier.3.weight']
                  + [f'features.{i}.weight' for i in VGG16_CONV_INDICES], where)

@@ -128,6 +128,7 @@ def test_vgg16_to_largefov(tmp_path, capsys):
     assert torch.equal(state['features.35.bias'], src_state['classifier.3.bias'][::4])
 
 
+@pytest.mark.slow
 def test_resnet101_to_deeplab_via_cli(tmp_path, capsys):
     torch.manual_seed(0)
     src_state = torchvision.models.resnet101(weights=None).state_dict()
@@ -168,6 +169,7 @@ def test_converter_refuses_the_wrong_source(tmp_path):
         convert('vgg16', src, tmp_path / 'out.pth')
 
 
+@pytest.mark.slow
 def test_imagenet_init_runs_as_a_script(tmp_path):
     script = Path(__file__).resolve().parents[1] / 'utils' / 'imagenet_init.py'
     done = subprocess.run([sys.executable, str(script), '--help'], cwd=tmp_path, capture_output=True, text=True)

@@ -18,10 +18,10 @@ from datasets.coco_json import annotation_mask
 from datasets.synthetic import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_custom_data
 from datasets.voc import read_split
 from models.lpg import LPGNet
+from tests.conftest import cli
 from utils import layout
 from utils.checkpoint import save_checkpoint
 from utils.make_voc_aug import make_voc_aug
-from tests.conftest import cli
 
 CPU = ['--cuda', 'false', '--workers', 0]
 
@@ -230,7 +230,8 @@ def test_an_image_whose_size_contradicts_the_json_fails_alone(custom, tmp_path, 
 def test_an_unknown_excluded_category_is_named(custom, tmp_path, monkeypatch):
     a = custom['aux']
     status, message = cli(trainLPG, '--dataset', 'custom', '--round', 1, '--annotations', a['annotations'],
-                          '--image_dir', a['image_dir'], '--exclude_categories', 'gizmo,person', '--model_save_path', tmp_path,
+                          '--image_dir', a['image_dir'], '--exclude_categories', 'gizmo,person',
+                          '--model_save_path', tmp_path,
                           *CPU, monkeypatch=monkeypatch)
     assert status == 1 and "['person']" in message and a['annotations'] in message and 'gizmo' in message
 
@@ -264,7 +265,8 @@ def test_make_voc_aug_values_and_list_arithmetic(tmp_path, capsys):
         Image.fromarray(voc_mask).save(voc / 'SegmentationClass' / f'{image_id}.png')
     result = make_voc_aug(str(tmp_path), str(voc))
     # SBD train + SBD val + VOC train - VOC val: {a1, a2, v1, b1, t1} - {v1, v2}
-    assert result == ['a1', 'a2', 'b1', 't1'] and read_split(str(voc / 'ImageSets/Segmentation/train_aug.txt')) == result
+    assert result == ['a1', 'a2', 'b1', 't1']
+    assert read_split(str(voc / 'ImageSets/Segmentation/train_aug.txt')) == result
     assert 'and 4 ids to' in capsys.readouterr().out
     aug = lambda image_id: np.asarray(Image.open(voc / 'SegmentationClassAug' / f'{image_id}.png'))
     expected_a2 = np.zeros((6, 8), np.uint8)

@@ -55,6 +55,7 @@ def read_masks(folder):
             if name.endswith('.png')}
 
 
+@pytest.mark.slow
 def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
     flags = ['--dataset', 'voc', '--round', 2, '--model_path_test', data['lpg2'], '--voc_root_dir', data['voc'],
              '--init_voc_model_path', voc_backbone, '--voc_test_size', 128, '--image_batch_size', 2, *CPU]
@@ -73,6 +74,7 @@ def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
     assert '6 images, 4 already done' in log and read_masks(folder).keys() == one.keys()
 
 
+@pytest.mark.slow
 def test_test_scores_over_two_processes_equal_one(data, voc_backbone, tmp_path):
     flags = ['--type', 'crf', '--root_path', data['voc'], '--model_path', voc_backbone, '--test_size', 65,
              '--n_jobs', 1, '--batch_size', 3, '--cuda', 'false', '--workers', 0, '--amp', 'off']
@@ -84,6 +86,7 @@ def test_test_scores_over_two_processes_equal_one(data, voc_backbone, tmp_path):
     assert sorted(os.listdir(tmp_path / 'two' / 'crf')) == sorted(os.listdir(tmp_path / 'one' / 'crf'))
 
 
+@pytest.mark.slow
 def test_lpg_training_writes_one_checkpoint_series_and_resumes_on_another_process_count(data, tmp_path):
     flags = ['--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path, '--batch_size', 4,
              '--crop_size', 128, '--num_save_model', 2, '--num_print_log', 1, *CPU]
@@ -100,6 +103,7 @@ def test_lpg_training_writes_one_checkpoint_series_and_resumes_on_another_proces
     assert load_checkpoint(layout.last_checkpoint(folder))['iteration'] == 3
 
 
+@pytest.mark.slow
 def test_backbone_training_over_two_processes(data, tmp_path):
     log = torchrun('main.py', '--root_path', data['voc'], '--label_path_name', 'SegmentationClassAug',
                    '--save_path', tmp_path, '--from_scratch', '--num_iterations', 2, '--batch_size', 4,
@@ -132,6 +136,7 @@ def test_sync_bn_converts_the_generator_and_needs_gpus():
     assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
 
 
+@pytest.mark.slow
 def test_run_rounds_runs_every_network_step_under_torchrun(data, tmp_path):
     """run_rounds.py --nproc_per_node 2: the network steps run in 2 gloo processes, the CPU-only steps in one;
     each training writes one checkpoint series, and the generation and the test scores equal a one-process

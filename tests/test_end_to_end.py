@@ -22,6 +22,8 @@ from models import LPGNet
 from tests.conftest import cli, run
 from utils.checkpoint import load_weights
 
+pytestmark = pytest.mark.slow  # every test here reads the outputs of the tiny demo run (minutes on 2 cores)
+
 TINY = ['--num_coco', '14', '--num_voc_train', '6', '--num_voc_val', '4', '--lpg_iterations', '2',
         '--backbone_iterations', '2', '--baselines', 'box,crf']  # GrabCut: tests/test_results.py
 
@@ -168,7 +170,8 @@ def test_later_rounds_demand_the_previous_backbone(demo, tmp_path, monkeypatch):
     assert status == 1 and '--init_seg_model_path' in log
     # A round-2 generator is not a round-1 one: the refusal names the file and the first-layer shape.
     status, log = cli(genPseudoMasks, '--dataset', 'voc', '--round', 1, '--model_path_test', lpg2, '--voc_root_dir',
-                      demo['voc_root'], '--voc_proposals_dir', tmp_path / 'r1', '--cuda', 'false', monkeypatch=monkeypatch)
+                      demo['voc_root'], '--voc_proposals_dir', tmp_path / 'r1', '--cuda', 'false',
+                      monkeypatch=monkeypatch)
     assert status == 1 and str(lpg2) in log and 'pre.0.conv.weight' in log
 
 
@@ -186,8 +189,8 @@ def test_uniform_probability_ablation_runs_beside_the_method(demo, tmp_path, mon
            '--cuda', 'false', '--workers', 0]
     assert cli(genPseudoMasks, *gen, monkeypatch=monkeypatch)[0] == 0
     folder = tmp_path / 'pseudo' / 'vgg16_Round2_uniform'
-    assert sorted(os.listdir(folder)) == sorted(f'{i}.png' for i in read_split(split_file(demo['voc_root'], 'train_aug'))) \
-        + ['record.json']
+    ids = read_split(split_file(demo['voc_root'], 'train_aug'))
+    assert sorted(os.listdir(folder)) == sorted(f'{i}.png' for i in ids) + ['record.json']
     backbone = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
     status, log = cli(genPseudoMasks, *gen, '--init_voc_model_path', backbone, monkeypatch=monkeypatch)
     assert status == 1 and '--seg_probs uniform' in log
@@ -210,8 +213,8 @@ def test_test_py_plain_and_cuda_false(demo, tmp_path):
 def test_main_honours_label_path_name_for_resnet(demo, tmp_path, monkeypatch):
     # The original's resnet101 branch ignored --label_path_name; here a missing folder is named in the error ...
     status, log = cli(train_backbone, '--root_path', demo['voc_root'], '--label_path_name', tmp_path / 'no_such_masks',
-                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--from_scratch', '--cuda', 'false',
-                      monkeypatch=monkeypatch)
+                      '--model_type', 'resnet101', '--save_path', tmp_path / 'ckpt', '--from_scratch',
+                      '--cuda', 'false', monkeypatch=monkeypatch)
     assert status == 1 and 'no_such_masks' in log
     # ... and the pseudo masks it names train the multi-scale ResNet (batch 2, no accumulation, a few steps).
     log = run('main.py', '--root_path', demo['voc_root'], '--label_path_name', demo['work'] / 'pseudo_voc' / 'box',
@@ -222,6 +225,6 @@ def test_main_honours_label_path_name_for_resnet(demo, tmp_path, monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given on a machine without a GPU')
 def test_cuda_true_without_a_gpu_says_so(demo, tmp_path, monkeypatch):
-    status, log = cli(test_backbone, '--type', 'test', '--root_path', demo['voc_root'], '--model_path', tmp_path / 'x.pth',
-                      '--cuda', 'true', monkeypatch=monkeypatch)
+    status, log = cli(test_backbone, '--type', 'test', '--root_path', demo['voc_root'], '--model_path',
+                      tmp_path / 'x.pth', '--cuda', 'true', monkeypatch=monkeypatch)
     assert status == 1 and 'no CUDA device' in log and '--cuda false' in log

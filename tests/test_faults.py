@@ -91,7 +91,8 @@ def test_nan_stops_and_leaves_the_last_good_checkpoint_byte_identical(data, tmp_
     save = tmp_path / 'run'
     flags = backbone_flags(data, save, '--lr', 1e10, '--num_save_model', 1)
     assert cli(train_backbone, *flags, '--num_iterations', 1, monkeypatch=monkeypatch)[0] == 0
-    good = {path: open(path, 'rb').read() for path in (layout.last_checkpoint(save), layout.backbone_weights(save, 'vgg16'))}
+    good = {path: open(path, 'rb').read()
+            for path in (layout.last_checkpoint(save), layout.backbone_weights(save, 'vgg16'))}
     status, message = cli(train_backbone, *flags, '--num_iterations', 6, '--resume', monkeypatch=monkeypatch)
     assert status == 1 and 'the loss is not finite' in message and 'iteration 2' in message
     assert {path: open(path, 'rb').read() for path in good} == good
@@ -125,6 +126,7 @@ def test_main_keeps_the_last_k_snapshots(data, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- honest resume
+@pytest.mark.slow
 def test_a_rerun_without_resume_refuses_to_restart(data, tmp_path, monkeypatch):
     save = tmp_path / 'run'
     flags = backbone_flags(data, save, '--num_iterations', 3, '--num_save_model', 1)
@@ -151,6 +153,7 @@ def test_run_rounds_saves_lpg_snapshots_along_the_way(tmp_path):
     assert lpg[lpg.index('--num_save_model') + 1] == '10' and '--resume' in lpg
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume(data, tmp_path):
     flags = ['--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path, '--batch_size', 2,
              '--crop_size', 128, '--num_save_model', 1, '--resume', *CPU]
@@ -165,7 +168,8 @@ def test_kill_9_then_resume(data, tmp_path):
     final = load_checkpoint(layout.lpg_weights(str(tmp_path), 1))
     assert all(torch.equal(final[k], v) for k, v in saved['model'].items())
     done = subprocess.run([sys.executable, os.path.join(ROOT, 'trainLPG.py'), *map(str, flags),
-                           '--num_max_iterations', str(saved['iteration'] + 2)], cwd=ROOT, capture_output=True, text=True)
+                           '--num_max_iterations', str(saved['iteration'] + 2)],
+                          cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and f'resumed from {last} at iteration {saved["iteration"]}' in done.stdout
     assert load_checkpoint(last)['iteration'] == saved['iteration'] + 2
     assert not [name for name in os.listdir(os.path.dirname(last)) if name.endswith('.tmp')]
@@ -176,6 +180,7 @@ def same_weights(path_a, path_b):
     return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('script', ['trainLPG.py', 'main.py'])
 def test_a_run_killed_after_its_first_snapshot_resumes_to_the_weights_of_the_whole_run(data, tmp_path, script):
     """Resume continues the interrupted run's own sequence (data order, augmentation, dropout, every random
@@ -204,6 +209,7 @@ def test_a_run_killed_after_its_first_snapshot_resumes_to_the_weights_of_the_who
 
 
 # ---------------------------------------------------------------------------------------------- completion records
+@pytest.mark.slow
 def test_interrupted_parse_coco_resumes_to_the_same_outputs(tmp_path):
     root = tmp_path / 'coco'
     make_demo_data(str(tmp_path / 'gen'), num_coco=400, num_voc_train=1, num_voc_val=1, image_size=48, seed=1)
@@ -241,6 +247,7 @@ def pngs(folder):
     return {name: np.asarray(Image.open(os.path.join(folder, name))) for name in names if name.endswith('.png')}
 
 
+@pytest.mark.slow
 def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_path, monkeypatch, capsys):
     assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512),
                monkeypatch=monkeypatch)[0] == 0
@@ -295,7 +302,8 @@ def test_leftover_temporary_files_are_removed_at_the_next_start(data, tmp_path, 
     assert cli(train_backbone, *flags, monkeypatch=monkeypatch)[0] == 0
     leftover = save / f'.checkpoint_last.pth.{"0" * 32}.tmp'
     leftover.write_bytes(b'half a checkpoint')
-    assert cli(train_backbone, *flags[:-4], '--num_iterations', 2, '--resume', *flags[-4:], monkeypatch=monkeypatch)[0] == 0
+    assert cli(train_backbone, *flags[:-4], '--num_iterations', 2, '--resume', *flags[-4:],
+               monkeypatch=monkeypatch)[0] == 0
     assert not leftover.exists()
 
 
@@ -395,7 +403,8 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path, monkeypatch):
     (tmp_path / 'random.pth').write_bytes(os.urandom(1000))
     status, message = cli(imagenet_init, '--arch', 'vgg16', '--src', tmp_path / 'random.pth', '--dst',
                           tmp_path / 'out.pth', monkeypatch=monkeypatch)
-    assert status == 1 and message == f'error: {tmp_path / "random.pth"} is not a checkpoint (not a file written by torch.save)'
+    assert status == 1
+    assert message == f'error: {tmp_path / "random.pth"} is not a checkpoint (not a file written by torch.save)'
 
 
 def test_resuming_another_network_gives_a_short_summary(data, tmp_path, monkeypatch):
@@ -472,6 +481,7 @@ def one_sample_set(tmp_path):
     return ['--dataset', 'custom', '--annotations', path, '--image_dir', image_dir]
 
 
+@pytest.mark.slow
 def test_a_set_that_fills_no_batch_stops_at_once(tmp_path):
     """One sample and --batch_size 8: the lone sample is left out (batch norm needs two), so the loader yields no
     batch; the run stops with the count and the flag instead of waiting for a batch forever."""
@@ -487,8 +497,9 @@ def test_a_set_that_fills_no_batch_stops_at_once(tmp_path):
 
 
 def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monkeypatch):
-    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path', tmp_path / 'lpg',
-                          '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU, monkeypatch=monkeypatch)
+    status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path',
+                          tmp_path / 'lpg', '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU,
+                          monkeypatch=monkeypatch)
     assert status == 1 and message == ('--batch_size 1 gives 1 sample per step: this network trains batch norm, which '
                                        'needs at least 2 samples per process')
     assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))
@@ -521,8 +532,8 @@ def test_a_coco_image_id_listed_twice_with_two_sizes_is_refused(tmp_path, monkey
     data['images'][-1] = dict(first, height=first['height'] + 7)
     json.dump(data, open(path, 'w'))
     status, message = cli(parseCOCO, '--dataRoot', tmp_path, monkeypatch=monkeypatch)
-    assert status == 1 and message.startswith(f'error: malformed COCO annotation file {path}: image id {first["id"]} has '
-                                              'two entries')
+    assert status == 1
+    assert message.startswith(f'error: malformed COCO annotation file {path}: image id {first["id"]} has two entries')
     assert str(first['height'] + 7) in message and not os.path.exists(tmp_path / 'train2017_seg60')
 
 
@@ -538,8 +549,8 @@ def test_coco_ids_missing_from_the_json_fail_by_name(data, lpg_path, tmp_path, m
     assert '3 images: 2 written, 0 already done, 1 failed' in capsys.readouterr().out
     ids.write_text(f'{names[0]}\n\nimage_7\n')
     status, message = cli(genPseudoMasks, *flags, '--coco_proposals_dir', tmp_path / 'out2', monkeypatch=monkeypatch)
-    assert status == 1 and message == (f"error: {ids}, line 3: 'image_7' is not a COCO image id (a number, such as 139 or "
-                                       '000000000139)')
+    assert status == 1
+    assert message == f"error: {ids}, line 3: 'image_7' is not a COCO image id (a number, such as 139 or 000000000139)"
 
 
 # ---------------------------------------------------------------------------------------------- empty files
@@ -570,6 +581,7 @@ def test_a_zero_byte_image_is_a_per_image_failure_everywhere(data, lpg_path, tmp
 
 
 # ---------------------------------------------------------------------------------------------- preemption
+@pytest.mark.slow
 def test_sigterm_saves_the_training_state_and_resume_finishes(data, tmp_path):
     """A scheduler's SIGTERM: the update in progress finishes, checkpoint_last.pth holds that iteration, one line
     says so, the status is 143, and --resume continues from that iteration to the end, with the weights of the
@@ -597,6 +609,7 @@ def test_sigterm_saves_the_training_state_and_resume_finishes(data, tmp_path):
                         layout.backbone_weights(str(tmp_path / 'whole'), 'vgg16'))
 
 
+@pytest.mark.slow
 def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_path, tmp_path, monkeypatch, capsys):
     """Ctrl-C: the batch in flight is written, one line says how to continue, the status is 130; the rerun makes
     the rest, and the masks are those of an uninterrupted run."""
@@ -616,6 +629,7 @@ def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_pa
     assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)
 
 
+@pytest.mark.slow
 def test_sigint_to_run_rounds_lets_the_running_step_save(data, tmp_path):
     """Ctrl-C at the terminal reaches run_rounds.py, which passes it on once to the training step: the step saves
     its state at the current iteration, and run_rounds.py says how to continue (status 130)."""
@@ -637,6 +651,7 @@ def test_sigint_to_run_rounds_lets_the_running_step_save(data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- shared folders
+@pytest.mark.slow
 def test_a_second_run_in_a_live_runs_folder_is_refused_and_a_killed_runs_lock_is_stale(data, tmp_path, monkeypatch):
     save = tmp_path / 'run'
     flags = backbone_flags(data, save, '--num_iterations', 400, '--num_save_model', 1000, '--num_print_log', 1)
@@ -756,7 +771,8 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
     plain = generation_flags(data, lpg_path, tmp_path / 'plain')
     assert cli(genPseudoMasks, *same, monkeypatch=monkeypatch)[0] == 0
     assert cli(genPseudoMasks, *plain, monkeypatch=monkeypatch)[0] == 0
-    first, second = (pngs(layout.pseudo_mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1)) for name in ('same', 'plain'))
+    first, second = (pngs(layout.pseudo_mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1))
+                     for name in ('same', 'plain'))
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
 
 

@@ -56,4 +56,5 @@ def test_void_is_ignored_and_absent_classes_do_not_count():
 
 def test_crf_refuses_mismatched_sizes():
     with pytest.raises(ValueError, match='differ in size'):
-        DenseCRF(**asdict(get_backbone('vgg16').crf_params))(np.zeros((4, 5, 3), np.uint8), np.full((2, 4, 6), 0.5, np.float32))
+        DenseCRF(**asdict(get_backbone('vgg16').crf_params))(np.zeros((4, 5, 3), np.uint8),
+                                                              np.full((2, 4, 6), 0.5, np.float32))

@@ -96,7 +96,8 @@ def test_resnet_output_stride_and_multiscale_outputs():
     with torch.no_grad():
         assert net.eval()(x).shape == (1, 3, 17, 17)  # no max-pool: output stride 4
         outs = net.train()(x)
-    assert [tuple(o.shape[-2:]) for o in outs] == [(17, 17), (8, 8), (12, 12), (17, 17)]  # 65*0.5=32 -> 8, 65*0.75=48 -> 12
+    # 65 * 0.5 = 32 -> 8, 65 * 0.75 = 48 -> 12
+    assert [tuple(o.shape[-2:]) for o in outs] == [(17, 17), (8, 8), (12, 12), (17, 17)]
     assert torch.equal(outs[3], torch.maximum(outs[0], outs[3]))
 
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import genPseudoMasks
+from datasets import segmentation
 from datasets.errors import InputError
 from datasets.io import ImageFrame, decode_image, read_label
-from datasets import segmentation
 from datasets.synthetic import make_demo_data
 from datasets.validate import image_problems
 from datasets.voc import read_split, split_file

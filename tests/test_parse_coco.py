@@ -9,9 +9,23 @@ import numpy as np
 import pytest
 
 from datasets.constants import COCO60_IDS, COCO_ID_TO_60, COCO_VOC_IDS
-from tests.conftest import (BENCH, BENCH60, CROWD_COUNTS, ELEPHANT, ELEPHANT60, ROOT, TOOTHBRUSH,
-                            TOOTHBRUSH60, TRUCK, TRUCK60, annotations, crowd_mask, expected_labels, read_png,
-                            write_coco)
+from tests.conftest import (
+    BENCH,
+    BENCH60,
+    CROWD_COUNTS,
+    ELEPHANT,
+    ELEPHANT60,
+    ROOT,
+    TOOTHBRUSH,
+    TOOTHBRUSH60,
+    TRUCK,
+    TRUCK60,
+    annotations,
+    crowd_mask,
+    expected_labels,
+    read_png,
+    write_coco,
+)
 from utils.parseCOCO import parse_coco
 
 
@@ -83,6 +97,7 @@ def test_malformed_annotation_file_names_it(tmp_path, content, problem):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_runs_from_project_root(tmp_path):
     write_coco(str(tmp_path))
     result = subprocess.run([sys.executable, 'utils/parseCOCO.py', '--dataRoot', str(tmp_path)],

@@ -68,7 +68,7 @@ def random_sample(seed, size, num_classes=21):
                 height=size - 7, width=size - 11, image_id=str(seed))
 
 
-@pytest.mark.parametrize('amp', [None, 'off'])
+@pytest.mark.parametrize('amp', [pytest.param(None, marks=pytest.mark.slow), 'off'])
 @torch.no_grad()
 def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
     """Several images of two padded sizes in one call, with 0 to 3 classes each, round 2 (backbone) and
@@ -94,6 +94,7 @@ def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_generation_under_bf16_autocast():
     torch.manual_seed(0)
     lpg, backbone = LPGNet(in_channels=5).eval(), DeepLabLargeFOV(21).eval()

@@ -15,8 +15,7 @@ import test as test_backbone
 import trainLPG
 from datasets.lpg_samples import LPGSampleDataset
 from datasets.synthetic import make_voc_like
-from datasets.transforms import (ScalePadCropFlip, centre_indices, nearest_centres, nearest_top_left,
-                                 top_left_indices)
+from datasets.transforms import ScalePadCropFlip, centre_indices, nearest_centres, nearest_top_left, top_left_indices
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet, get_backbone
 from tests.conftest import cli
 from utils import layout
@@ -282,7 +281,8 @@ def test_run_rounds_reads_a_vgg16_coco_backbone_on_the_resnet_track(tmp_path):
     run = RunLayout(tmp_path)
     steps = recorded_round(tmp_path, '--model_type', 'resnet101')
     lpg = next(f for script, f in steps if script == 'trainLPG.py')
-    assert flag(lpg, '--seg_model_type') == 'vgg16' and flag(lpg, '--init_seg_model_path') == run.backbone('coco', 'vgg16', 1)
+    assert flag(lpg, '--seg_model_type') == 'vgg16'
+    assert flag(lpg, '--init_seg_model_path') == run.backbone('coco', 'vgg16', 1)
     coco_steps = [f for script, f in steps if '--dataset' in f and flag(f, '--dataset') == 'coco']
     voc_steps = [f for script, f in steps if '--dataset' in f and flag(f, '--dataset') == 'voc']
     assert [flag(f, '--model_type') for f in coco_steps] == ['vgg16', 'vgg16']  # COCO-60 masks, COCO-60 backbone

@@ -129,7 +129,8 @@ def test_report_equals_the_metric_on_the_same_masks(voc_root, baselines, tmp_pat
             or row['Class IoU']['person'] is None
         assert np.asarray(row['confusion']).sum() == sum((t != 255).sum() for t in truth)
     assert report['methods']['box']['box foreground']['recall'] == 1.0
-    assert report['methods']['crf']['box foreground']['precision'] > report['methods']['box']['box foreground']['precision']
+    methods = report['methods']
+    assert methods['crf']['box foreground']['precision'] > methods['box']['box foreground']['precision']
     stem = tmp_path / 'masks_report_box+crf'
     assert json.load(open(f'{stem}.json'))['methods'].keys() == {'box', 'crf'}
     table = open(f'{stem}.md').read().splitlines()

@@ -213,6 +213,7 @@ def test_same_seed_same_files_other_seed_differs(tmp_path):
     assert os.path.isdir(os.path.join(first[1], 'JPEGImages'))
 
 
+@pytest.mark.slow
 def test_cli_writes_both_datasets(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, '-m', 'datasets.synthetic', '--out', str(tmp_path), '--num_coco', '3',

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from datasets.coco import coco_items
 from datasets.constants import IGNORE_LABEL, MEAN_BGR, VOC_CLASS_TO_ID, VOC_CLASSES, VOC_PALETTE
 from datasets.io import read_image_bgr, read_label, save_palette_png, to_tensor_image
-from datasets.transforms import ScalePadCropFlip, nearest_centres
-from datasets.coco import coco_items
 from datasets.segmentation import SegmentationDataset
+from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.voc import parse_voc_xml, read_split, resolve_voc_root, split_file, voc_items
 from tests.conftest import PERSON_WITH_PARTS, voc_xml, write
 

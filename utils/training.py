@@ -14,8 +14,8 @@ from datasets.io import atomic_open, claim_folder, remove_files
 from datasets.validate import report_problems
 from utils import layout
 from utils.checkpoint import non_finite_keys, save_checkpoint, save_training_state
-from utils.sample_stream import BatchStream, KeyedSamples, SampleStream, random_states, restore_stream
 from utils.interrupts import INTERRUPTS, stop_for
+from utils.sample_stream import BatchStream, KeyedSamples, SampleStream, random_states, restore_stream
 from utils.visualize import write_curve
 
 

@@ -23,8 +23,15 @@ import os
 from datasets.constants import COCO_CATEGORY_NAMES
 
 # _crowd_rle is private but re-exported: tests check the crowd RLE against pycocotools.
-from .coco_format import (COCO_NON_VOC_USED, COCO_SHAPE_FAMILIES, COCO_VOC_USED, _crowd_rle, coco_image_ids,
-                          coco_like_sample, make_coco_like)
+from .coco_format import (
+    COCO_NON_VOC_USED,
+    COCO_SHAPE_FAMILIES,
+    COCO_VOC_USED,
+    _crowd_rle,  # noqa: F401 - private, re-exported for the tests, which check the crowd RLE against pycocotools
+    coco_image_ids,
+    coco_like_sample,
+    make_coco_like,
+)
 from .custom_format import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_custom_coco
 from .voc_format import DEFAULT_VOC_CLASSES, VOC_SHAPE_FAMILIES, make_voc_like, voc_image_ids, voc_like_sample
 

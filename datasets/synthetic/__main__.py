@@ -22,7 +22,8 @@ def get_args_parser():
 
 def main(args):
     if args.custom:
-        for side, (annotations, image_dir) in make_custom_data(args.out, args.custom, args.image_size, args.seed).items():
+        custom = make_custom_data(args.out, args.custom, args.image_size, args.seed)
+        for side, (annotations, image_dir) in custom.items():
             print(f'custom {side}: {annotations} (images in {image_dir})')
         return
     coco_root, voc_root = make_demo_data(args.out, args.num_coco, args.num_voc_train, args.num_voc_val,
