@@ -163,8 +163,16 @@ METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'small
 # --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
 INSTANCES = 'instances'
 
-# Flags that change how generation runs, not the masks it writes.
-RUNTIME_FLAGS = {'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite', 'n_jobs'}
+# Which flags shape the masks (the completion record holds them: the precision and the device too, since they
+# round differently), and which only change how generation runs. tests/test_records.py fails on a flag that is in
+# neither.
+OUTPUT_FLAGS = frozenset({
+    'amp', 'annotations', 'coco_proposals_dir', 'coco_root_dir', 'coco_split', 'coco_test_size', 'cuda',
+    'custom_proposals_dir', 'custom_split', 'custom_test_size', 'dataset', 'image_dir', 'init_coco_model_path',
+    'init_custom_model_path', 'init_voc_model_path', 'instances', 'max_side', 'method', 'model_path_test',
+    'model_type', 'overlap', 'round', 'seg_probs', 'split_file', 'voc_proposals_dir', 'voc_root_dir', 'voc_split',
+    'voc_test_size'})
+RUNTIME_FLAGS = frozenset({'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite', 'n_jobs'})
 
 
 def step_record(args, flags):
@@ -176,7 +184,7 @@ def step_record(args, flags):
     out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round,
                                      overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None,
                                      args.seg_probs)
-    return Record(out_dir, settings_of(args, RUNTIME_FLAGS), inputs)
+    return Record(out_dir, settings_of(args, OUTPUT_FLAGS), inputs)
 
 
 def step_done(args):

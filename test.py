@@ -93,10 +93,14 @@ def get_args_parser():
     return parser
 
 
-# Flags that change how the logits are computed, not what they are.
-RUNTIME_FLAGS = {'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'overwrite', 'gt_dir', 'match_release',
-                 'pred_dir', 'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset', 'report',
-                 'crf', 'overlays'}
+# Which flags shape the logits (the logits record holds them; --test_size only for backbones tested padded), and
+# which do not: how the run goes, what is done with the logits, and what the record holds otherwise (--model_path
+# as its input, --split in its folder). tests/test_records.py fails on a flag that is in neither.
+OUTPUT_FLAGS = frozenset({'amp', 'cuda', 'flip', 'model_type', 'scales', 'test_size'})
+RUNTIME_FLAGS = frozenset({
+    'type', 'n_jobs', 'batch_size', 'writer_threads', 'workers', 'overwrite', 'gt_dir', 'match_release', 'pred_dir',
+    'save_path', 'root_path', 'split_file', 'annotations', 'image_dir', 'dataset', 'report', 'crf', 'overlays',
+    'model_path', 'split'})
 
 
 def data_source(args):
@@ -119,7 +123,7 @@ def resolve_defaults(args):
 def logits_record(args, split):
     """The record of the logits folder: the model they come from and the settings that shape them."""
     save_path = args.save_path or layout.eval_dir(args.model_path, split)
-    settings = settings_of(args, RUNTIME_FLAGS | {'model_path', 'split'})
+    settings = settings_of(args, OUTPUT_FLAGS)
     if not get_backbone(args.model_type).pad_to_test_size:
         settings.pop('test_size')  # unpadded backbones do not use it
     return Record(layout.eval_subdir(save_path, 'logits'), settings, {'model': args.model_path})

@@ -30,13 +30,14 @@ def path_identity(path):
     return {'path': path, 'missing': True}
 
 
-def settings_of(args, ignore):
-    """The flags that shape a step's outputs: every flag but those in `ignore`, paths made absolute."""
+def settings_of(args, output_flags):
+    """The settings a step's record holds: the flags in `output_flags` (which each script declares next to its
+    parser as OUTPUT_FLAGS), paths made absolute."""
     def normal(value):
         if isinstance(value, str) and os.path.exists(value):
             return os.path.abspath(value)
         return list(value) if isinstance(value, tuple) else value
-    return {key: normal(value) for key, value in sorted(vars(args).items()) if key not in ignore}
+    return {key: normal(getattr(args, key)) for key in sorted(output_flags)}
 
 
 class Record:

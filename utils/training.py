@@ -169,8 +169,9 @@ def tensorboard_writer(folder):
     return SummaryWriter(folder)
 
 
-# What the flags above and the run-time flags change: how a run executes, not what it computes.
-RUNTIME_FLAGS = {'resume', 'overwrite', 'on_nan', 'max_nan_skips', 'skip_bad', 'keep_checkpoints', 'workers',
+# The flags above and the device flags: how a run executes, not what it computes (each trainer's RUNTIME_FLAGS
+# holds them).
+TRAINING_RUNTIME_FLAGS = {'resume', 'overwrite', 'on_nan', 'max_nan_skips', 'skip_bad', 'keep_checkpoints', 'workers',
                  'cuda', 'amp', 'sync_bn', 'num_print_log', 'num_save_model', 'tensorboard'}
 
 

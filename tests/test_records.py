@@ -1,0 +1,38 @@
+"""Completion records cannot drift: every flag of a script that writes a record is declared once, either as
+shaping its outputs (OUTPUT_FLAGS: the record holds it, and a rerun with another value is refused) or as
+changing only how the run goes (RUNTIME_FLAGS). A new flag fails here until it is classified."""
+import argparse
+
+import pytest
+
+import genPseudoMasks
+import main as train_backbone
+import test as test_backbone
+import trainLPG
+from utils.records import settings_of
+
+SCRIPTS = {'main.py': train_backbone, 'trainLPG.py': trainLPG, 'genPseudoMasks.py': genPseudoMasks,
+           'test.py': test_backbone}
+
+
+def flags_of(parser):
+    return {action.dest for action in parser._actions if action.dest != argparse.SUPPRESS and action.dest != 'help'}
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_every_flag_is_declared_output_shaping_or_runtime_only(script):
+    module = SCRIPTS[script]
+    flags = flags_of(module.get_args_parser())
+    both = module.OUTPUT_FLAGS & module.RUNTIME_FLAGS
+    assert not both, f'{script}: {sorted(both)} declared both output-shaping and runtime-only'
+    unclassified = flags - module.OUTPUT_FLAGS - module.RUNTIME_FLAGS
+    assert not unclassified, f'{script}: classify {sorted(unclassified)} in OUTPUT_FLAGS or RUNTIME_FLAGS'
+    unknown = (module.OUTPUT_FLAGS | module.RUNTIME_FLAGS) - flags
+    assert not unknown, f'{script}: {sorted(unknown)} are declared but are not flags'
+
+
+def test_a_record_holds_the_output_flags_only():
+    args = train_backbone.get_args_parser().parse_args(['--label_path_name', 'masks', '--save_path', 'out',
+                                                       '--workers', '7', '--lr', '0.5'])
+    settings = settings_of(args, train_backbone.OUTPUT_FLAGS)
+    assert set(settings) == train_backbone.OUTPUT_FLAGS and settings['lr'] == 0.5 and 'workers' not in settings
