@@ -99,12 +99,12 @@ def get_args_parser():
 
 
 def fill_schedule_defaults(args):
-    """Unset --lr/--batch_size/--iter_size/--num_iterations/--num_save_model take the backbone's schedule."""
+    """A copy of args in which unset --lr/--batch_size/--iter_size/--num_iterations/--num_save_model take the
+    backbone's schedule (args itself is left as it is)."""
     schedule = get_backbone(args.model_type).schedule
-    for key in ('lr', 'batch_size', 'iter_size', 'num_iterations', 'num_save_model'):
-        if getattr(args, key) is None:
-            setattr(args, key, getattr(schedule, key))
-    return args
+    keys = ('lr', 'batch_size', 'iter_size', 'num_iterations', 'num_save_model')
+    return argparse.Namespace(**{**vars(args), **{key: getattr(schedule, key) for key in keys
+                                                  if getattr(args, key) is None}})
 
 
 def check_start(args):
@@ -163,8 +163,8 @@ def segmentation_loss(outputs, labels):
 
 def step_done(args):
     """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
-    final_path = layout.backbone_weights(args.save_path, fill_schedule_defaults(args).model_type)
-    return training_done(step_record(args), final_path)
+    args = fill_schedule_defaults(args)
+    return training_done(step_record(args), layout.backbone_weights(args.save_path, args.model_type))
 
 
 def accumulated_step(args, precision, ctx):
@@ -205,7 +205,7 @@ def build_network(args, ctx, precision):
 
 @releases_claims
 def main(args):
-    fill_schedule_defaults(args)
+    args = fill_schedule_defaults(args)
     check_start(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device, training=True)

@@ -112,12 +112,13 @@ def default_split(args):
 
 
 def resolve_defaults(args):
-    """Defaults that --type crf without --model_path takes from the last --type test run instead."""
-    args.test_size = args.test_size or DEFAULT_TEST_SIZE
-    args.scales = args.scales or (1.0,)
-    args.flip = bool(args.flip)
+    """A copy of args with the defaults that --type crf without --model_path takes from the last --type test run
+    instead (args itself is left as it is)."""
+    args = argparse.Namespace(**{**vars(args), 'test_size': args.test_size or DEFAULT_TEST_SIZE,
+                                 'scales': args.scales or (1.0,), 'flip': bool(args.flip)})
     if 1 not in args.scales:
         raise SystemExit(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
+    return args
 
 
 def logits_record(args, split):
@@ -152,7 +153,7 @@ def ground_truth(args, spec, source, scratch_dir):
 
 def step_done(args):
     """Whether these scores were computed already from the same inputs (run_rounds.py asks)."""
-    resolve_defaults(args)
+    args = resolve_defaults(args)
     spec, source = data_source(args)
     if args.type == 'masks':
         gt_dir = ground_truth(args, spec, source, masks_save_path(args))
@@ -165,8 +166,9 @@ def step_done(args):
 
 
 def last_test_run(args):
-    """`--type crf` without `--model_path`, as the release's second evaluation command: the model and logits
-    of the last `--type test` run of this model type started from the working directory."""
+    """`--type crf` without `--model_path`, as the release's second evaluation command: a copy of args with the
+    model and logits of the last `--type test` run of this model type started from the working directory, and
+    that run's settings where args leaves them unset (args itself is left as it is)."""
     record_path = layout.last_test_record(args.model_type)
     if not os.path.isfile(record_path):
         raise SystemExit(f'--type crf without --model_path reads the logits of the last `test.py --type test '
@@ -179,12 +181,12 @@ def last_test_run(args):
                          f'{record["split"]!r}, not {args.split!r}: pass --model_path')
     print(f'--type crf: using the logits of the last --type test run of {args.model_type} started here: '
           f'{record["save_path"]} (model {record["model_path"]}, split {record["split"]})', flush=True)
-    args.model_path = record['model_path']
-    args.save_path = args.save_path or record['save_path']
-    args.split = record['split']
+    resolved = dict(vars(args), model_path=record['model_path'], save_path=args.save_path or record['save_path'],
+                    split=record['split'])
     for name in ('test_size', 'amp', 'cuda', 'scales', 'flip'):  # the settings of that run, unless given again
         if getattr(args, name) is None:
-            setattr(args, name, tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name))
+            resolved[name] = tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name)
+    return argparse.Namespace(**resolved)
 
 
 @releases_claims
@@ -192,8 +194,8 @@ def main(args):
     if args.type in ('test', 'crf', 'predict') and not args.model_path:
         if args.type != 'crf':
             raise SystemExit(f'--type {args.type} needs --model_path')
-        last_test_run(args)
-    resolve_defaults(args)
+        args = last_test_run(args)
+    args = resolve_defaults(args)
     spec, source = data_source(args)
     class_names = spec.class_names(source)
     split = default_split(args)

@@ -149,13 +149,17 @@ def check_flags(args):
                          'generator, which reads none')
 
 
-def check_source(args):
+def resolved_source(args):
+    """A copy of args with the auxiliary set's flags checked and, for --dataset custom, --labels_dir defaulted
+    to <model_save_path>/auxiliary_labels (args itself is left as it is)."""
     needed = ['--coco_root_dir'] if args.dataset == 'coco' else ['--annotations', '--image_dir']
     missing = [flag for flag in needed if not getattr(args, flag[2:])]
     if missing:
         raise SystemExit(f'--dataset {args.dataset} needs {" and ".join(missing)}')
-    if args.dataset == 'custom' and not args.labels_dir:
-        args.labels_dir = layout.auxiliary_labels(args.model_save_path)
+    labels_dir = args.labels_dir
+    if args.dataset == 'custom' and not labels_dir:
+        labels_dir = layout.auxiliary_labels(args.model_save_path)
+    return argparse.Namespace(**{**vars(args), 'labels_dir': labels_dir})
 
 
 def build_dataset(args, ctx=None):
@@ -222,8 +226,7 @@ def train_step(lpg, backbone, batch, precision):
 
 def step_record(args):
     """What this round's training is made from: its settings, the COCO-60 files and checkpoints it reads, and
-    the iteration count that finishes it."""
-    check_source(args)
+    the iteration count that finishes it. args: as resolved_source returns them."""
     if args.dataset == 'coco':
         inputs = {'boxes': bbox_annos_path(args.coco_root_dir, args.coco_split),
                   'masks': seg60_dir(args.coco_root_dir, args.coco_split)}
@@ -237,6 +240,7 @@ def step_record(args):
 
 def step_done(args):
     """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
+    args = resolved_source(args)
     return training_done(step_record(args), layout.lpg_weights(args.model_save_path, args.round))
 
 
@@ -262,9 +266,11 @@ def build_training(args, ctx, precision):
 @releases_claims
 def main(args):
     check_flags(args)
+    args = resolved_source(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device, training=True)
     ctx.print(precision.describe())
+
     def set_lr(optimizer, done):
         if done % args.num_update_lr == 0:  # the release applies the poly rate every --num_update_lr iterations
             set_poly_lr(optimizer, done, args.num_max_iterations)

@@ -133,7 +133,7 @@ def test_an_excluded_category_never_reaches_the_generator_targets(custom, tmp_pa
     a = custom['aux']
     args = parse(trainLPG, '--dataset', 'custom', '--annotations', a['annotations'], '--image_dir', a['image_dir'],
                  '--exclude_categories', 'sprocket', '--model_save_path', tmp_path, '--crop_size', 128)
-    trainLPG.check_source(args)
+    args = trainLPG.resolved_source(args)
     dataset = trainLPG.build_dataset(args)
     labels = json.load(open(os.path.join(args.labels_dir, 'boxes.json')))
     kept = [(i, n) for i, n in sorted(AUXILIARY_CATEGORIES) if n != 'sprocket']

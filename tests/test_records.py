@@ -36,3 +36,17 @@ def test_a_record_holds_the_output_flags_only():
                                                        '--workers', '7', '--lr', '0.5'])
     settings = settings_of(args, train_backbone.OUTPUT_FLAGS)
     assert set(settings) == train_backbone.OUTPUT_FLAGS and settings['lr'] == 0.5 and 'workers' not in settings
+
+
+def test_resolving_defaults_returns_a_copy_and_leaves_the_callers_args_alone():
+    """run_rounds.py asks each script's step_done with its own args: resolving defaults may not change them."""
+    cases = [(train_backbone.fill_schedule_defaults, train_backbone, ['--label_path_name', 'm', '--save_path', 'o'],
+              'lr'),
+             (trainLPG.resolved_source, trainLPG, ['--dataset', 'custom', '--annotations', 'a.json', '--image_dir',
+                                                   'images'], 'labels_dir'),
+             (test_backbone.resolve_defaults, test_backbone, ['--type', 'test'], 'test_size')]
+    for resolve, module, argv, key in cases:
+        args = module.get_args_parser().parse_args(argv)
+        given = dict(vars(args))
+        resolved = resolve(args)
+        assert vars(args) == given and getattr(args, key) is None and getattr(resolved, key) is not None
