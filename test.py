@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from datasets.io import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
+from datasets.segmentation import SegmentationItem
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
 from utils import layout
@@ -224,8 +225,8 @@ def main(args):
     model = precision.prepare_model(model).eval()
     pad_to = args.test_size if backbone.pad_to_test_size else None
     # Read in the frame of their ground truth where it exists (an EXIF orientation tag may turn an image).
-    with_labels = [(image_id, image_path, os.path.join(gt_dir, f'{image_id}.png')) if gt_dir else (image_id, image_path)
-                   for image_id, image_path in ctx.shard(items)]
+    with_labels = [SegmentationItem(*item, os.path.join(gt_dir, f'{item.image_id}.png')) if gt_dir else item
+                   for item in ctx.shard(items)]
     unreadable, oriented = compute_logits(model, with_labels, logits_dir, pad_to, precision, args.batch_size,
                                           args.workers, args.writer_threads, progress=ctx.is_main, scales=args.scales,
                                           flip=args.flip)

@@ -10,6 +10,7 @@ from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_ID
 from .errors import InputError, MissingFile
 from .io import folder_in_root
 from .lpg_samples import LPGSampleDataset
+from .segmentation import SegmentationItem
 from .voc import read_split
 
 
@@ -101,7 +102,8 @@ def coco_items(coco_root, ids, label_dir, split='train2017'):
     items = []
     for image_id in ids:
         name = coco_image_id(image_id)
-        items.append((name, os.path.join(coco_root, split, f'{name}.jpg'), os.path.join(directory, f'{name}.png')))
+        items.append(SegmentationItem(name, os.path.join(coco_root, split, f'{name}.jpg'),
+                                      os.path.join(directory, f'{name}.png')))
     return items
 
 

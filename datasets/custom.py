@@ -16,6 +16,7 @@ from .coco_json import box_corners, load_instances, semantic_label
 from .errors import InputError, MissingFile
 from .io import ImageFrame, read_label, save_palette_png, write_json
 from .lpg_samples import LPGSampleDataset
+from .segmentation import EvalItem, SegmentationItem
 
 
 def image_names(instances):
@@ -148,7 +149,7 @@ def segmentation_items(annotations, image_dir, label_dir, ids_file=None):
     else:
         present = set(os.listdir(label_dir)) if os.path.isdir(label_dir) else set()
         chosen = [i for i, name in names.items() if f'{name}.png' in present]
-    return [(names[i], image_path(image_dir, instances, i), os.path.join(label_dir, f'{names[i]}.png'))
+    return [SegmentationItem(names[i], image_path(image_dir, instances, i), os.path.join(label_dir, f'{names[i]}.png'))
             for i in chosen]
 
 
@@ -160,7 +161,7 @@ def eval_items(annotations, image_dir, ids_file=None):
         from .voc import read_split
         wanted = set(read_split(ids_file))
         names = {i: name for i, name in names.items() if name in wanted}
-    return [(name, image_path(image_dir, instances, i)) for i, name in names.items()]
+    return [EvalItem(name, image_path(image_dir, instances, i)) for i, name in names.items()]
 
 
 def write_ground_truth(annotations, out_dir):

@@ -14,11 +14,24 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import custom
+from .boxes import BoxItem
 from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items, read_coco_ids
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
 from .errors import InputError
 from .io import folder_in_root
+from .segmentation import EvalItem, SegmentationItem
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
+
+# What every reader takes: {'root': ..., 'annotations': ..., 'image_dir': ...}, the entries of its source_flags set.
+Source = dict
+# An errors list, or None to raise: collects (image_id, message) of the images whose annotation cannot be read.
+Failures = Optional[list]
+BoxItemsReader = Callable[[Source, Optional[str], Optional[str], Failures], list[BoxItem]]
+InputsReader = Callable[[Source, Optional[str], Optional[str]], dict[str, Optional[str]]]
+SegmentationItemsReader = Callable[[Source, str, Optional[str], Optional[str]], list[SegmentationItem]]
+EvalItemsReader = Callable[[Source, Optional[str], Optional[str]], list[EvalItem]]
+GroundTruthReader = Callable[[Source, Optional[str], bool, str], str]
+ClassReader = Callable[[Source], tuple]
 
 
 @dataclass(frozen=True)
@@ -30,15 +43,16 @@ class DatasetSpec:
         None when they come from the data (class_names reads them then).
     default_split: the training split (VOC: a list under ImageSets/Segmentation; COCO: the image folder).
     test_size: genPseudoMasks pads every image (bottom/right) to this side, or to a multiple of 128 above it.
-    box_items: (source, split, split_file, errors) -> [(image_id, image_path, [(class_id, x1, y1, x2, y2), ...])],
-        the input of pseudo-mask generation; with an errors list, images whose annotation cannot be read are
-        collected there as (image_id, message) instead of raising.
+    box_items: (source, split, split_file, errors) -> [BoxItem (image_id, image_path, [(class_id, x1, y1, x2,
+        y2), ...], the frame the annotation declares)], the input of pseudo-mask generation; with an errors
+        list, images whose annotation cannot be read are collected there as (image_id, message) instead of
+        raising.
     box_inputs: (source, split, split_file) -> {name: path} of the files the box items come from (what a
         completion record ties the pseudo masks to).
-    segmentation_items: (source, label_dir, split, split_file) -> [(image_id, image_path, label_path)],
-        the input of backbone training.
-    eval_items: (source, split, split_file) -> [(image_id, image_path)], the images test.py evaluates; None
-        when the dataset is not evaluated.
+    segmentation_items: (source, label_dir, split, split_file) -> [SegmentationItem (image_id, image_path,
+        label_path)], the input of backbone training.
+    eval_items: (source, split, split_file) -> [EvalItem (image_id, image_path)], the images test.py evaluates;
+        None when the dataset is not evaluated.
     ground_truth: (source, gt_dir, masks, scratch_dir) -> the folder of ground-truth label PNGs test.py scores
         against (masks: scoring pseudo masks rather than a backbone; scratch_dir: where to write them when they
         have to be made first).
@@ -46,21 +60,22 @@ class DatasetSpec:
         is fully supervised.
     source_flags: the source entries the dataset reads ('root', or 'annotations' and 'image_dir').
     root_help: what the root folder holds, for --help.
+    class_reader: (source) -> the class names, background first, of a dataset whose classes come from the data.
     """
     name: str
     title: str
     classes: Optional[tuple]
     default_split: Optional[str]
     test_size: int
-    box_items: Callable
-    box_inputs: Callable
-    segmentation_items: Callable
-    eval_items: Optional[Callable] = None
-    ground_truth: Optional[Callable] = None
+    box_items: BoxItemsReader
+    box_inputs: InputsReader
+    segmentation_items: SegmentationItemsReader
+    eval_items: Optional[EvalItemsReader] = None
+    ground_truth: Optional[GroundTruthReader] = None
     ground_truth_dirs: tuple = ()
     source_flags: tuple = ('root',)
     root_help: str = ''
-    class_reader: Optional[Callable] = None
+    class_reader: Optional[ClassReader] = None
 
     def class_names(self, source=None):
         """Class names, background first: fixed, or read from the source."""
@@ -138,7 +153,7 @@ def _voc_segmentation_items(source, label_dir, split, ids_file=None):
 
 def _voc_eval_items(source, split, ids_file=None):
     root, ids = _voc_ids(source, split, ids_file)
-    return [(image_id, os.path.join(root, 'JPEGImages', f'{image_id}.jpg')) for image_id in ids]
+    return [EvalItem(image_id, os.path.join(root, 'JPEGImages', f'{image_id}.jpg')) for image_id in ids]
 
 
 def _voc_ground_truth(source, gt_dir, masks, scratch_dir):

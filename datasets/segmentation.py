@@ -1,5 +1,6 @@
 """The segmentation dataset backbones train and test on: (image, label map) pairs of any format."""
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,10 +12,24 @@ from .io import ImageFrame, chw_tensor, decode_image, label_frame, read_image_bg
 from .validate import find_problems, image_problems
 
 
+class SegmentationItem(NamedTuple):
+    """An image with its label map of class indices (backbone training; the label also declares the image's
+    frame)."""
+    image_id: str
+    image_path: str
+    label_path: str
+
+
+class EvalItem(NamedTuple):
+    """An image test.py evaluates a backbone on."""
+    image_id: str
+    image_path: str
+
+
 class SegmentationDataset(Dataset):
     """(image, label) pairs for backbone training and evaluation.
 
-    items: list of (image_id, image_path, label_path), e.g. from `datasets.voc.voc_items` or
+    items: SegmentationItems (image_id, image_path, label_path), e.g. from `datasets.voc.voc_items` or
     `datasets.coco.coco_items`. augment: a `datasets.transforms.ScalePadCropFlip` or None. num_classes: the
     label values allowed besides 255, for `problems`.
     Returns (3xHxW float tensor, mean-subtracted BGR; HxW long tensor, 255 = ignore; image_id)."""
@@ -55,8 +70,8 @@ class SegmentationDataset(Dataset):
 
 class TestImageDataset(Dataset):
     """Images for testing a backbone, padded (bottom/right, with the mean) to at least pad_to x pad_to when
-    pad_to is given. items: (image_id, image_path), or (image_id, image_path, label_path) to read the image in
-    the frame of its ground-truth label when that exists. Returns dict(image 3xHxW float, image_size (height,
+    pad_to is given. items: EvalItems (image_id, image_path), or SegmentationItems to read each image in the
+    frame of its ground-truth label when that exists. Returns dict(image 3xHxW float, image_size (height,
     width) before padding, image_id, orientation: its EXIF orientation tag), or dict(image_id, error) for an
     image that cannot be read or whose size contradicts its label."""
 

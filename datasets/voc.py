@@ -8,6 +8,7 @@ from .boxes import BoxItem
 from .constants import VOC_CLASS_TO_ID
 from .errors import InputError, MissingFile
 from .io import ImageFrame, folder_in_root
+from .segmentation import SegmentationItem
 
 
 def resolve_voc_root(path):
@@ -126,8 +127,8 @@ def voc_items(voc_root, ids, label_dir):
     """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under
     voc_root)."""
     directory = folder_in_root(voc_root, label_dir)
-    return [(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
-             os.path.join(directory, f'{image_id}.png')) for image_id in ids]
+    return [SegmentationItem(image_id, os.path.join(voc_root, 'JPEGImages', f'{image_id}.jpg'),
+                             os.path.join(directory, f'{image_id}.png')) for image_id in ids]
 
 
 def voc_box_items(voc_root, ids, errors=None):
