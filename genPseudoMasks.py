@@ -17,41 +17,20 @@ Every dataset has its own flags: `--<dataset>_root_dir`, `--<dataset>_proposals_
 import argparse
 import os
 
-import numpy as np
-import torch
 from joblib import Parallel, delayed
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets.boxes import (
-    OVERLAP_RULES,
-    BoxImageDataset,
-    BoxItem,
-    box_entries,
-    collate_boxes,
-    compose_entries,
-    restore_size,
-)
-from datasets.custom import rle_annotation, write_target_outputs
-from datasets.io import (
-    BackgroundWriter,
-    claim_folder,
-    decode_image,
-    releases_claims,
-    remove_files,
-    save_palette_png,
-    write_json,
-)
+from datasets.custom import write_target_outputs
+from datasets.io import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
-from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, generate_foregrounds, lpg_in_channels
+from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, lpg_in_channels
 from utils import layout
-from utils.baselines import box_foreground, crf_foreground, grabcut_foreground
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
-from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.precision import Precision, add_amp_arg
+from utils.pseudo_masks import INSTANCES, OVERLAP_RULES, baseline_image, generate_lpg
 from utils.records import Record, settings_of
 from utils.runtime import add_device_args, run_script
 
@@ -159,9 +138,6 @@ def load_generators(args, backbone_path, num_classes, precision):
 
 # The methods and the overlap rule each uses unless told otherwise.
 METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'smaller'}
-
-# --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
-INSTANCES = 'instances'
 
 # Which flags shape the masks (the completion record holds them: the precision and the device too, since they
 # round differently), and which only change how generation runs. tests/test_records.py fails on a flag that is in
@@ -281,98 +257,6 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
                         rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,
                         workers=args.workers, writer_threads=args.writer_threads, per_box=args.instances,
                         progress=ctx.is_main)
-
-
-def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, rule='first', pair_batch=16,
-                 image_batch=8, workers=2, writer_threads=4, per_box=False, progress=True, max_side=None):
-    """The generator's masks of items ((image_id, image_path, boxes)) written to out_dir: loader workers read
-    and pad (to test_size), the device generates a batch of images at a time (pair_batch (image, entry) pairs
-    per generator forward), writer threads encode and write the PNGs. Returns the (image_id, reason) of the
-    images that could not be read, and how many of the others carry an EXIF orientation tag."""
-    loader = DataLoader(BoxImageDataset(items, test_size, per_box=per_box, max_side=max_side),
-                        batch_size=image_batch, num_workers=workers, collate_fn=collate_boxes,
-                        pin_memory=device.type == 'cuda')
-    failed, oriented = [], 0
-    # A SIGTERM / SIGINT ends the loop after the batch in flight; the writer finishes its files on the way out.
-    with INTERRUPTS.guard(), BackgroundWriter(writer_threads) as writer:
-        for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not progress):
-            if INTERRUPTS.pending():
-                break
-            failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
-            samples = [sample for sample in samples if 'error' not in sample]
-            oriented += sum(sample['orientation'] != 1 for sample in samples)
-            # Per sample, the foreground of each entry (a class, or with --instances a box) inside its boxes.
-            results, out_of_memory = foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision,
-                                                             rule == 'confidence')
-            failed += out_of_memory
-            for sample, result in zip(samples, results):
-                if result is None:
-                    continue
-                entries, scores = result if rule == 'confidence' else (result, None)
-                entries, scores, entry_boxes = restore_size(sample, entries, scores)
-                label = compose_entries(entries, sample['class_ids'].tolist(), rule, scores, entry_boxes)
-                write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
-                              entries.cpu().numpy() if per_box else None)
-    stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
-                        'the same command to make the others (the written ones are skipped)')
-    return failed, oriented
-
-
-def foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precision, with_scores):
-    """generate_foregrounds of a batch of samples; when the device runs out of memory, each sample again on its
-    own, and one that still does not fit is a failure naming its image and --max_side. Returns (per sample its
-    result or None, [(image_id, reason)])."""
-    try:
-        return generate_foregrounds(lpg, samples, device, backbone, pair_batch, precision, with_scores), []
-    except RuntimeError as error:  # torch.OutOfMemoryError (CUDA) is one; the CPU allocator raises a plain one
-        if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
-            raise
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
-        if len(samples) > 1:
-            results, failed = [], []
-            for sample in samples:
-                result, failure = foregrounds_or_failures(lpg, [sample], device, backbone, pair_batch, precision,
-                                                          with_scores)
-                results += result
-                failed += failure
-            return results, failed
-        sample = samples[0]
-        return [None], [(sample['image_id'], f'out of memory at {sample["height"]}x{sample["width"]} pixels: pass '
-                         '--max_side (e.g. 1024) to generate large images downscaled, or a smaller --batch_size')]
-
-
-def write_outputs(write, out_dir, image_id, label, instance_masks=None):
-    """The palette PNG, and with --instances the RLE of each box's mask."""
-    write(save_palette_png, os.path.join(out_dir, f'{image_id}.png'), label)
-    if instance_masks is not None:
-        write(write_json, os.path.join(out_dir, INSTANCES, f'{image_id}.json'),
-              [rle_annotation(0, None, None, mask) for mask in instance_masks])
-
-
-def baseline_image(method, item, out_dir, rule, per_box):
-    """One image of a baseline (a job of its own): writes its mask. Returns (its EXIF orientation tag, None), or
-    (None, (image_id, reason)) if it failed."""
-    image_id, image_path, boxes, frame = BoxItem(*item)
-    try:
-        image, orientation = decode_image(image_path, frame)
-        image = image.astype(np.uint8)
-    except (OSError, ValueError) as error:
-        return None, (image_id, str(error))
-    class_ids, entry_boxes = box_entries(boxes, per_box)
-    scores = None
-    if method == 'box':
-        foreground = box_foreground(entry_boxes, *image.shape[:2])
-    elif method == 'grabcut':
-        foreground = grabcut_foreground(image, entry_boxes)
-    else:
-        foreground, scores = crf_foreground(image, entry_boxes)
-        scores = torch.from_numpy(scores)
-    foreground = torch.from_numpy(foreground)
-    label = compose_entries(foreground, class_ids, rule, scores, entry_boxes).numpy()
-    write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
-                  foreground.numpy() if per_box else None)
-    return orientation, None
 
 
 if __name__ == '__main__':

@@ -33,7 +33,6 @@ from torch.utils.data import ConcatDataset
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import genPseudoMasks
 import main as main_script
 import trainLPG
 from datasets.boxes import BoxImageDataset
@@ -45,11 +44,12 @@ from datasets.synthetic import make_coco_like, make_voc_like
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.voc import read_split, split_file, voc_box_items, voc_items
 from models.backbones import build_backbone, get_backbone
-from models.lpg import LPGNet, backbone_probs, class_channel, generate_labels_per_class, lpg_input
+from models.lpg import LPGNet, backbone_probs, class_channel, lpg_input
 from utils.distributed import close_distributed, init_distributed
 from utils.evaluation import compute_logits, save_logits
 from utils.parseCOCO import parse_coco
 from utils.precision import AMP_CHOICES, Precision, cpu_description
+from utils.pseudo_masks import generate_labels_per_class, generate_lpg
 from utils.sample_stream import BatchStream
 from utils.training import NonFiniteGuard, training_loader
 
@@ -269,8 +269,8 @@ def generation_items(args, ctx, count):
 
 
 def generate_batched(args, ctx, precision, lpg, backbone, items, out_dir):
-    """genPseudoMasks.py's generator loop (genPseudoMasks.generate_lpg), with the release's overlap rule."""
-    failed, _ = genPseudoMasks.generate_lpg(lpg, backbone, items, out_dir, ctx.device, precision,
+    """genPseudoMasks.py's generator loop (utils.pseudo_masks.generate_lpg), with the release's overlap rule."""
+    failed, _ = generate_lpg(lpg, backbone, items, out_dir, ctx.device, precision,
                                             test_size=args.gen_size, pair_batch=args.pair_batch,
                                             image_batch=args.image_batch_size, workers=workers_of(args, 'generation'),
                                             writer_threads=args.writer_threads, progress=False)

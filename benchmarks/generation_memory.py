@@ -3,9 +3,9 @@ r"""Peak memory of LPG pseudo-mask generation against the image size, and what -
     python benchmarks/generation_memory.py --sides 512,1024,2048 --max_side 1024      # CPU, --amp auto
 
 For each size, one process generates the masks of one square generated image with two boxes (a randomly
-initialised round-1 generator: memory does not depend on the weights) through genPseudoMasks.generate_lpg,
-reading and writing included, and reports the process's peak resident memory (ru_maxrss) and the time.
-Writes benchmarks/generation_memory_<device>.json.
+initialised round-1 generator: memory does not depend on the weights) through utils.pseudo_masks.generate_lpg
+(genPseudoMasks.py's loop), reading and writing included, and reports the process's peak resident memory
+(ru_maxrss) and the time. Writes benchmarks/generation_memory_<device>.json.
 """
 import argparse
 import datetime
@@ -27,9 +27,9 @@ def one_run(side, max_side, device_name):
     import numpy as np
     import torch
 
-    import genPseudoMasks
     from models import LPGNet
     from utils.precision import Precision
+    from utils.pseudo_masks import generate_lpg
     device = torch.device(device_name)
     precision = Precision('auto', device)
     folder = tempfile.mkdtemp()
@@ -40,7 +40,7 @@ def one_run(side, max_side, device_name):
     lpg = precision.prepare_model(LPGNet(in_channels=4).to(device).eval())
     start = time.time()
     with torch.no_grad():
-        failed, _ = genPseudoMasks.generate_lpg(lpg, None, [('image', path, boxes)], folder, device, precision,
+        failed, _ = generate_lpg(lpg, None, [('image', path, boxes)], folder, device, precision,
                                              test_size=512, workers=0, progress=False, max_side=max_side)
     if device.type == 'cuda':
         torch.cuda.synchronize()

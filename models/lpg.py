@@ -7,12 +7,9 @@ foreground inside its own boxes.
 """
 import contextlib
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from datasets.boxes import compose_label
 
 from .hourglass import HOURGLASS_BLOCKS, HOURGLASS_DIMS, LPG_STRIDE, ConvBNReLU, HourglassLevel, Residual
 
@@ -186,30 +183,3 @@ def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, prec
             crop = (slice(None), slice(0, sample['height']), slice(0, sample['width']))
             results[i] = ((fg & boxes)[crop], score[crop]) if with_scores else (fg & boxes)[crop]
     return results
-
-
-def generate_labels(lpg, samples, device, backbone=None, max_batch=16, precision=None):
-    """Pseudo labels for a list of samples from `datasets.boxes.BoxImageDataset`: each entry's foreground
-    inside its boxes, painted in order, a pixel keeping the first class that claims it (the release's rule).
-    Returns a list of (height, width) uint8 numpy labels in sample order."""
-    foregrounds = generate_foregrounds(lpg, samples, device, backbone, max_batch, precision)
-    return [compose_label(fg, fg, sample['class_ids'].tolist()).cpu().numpy()
-            for fg, sample in zip(foregrounds, samples)]
-
-
-@torch.no_grad()
-def generate_labels_per_class(lpg, sample, device, backbone=None):
-    """The release's order of work, kept as the reference the batched path is checked and timed against:
-    one backbone forward per image, then one batch-1 generator forward per class, in float32."""
-    image = sample['image'].to(device).unsqueeze(0)
-    probs = backbone_probs(backbone, image) if backbone is not None else None
-    foreground = []
-    for k, class_id in enumerate(sample['class_ids'].tolist()):
-        seg = probs[:, class_id:class_id + 1] if probs is not None else None
-        logits = lpg(lpg_input(image, sample['box_masks'][k].to(device)[None, None], seg))
-        logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=True)
-        foreground.append(logits.argmax(1)[0] == 1)
-    if not foreground:
-        return np.zeros((sample['height'], sample['width']), np.uint8)
-    label = compose_label(torch.stack(foreground), sample['box_masks'].to(device) > 0.5, sample['class_ids'].tolist())
-    return label[:sample['height'], :sample['width']].cpu().numpy()

@@ -29,7 +29,7 @@ from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import ROOT, cli, write_coco
-from utils import imagenet_init, layout, parseCOCO
+from utils import imagenet_init, layout, parseCOCO, pseudo_masks
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.layout import RunLayout
 from utils.runtime import run_script
@@ -778,13 +778,13 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
 
 def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_path, monkeypatch, capsys):
     ids = read_split(split_file(data['voc'], 'train_aug'))
-    real = genPseudoMasks.generate_foregrounds
+    real = pseudo_masks.generate_foregrounds
 
     def short_of_memory(lpg, samples, *args, **kwargs):
         if any(sample['image_id'] == ids[1] for sample in samples):
             raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
         return real(lpg, samples, *args, **kwargs)
-    monkeypatch.setattr(genPseudoMasks, 'generate_foregrounds', short_of_memory)
+    monkeypatch.setattr(pseudo_masks, 'generate_foregrounds', short_of_memory)
     status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out', '--image_batch_size', 2),
                           monkeypatch=monkeypatch)
     assert status == 1 and f'{ids[1]}: out of memory at 64x64 pixels: pass --max_side' in message

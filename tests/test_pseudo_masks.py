@@ -4,11 +4,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from datasets.boxes import compose_label, filled_box_label
+from datasets.boxes import BoxItem
+from datasets.io import read_label
 from models import DeepLabLargeFOV, LPGNet
-from models.lpg import class_channel, generate_labels, generate_labels_per_class, lpg_input
+from models.lpg import class_channel, lpg_input
 from utils.precision import Precision
+from utils.pseudo_masks import baseline_image, batch_labels, compose_label, generate_labels_per_class
 
 
 def test_lpg_input_channel_order():
@@ -49,23 +52,36 @@ def sample(size=128, height=100, width=120):
                 entry_boxes=[[(20, 10, 89, 59)], [(50, 40, 114, 94)]], height=height, width=width, image_id='a')
 
 
-def test_filled_box_label_is_cropped_to_the_image():
-    label = filled_box_label(sample())
+def test_the_box_baseline_fills_the_boxes_of_the_image_smaller_over_larger(tmp_path):
+    """genPseudoMasks.py --method box on one image, with its default overlap rule (the smaller box wins)."""
+    Image.fromarray(np.full((100, 120, 3), 128, np.uint8)).save(tmp_path / 'image.png')
+    item = BoxItem('a', str(tmp_path / 'image.png'), [(5, 20, 10, 89, 59), (12, 50, 40, 114, 94)])
+    assert baseline_image('box', item, str(tmp_path / 'out'), 'smaller', per_box=False) == (1, None)
+    label = read_label(str(tmp_path / 'out' / 'a.png'))
     assert label.shape == (100, 120)
     assert (label[10:60, 20:90] == 5).all() and (label[60:95, 50:115] == 12).all() and label[0, 0] == 0
+
+
+def script_labels(lpg, samples, device, backbone=None, max_batch=16, precision=None):
+    """The labels genPseudoMasks.py makes of these samples: its own per-batch path (utils.pseudo_masks.batch_labels,
+    under the release's overlap rule), as numpy arrays."""
+    labels, failed = batch_labels(lpg, backbone, samples, device, precision, 'first', max_batch)
+    assert not failed
+    return [label.cpu().numpy() for label, _ in labels]
 
 
 def random_sample(seed, size, num_classes=21):
     """A padded image with 0-3 classes of random boxes; (height, width) smaller than the padded size."""
     gen = torch.Generator().manual_seed(seed)
     count = int(torch.randint(0, 4, (1,), generator=gen))
-    masks = torch.zeros(count, size, size)
+    masks, entry_boxes = torch.zeros(count, size, size), []
     for k in range(count):
         top, left = torch.randint(0, size // 2, (2,), generator=gen).tolist()
         masks[k, top:top + size // 3, left:left + size // 2] = 1
+        entry_boxes.append([(left, top, left + size // 2 - 1, top + size // 3 - 1)])
     class_ids = torch.randperm(num_classes - 1, generator=gen)[:count] + 1
     return dict(image=torch.randn(3, size, size, generator=gen) * 40, box_masks=masks, class_ids=class_ids,
-                height=size - 7, width=size - 11, image_id=str(seed))
+                entry_boxes=entry_boxes, height=size - 7, width=size - 11, image_id=str(seed))
 
 
 @pytest.mark.parametrize('amp', [pytest.param(None, marks=pytest.mark.slow), 'off'])
@@ -84,7 +100,7 @@ def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
     def prepare(net):
         return net if precision is None or net is None else precision.prepare_model(copy.deepcopy(net))
     for lpg, net in ((lpg5, backbone), (lpg4, None)):
-        batched = generate_labels(prepare(lpg), samples, cpu, prepare(net), max_batch=3, precision=precision)
+        batched = script_labels(prepare(lpg), samples, cpu, prepare(net), max_batch=3, precision=precision)
         for s, label in zip(samples, batched):
             expected = generate_labels_per_class(lpg, s, cpu, net)
             assert label.shape == (s['height'], s['width'])
@@ -100,8 +116,8 @@ def test_generation_under_bf16_autocast():
     lpg, backbone = LPGNet(in_channels=5).eval(), DeepLabLargeFOV(21).eval()
     samples = [sample(), random_sample(3, 128)]
     bf16 = Precision('bf16', torch.device('cpu'))
-    labels = generate_labels(lpg, samples, torch.device('cpu'), backbone, precision=bf16)
-    exact = generate_labels(lpg, samples, torch.device('cpu'), backbone)
+    labels = script_labels(lpg, samples, torch.device('cpu'), backbone, precision=bf16)
+    exact = script_labels(lpg, samples, torch.device('cpu'), backbone)
     for label, reference in zip(labels, exact):
         assert label.shape == reference.shape and label.dtype == np.uint8
         assert (label == reference).mean() > 0.9  # bf16 moves the boundary by a few pixels at most

@@ -14,17 +14,16 @@ from PIL import Image
 import genPseudoMasks
 import main as train_backbone
 import test as test_backbone
-from datasets.boxes import compose_entries, covering_box_area
 from datasets.constants import VOC_CLASSES
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV
 from utils import layout
-from utils.baselines import grabcut_foreground
 from utils.checkpoint import save_checkpoint
 from utils.evaluation import augmented_logits
 from utils.metric import scores
+from utils.pseudo_masks import compose_entries, covering_box_area, grabcut_foreground
 from utils.visualize import comparison_grid, overlay, training_curve
 
 CPU = ['--cuda', 'false', '--workers', 0]
