@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 from dataclasses import asdict
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -190,6 +191,16 @@ def last_test_run(args):
     return argparse.Namespace(**resolved)
 
 
+class LogitsRun(NamedTuple):
+    """Where a --type test / crf / predict run keeps its outputs, the backbone's entry, and the images whose
+    logits could not be computed ((image_id, reason))."""
+    save_path: str
+    logits_dir: str
+    gt_dir: Optional[str]
+    backbone: object
+    unreadable: list
+
+
 @releases_claims
 def main(args):
     if args.type in ('test', 'crf', 'predict') and not args.model_path:
@@ -204,12 +215,25 @@ def main(args):
     ctx = init_distributed(args.cuda)
     if args.type == 'masks':
         return score_pseudo_masks(args, ctx, spec, source, split, items, class_names)
+    run = logits_of_split(args, ctx, spec, source, split, items, class_names)
+    crf_params = asdict(run.backbone.crf_params) if args.type == 'crf' or args.crf else None
+    crf_on_padded = args.match_release and run.backbone.pad_to_test_size
+    if args.type == 'predict':
+        out_dir = predict(args, ctx, items, run.logits_dir, layout.server_results(run.save_path), crf_params,
+                          crf_on_padded)
+        if args.overlays:
+            write_overlays(ctx.shard(items), out_dir, layout.eval_subdir(run.save_path, 'overlays'))
+        return out_dir
+    return score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on_padded)
 
+
+def logits_of_split(args, ctx, spec, source, split, items, class_names):
+    """The backbone's logits of every image of the split (those already in the logits folder are kept), their
+    record, and for --type test the record that a later --type crf without --model_path reads."""
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
     record = logits_record(args, split)
     save_path, logits_dir = os.path.dirname(record.folder), record.folder
-    out_dirs = {kind: layout.eval_subdir(save_path, kind) for kind in ('pred', 'crf')}
     gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
 
     def begin():
@@ -241,16 +265,16 @@ def main(args):
         write_json(layout.last_test_record(args.model_type), {
             'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split,
             'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda, 'scales': args.scales, 'flip': args.flip})
-    crf_params = asdict(backbone.crf_params) if args.type == 'crf' or args.crf else None
-    crf_on_padded = args.match_release and backbone.pad_to_test_size
-    if args.type == 'predict':
-        out_dir = predict(args, ctx, items, logits_dir, layout.server_results(save_path), crf_params, crf_on_padded)
-        if args.overlays:
-            write_overlays(ctx.shard(items), out_dir, layout.eval_subdir(save_path, 'overlays'))
-        return out_dir
+    return LogitsRun(save_path, logits_dir, gt_dir, backbone, unreadable)
+
+
+def score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on_padded):
+    """The predictions (and, given crf_params, their DenseCRF refinement, in parallel) against the ground truth:
+    scores without and with CRF, written as scores_<type>.json; a non-zero exit names the images not scored."""
+    out_dirs = {kind: layout.eval_subdir(run.save_path, kind) for kind in ('pred', 'crf')}
     per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
-        delayed(evaluate_image)(image_id, image_path, gt_dir, logits_dir, out_dirs, len(class_names), crf_params,
-                                crf_on_padded)
+        delayed(evaluate_image)(image_id, image_path, run.gt_dir, run.logits_dir, out_dirs, len(class_names),
+                                crf_params, crf_on_padded)
         for image_id, image_path in tqdm(ctx.shard(items), desc='CRF' if crf_params else 'scoring',
                                          disable=not ctx.is_main))
     scored = [hists for _, hists in per_image if isinstance(hists, dict)]
@@ -258,11 +282,11 @@ def main(args):
         done = {image_id for image_id, hists in per_image if isinstance(hists, dict)}
         write_overlays([item for item in ctx.shard(items) if item[0] in done],
                        out_dirs['crf' if crf_params else 'pred'],
-                       layout.eval_subdir(save_path, 'overlays'))
+                       layout.eval_subdir(run.save_path, 'overlays'))
     mine = [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]
     failed = {image_id: reason for found in ctx.all_gather_objects(mine) for image_id, reason in found}
     # An image that could not be read has no logits: say why it could not be read.
-    failed.update({image_id: f'no logits: {reason}' for image_id, reason in unreadable if image_id in failed})
+    failed.update({image_id: f'no logits: {reason}' for image_id, reason in run.unreadable if image_id in failed})
     results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
                'num_scored': len(items) - len(failed), 'failed': failed}
     confusion = {}
@@ -275,7 +299,7 @@ def main(args):
             print_scores(f'{args.model_type} on {split}, {key}', results[key])
     results['confusion'] = confusion
     if ctx.is_main:
-        out = layout.scores_file(save_path, args.type)
+        out = layout.scores_file(run.save_path, args.type)
         write_json(out, results)
         print(f'\n{len(items)} images: {len(items) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
     if failed:

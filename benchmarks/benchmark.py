@@ -50,8 +50,9 @@ from utils.evaluation import compute_logits, save_logits
 from utils.parseCOCO import parse_coco
 from utils.precision import AMP_CHOICES, Precision, cpu_description
 from utils.pseudo_masks import generate_labels_per_class, generate_lpg
+from utils.run_outputs import NonFiniteGuard
 from utils.sample_stream import BatchStream
-from utils.training import NonFiniteGuard, training_loader
+from utils.training import training_loader
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
 SCRIPT_WORKERS = {'generation': 2, 'resnet_test': 2, 'lpg_train': 4, 'vgg_train': 4}  # the scripts' --workers

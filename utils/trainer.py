@@ -14,16 +14,10 @@ from datasets.io import remove_files
 from utils import layout
 from utils.checkpoint import resume_training
 from utils.records import Record
+from utils.run_outputs import RunOutputs
 from utils.runtime import seed_everything
 from utils.sample_stream import BatchStream
-from utils.training import (
-    RunOutputs,
-    begin_training_run,
-    distributed_model,
-    drop_bad_samples,
-    snapshot_files,
-    training_loader,
-)
+from utils.training import begin_training_run, distributed_model, drop_bad_samples, snapshot_files, training_loader
 
 
 @dataclass
