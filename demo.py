@@ -28,7 +28,9 @@ import time
 
 import torch
 
+import genPseudoMasks
 import run_rounds
+import test
 from datasets.constants import VOC_CLASSES
 from datasets.io import read_image_bgr, read_label, write_json
 from datasets.synthetic import make_demo_data
@@ -90,26 +92,25 @@ def demo_data(data_dir, args):
 
 
 def pipeline_flags(args, voc_root, coco_root, work):
-    return ['--voc_root_dir', voc_root, '--coco_root_dir', coco_root, '--work_dir', work, '--rounds', str(args.rounds),
-            '--lpg_iterations', args.lpg_iterations, '--lpg_lr', args.lpg_lr, '--lpg_batch_size', '8',
-            '--lpg_crop_size', '128', '--backbone_iterations', str(args.backbone_iterations),
-            '--backbone_batch_size', '8', '--backbone_crop_size', '97', '--backbone_lr', '3e-3',
-            '--backbone_warmup_iterations', '50', '--voc_test_size', '128',
-            '--coco_test_size', '128', '--eval_test_size', '128', '--cuda', args.cuda, '--workers', '1',
-            '--n_jobs', '2', '--from_scratch', 'kaiming', '--baselines', args.baselines, '--threads', str(args.threads),
-            '--deterministic', '--compare_backbones', '--uniform_ablation',
-            # the demo's own folder: steps whose data or settings changed are redone
-            '--overwrite']
+    """run_rounds.py's command line for the demo: its scaled-down settings (the README lists them)."""
+    return run_rounds.command_line(
+        voc_root_dir=voc_root, coco_root_dir=coco_root, work_dir=work, rounds=args.rounds,
+        lpg_iterations=args.lpg_iterations, lpg_lr=args.lpg_lr, lpg_batch_size=8, lpg_crop_size=128,
+        backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
+        backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
+        workers=1, n_jobs=2, from_scratch='kaiming', baselines=args.baselines, threads=args.threads,
+        deterministic=True, compare_backbones=True, uniform_ablation=True,
+        overwrite=True)  # the demo's own folder: steps whose data or settings changed are redone
 
 
 def overlap_variants(runner, run, voc_root):
     """The round-1 generator's VOC masks under the two other overlap rules. Returns their folders."""
     a, folders = runner.args, {}
     for rule in ('confidence', 'smaller'):
-        runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', [
-            '--dataset', 'voc', '--round', 1, '--model_path_test', run.lpg(1), '--voc_root_dir', voc_root,
-            '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', a.model_type, '--voc_test_size', 128,
-            '--overlap', rule] + runner.common())
+        runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', genPseudoMasks.command_line(
+            dataset='voc', round=1, model_path_test=run.lpg(1), voc_root_dir=voc_root,
+            voc_proposals_dir=run.pseudo_root('voc'), model_type=a.model_type, voc_test_size=128, overlap=rule,
+            **runner.common()))
         folders[f'LPG round 1, overlap {rule}'] = layout.pseudo_mask_dir(run.pseudo_root('voc'), 'lpg', a.model_type,
                                                                          1, rule)
     return folders
@@ -117,9 +118,9 @@ def overlap_variants(runner, run, voc_root):
 
 def comparison_report(runner, run, voc_root, folders):
     """One test.py --type masks report of every set of pseudo masks; returns it with the folders' labels."""
-    runner.step('compare pseudo masks', 'test.py', ['--type', 'masks', '--root_path', voc_root, '--split',
-                                                     'train_aug', '--save_path', run.pseudo_root('voc'),
-                                                     '--report', 'demo_masks_report', '--pred_dir', *folders.values()])
+    runner.step('compare pseudo masks', 'test.py', test.command_line(
+        type='masks', root_path=voc_root, split='train_aug', save_path=run.pseudo_root('voc'),
+        report='demo_masks_report', pred_dir=list(folders.values())))
     report = read_json(os.path.join(run.pseudo_root('voc'), 'demo_masks_report.json'))
     by_folder = {os.path.basename(os.path.normpath(d)): label for label, d in folders.items()}
     return {by_folder[name]: scores for name, scores in report['methods'].items()}

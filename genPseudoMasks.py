@@ -26,7 +26,7 @@ from datasets.registry import DATASETS, add_source_args, dataset_source, get_dat
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
 from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, lpg_in_channels
-from utils import layout
+from utils import layout, runtime
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
@@ -91,6 +91,12 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
+
+
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
 
 
 def dataset_flags(args):

@@ -26,7 +26,7 @@ from datasets.registry import add_source_args, dataset_names, dataset_source, ge
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
-from utils import layout
+from utils import layout, runtime
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
@@ -96,6 +96,12 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
     return parser
+
+
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
 
 
 def fill_schedule_defaults(args):

@@ -31,11 +31,15 @@ import subprocess
 import sys
 import time
 
+import genPseudoMasks
+import main as main_script
+import test
+import trainLPG
 from datasets.errors import MissingFile
 from datasets.io import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
-from utils import layout
+from utils import layout, parseCOCO, runtime
 from utils.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.layout import RunLayout
 from utils.parseCOCO import instances_path
@@ -112,6 +116,12 @@ def get_args_parser():
     return parser
 
 
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
+
+
 def per_round(kind):
     """Flag type: one value for every round, or a comma list with one per round (the last one repeats)."""
     def parse(text):
@@ -124,15 +134,6 @@ def per_round(kind):
 
 def for_round(values, r):
     return None if values is None else values[min(r, len(values)) - 1]
-
-
-def optional(flags):
-    """['--name', value, ...] without the pairs whose value is None."""
-    out = []
-    for name, value in zip(flags[::2], flags[1::2]):
-        if value is not None:
-            out += [name, str(value)]
-    return out
 
 
 def runs_networks(script, flags):
@@ -156,7 +157,8 @@ class Runner:
         self.times = {}
 
     def common(self):
-        return optional(['--cuda', self.args.cuda, '--workers', self.args.workers, '--amp', self.args.amp])
+        """Settings of every step that runs a network or reads images: device, loader workers, precision."""
+        return dict(cuda=self.args.cuda, workers=self.args.workers, amp=self.args.amp)
 
     def launcher(self):
         """The command prefix of the network steps: --launcher, torchrun with --nproc_per_node, or Python."""
@@ -168,12 +170,12 @@ class Runner:
         return [sys.executable]
 
     def training(self):
-        """Flags of the training steps."""
-        return ['--deterministic'] if self.args.deterministic else []
+        """Settings of the training steps."""
+        return dict(deterministic=self.args.deterministic)
 
     def scratch(self, init_model_path):
         """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
-        return ['--from_scratch', self.args.from_scratch] if self.args.from_scratch and not init_model_path else []
+        return dict(from_scratch=self.args.from_scratch if not init_model_path else None)
 
     def step(self, name, script, flags):
         """Run `script flags`, unless the script's completion record says that these flags and the same
@@ -209,22 +211,21 @@ def train_lpg(runner, run, r, seg_probs='backbone'):
     """Train the round-r generator; a round >= 2 starts from the round r-1 generator of its own kind and reads the
     round r-1 COCO-60 backbone (or, with seg_probs 'uniform', uniform probabilities in its place)."""
     a = runner.args
-    flags = ['--coco_root_dir', a.coco_root_dir, '--round', r, '--model_save_path', run.lpg_root(seg_probs),
-             '--resume']
     iterations = for_round(a.lpg_iterations, r)
     # Snapshots about every tenth of the run, so that a killed round loses little (the script's default
     # is every 5000 of 100k iterations).
-    flags += optional(['--batch_size', a.lpg_batch_size, '--crop_size', a.lpg_crop_size,
-                       '--lr', for_round(a.lpg_lr, r), '--num_max_iterations', iterations,
-                       '--num_save_model', None if iterations is None else max(1, iterations // 10)])
+    settings = dict(coco_root_dir=a.coco_root_dir, round=r, model_save_path=run.lpg_root(seg_probs), resume=True,
+                    batch_size=a.lpg_batch_size, crop_size=a.lpg_crop_size, lr=for_round(a.lpg_lr, r),
+                    num_max_iterations=iterations,
+                    num_save_model=None if iterations is None else max(1, iterations // 10))
     if r >= 2:
         # Round 1 reads no probabilities: both kinds of round 2 start from the same round-1 generator.
-        flags += ['--init_lpg_model_path', run.lpg(r - 1, seg_probs if r > 2 else 'backbone')]
-        flags += (['--seg_probs', 'uniform'] if seg_probs == 'uniform' else
-                  ['--init_seg_model_path', run.backbone('coco', a.coco_model_type, r - 1),
-                   '--seg_model_type', a.coco_model_type])
+        settings.update(init_lpg_model_path=run.lpg(r - 1, seg_probs if r > 2 else 'backbone'))
+        settings.update(dict(seg_probs='uniform') if seg_probs == 'uniform' else
+                        dict(init_seg_model_path=run.backbone('coco', a.coco_model_type, r - 1),
+                             seg_model_type=a.coco_model_type))
     runner.step(f'round {r}: train LPG{ablation_suffix(seg_probs)}', 'trainLPG.py',
-                flags + runner.training() + runner.common())
+                trainLPG.command_line(**settings, **runner.training(), **runner.common()))
 
 
 def ablation_suffix(seg_probs):
@@ -234,15 +235,15 @@ def ablation_suffix(seg_probs):
 def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
     """The round-r generator's VOC pseudo masks, scored when --score_masks. Returns (folder, score file or None)."""
     a = runner.args
-    flags = ['--dataset', 'voc', '--round', r, '--model_path_test', run.lpg(r, seg_probs), '--voc_root_dir',
-             a.voc_root_dir, '--voc_proposals_dir', run.pseudo_root('voc'), '--model_type', a.model_type,
-             '--voc_split', a.voc_split]
-    flags += optional(['--voc_test_size', a.voc_test_size])
+    settings = dict(dataset='voc', round=r, model_path_test=run.lpg(r, seg_probs), voc_root_dir=a.voc_root_dir,
+                    voc_proposals_dir=run.pseudo_root('voc'), model_type=a.model_type, voc_split=a.voc_split,
+                    voc_test_size=a.voc_test_size)
     if r >= 2:
-        flags += (['--seg_probs', 'uniform'] if seg_probs == 'uniform' else
-                  ['--init_voc_model_path', run.backbone('voc', a.model_type, r - 1)])
+        settings.update(dict(seg_probs='uniform') if seg_probs == 'uniform' else
+                        dict(init_voc_model_path=run.backbone('voc', a.model_type, r - 1)))
     suffix = ablation_suffix(seg_probs)
-    runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py', flags + runner.common())
+    runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py',
+                genPseudoMasks.command_line(**settings, **runner.common()))
     masks = run.pseudo_masks('voc', 'lpg', a.model_type, r, seg_probs)
     if not a.score_masks:
         return masks, None
@@ -253,34 +254,30 @@ def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
 def score_step(runner, run, name, masks):
     """test.py --type masks: a set of VOC pseudo masks against SegmentationClassAug."""
     a = runner.args
-    runner.step(name, 'test.py', ['--type', 'masks', '--root_path', a.voc_root_dir, '--pred_dir', masks,
-                                  '--split', a.voc_split, '--save_path', run.pseudo_root('voc')])
+    runner.step(name, 'test.py', test.command_line(type='masks', root_path=a.voc_root_dir, pred_dir=[masks],
+                                                   split=a.voc_split, save_path=run.pseudo_root('voc')))
 
 
 def voc_backbone(runner, run, key, labels, title):
     """Train the VOC backbone `key` (a round number, or the name of its masks) on the masks in `labels`, then test
     it on the val split without and with CRF. Returns the score file (both results)."""
     a = runner.args
-    flags = ['--dataset', 'voc', '--root_path', a.voc_root_dir, '--label_path_name', labels,
-             '--model_type', a.model_type, '--save_path', run.backbone_dir('voc', key), '--split', a.voc_split,
-             '--resume']
-    flags += optional(['--init_model_path', a.voc_init_model_path]) + backbone_schedule(a)
-    runner.step(f'{title}: train VOC backbone', 'main.py',
-                flags + runner.scratch(a.voc_init_model_path) + runner.training() + runner.common())
+    runner.step(f'{title}: train VOC backbone', 'main.py', main_script.command_line(
+        dataset='voc', root_path=a.voc_root_dir, label_path_name=labels, model_type=a.model_type,
+        save_path=run.backbone_dir('voc', key), split=a.voc_split, resume=True, init_model_path=a.voc_init_model_path,
+        **backbone_schedule(a), **runner.scratch(a.voc_init_model_path), **runner.training(), **runner.common()))
     eval_dir = run.backbone_eval('voc', a.model_type, key, a.val_split)
-    runner.step(f'{title}: test VOC backbone + CRF', 'test.py',
-                ['--type', 'crf', '--root_path', a.voc_root_dir, '--model_type', a.model_type,
-                 '--model_path', run.backbone('voc', a.model_type, key), '--split', a.val_split, '--save_path',
-                 eval_dir, '--n_jobs', a.n_jobs] + optional(['--test_size', a.eval_test_size, '--cuda', a.cuda,
-                                                              '--amp', a.amp]))
+    runner.step(f'{title}: test VOC backbone + CRF', 'test.py', test.command_line(
+        type='crf', root_path=a.voc_root_dir, model_type=a.model_type,
+        model_path=run.backbone('voc', a.model_type, key), split=a.val_split, save_path=eval_dir, n_jobs=a.n_jobs,
+        test_size=a.eval_test_size, cuda=a.cuda, amp=a.amp))
     return layout.scores_file(eval_dir, 'crf')
 
 
 def backbone_schedule(a):
-    """The backbone flags that run_rounds.py sets (unset ones keep main.py's defaults)."""
-    return optional(['--num_iterations', a.backbone_iterations, '--batch_size', a.backbone_batch_size,
-                     '--crop_size', a.backbone_crop_size, '--lr', a.backbone_lr,
-                     '--warmup_iterations', a.backbone_warmup_iterations])
+    """The backbone settings that run_rounds.py sets (unset ones keep main.py's defaults)."""
+    return dict(num_iterations=a.backbone_iterations, batch_size=a.backbone_batch_size,
+                crop_size=a.backbone_crop_size, lr=a.backbone_lr, warmup_iterations=a.backbone_warmup_iterations)
 
 
 def run_step_process(cmd, log, env):
@@ -319,29 +316,24 @@ def run_round(runner, r, run, last_round):
     result['backbone_scores'] = voc_backbone(runner, run, r, voc_masks, f'round {r}')
 
     if not last_round:
-        flags = ['--dataset', 'coco', '--round', r, '--model_path_test', run.lpg(r), '--coco_root_dir', a.coco_root_dir,
-                 '--coco_proposals_dir', run.pseudo_root('coco'), '--model_type', cmt]
-        flags += optional(['--coco_test_size', a.coco_test_size])
-        if r >= 2:
-            flags += ['--init_coco_model_path', run.backbone('coco', cmt, r - 1)]
-        runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', flags + runner.common())
-
-        flags = ['--dataset', 'coco', '--root_path', a.coco_root_dir,
-                 '--label_path_name', run.pseudo_masks('coco', 'lpg', cmt, r),
-                 '--model_type', cmt, '--save_path', run.backbone_dir('coco', r), '--resume']
-        flags += optional(['--init_model_path', a.coco_init_model_path]) + backbone_schedule(a)
-        runner.step(f'round {r}: train COCO-60 backbone', 'main.py',
-                    flags + runner.scratch(a.coco_init_model_path) + runner.training() + runner.common())
+        runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', genPseudoMasks.command_line(
+            dataset='coco', round=r, model_path_test=run.lpg(r), coco_root_dir=a.coco_root_dir,
+            coco_proposals_dir=run.pseudo_root('coco'), model_type=cmt, coco_test_size=a.coco_test_size,
+            init_coco_model_path=run.backbone('coco', cmt, r - 1) if r >= 2 else None, **runner.common()))
+        runner.step(f'round {r}: train COCO-60 backbone', 'main.py', main_script.command_line(
+            dataset='coco', root_path=a.coco_root_dir, label_path_name=run.pseudo_masks('coco', 'lpg', cmt, r),
+            model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_init_model_path,
+            **backbone_schedule(a), **runner.scratch(a.coco_init_model_path), **runner.training(),
+            **runner.common()))
     return result
 
 
 def run_baseline(runner, run, method):
     """A baseline's VOC pseudo masks (box, grabcut, crf): what LPG has to beat. Returns its score file."""
     a = runner.args
-    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py',
-                ['--dataset', 'voc', '--method', method, '--voc_root_dir', a.voc_root_dir, '--voc_proposals_dir',
-                 run.pseudo_root('voc'), '--voc_split', a.voc_split, '--n_jobs', a.n_jobs] +
-                optional(['--voc_test_size', a.voc_test_size]) + runner.common())
+    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', genPseudoMasks.command_line(
+        dataset='voc', method=method, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
+        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **runner.common()))
     if a.score_masks:
         score_step(runner, run, f'baseline: score {method} masks', run.pseudo_masks('voc', method, a.model_type, None))
     return run.mask_scores('voc', method, a.model_type, None)
@@ -369,7 +361,8 @@ def main(args):
     run = RunLayout(args.work_dir)
     os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)
-    runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', args.coco_root_dir])
+    runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'),
+                parseCOCO.command_line(dataRoot=args.coco_root_dir))
     summary = {'rounds': {}}
     summary['baseline_scores'] = {method: run_baseline(runner, run, method) for method in args.baselines}
     if args.compare_backbones:

@@ -29,7 +29,7 @@ from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.segmentation import SegmentationItem
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
-from utils import layout
+from utils import layout, runtime
 from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.evaluation import (
@@ -93,6 +93,12 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
+
+
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
 
 
 # Which flags shape the logits (the logits record holds them; --test_size only for backbones tested padded), and

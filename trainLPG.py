@@ -45,7 +45,7 @@ from models.lpg import (
     lpg_input,
     widen_to_five_channels,
 )
-from utils import layout
+from utils import layout, runtime
 from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.distributed import init_distributed
 from utils.parseCOCO import label_custom
@@ -113,6 +113,12 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
     return parser
+
+
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
 
 
 def init_generator(lpg, path):

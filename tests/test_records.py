@@ -50,3 +50,18 @@ def test_resolving_defaults_returns_a_copy_and_leaves_the_callers_args_alone():
         given = dict(vars(args))
         resolved = resolve(args)
         assert vars(args) == given and getattr(args, key) is None and getattr(resolved, key) is not None
+
+
+def test_command_line_round_trips_through_the_parser_and_refuses_unknown_settings():
+    """run_rounds.py and demo.py build every step's argv with the script's own command_line."""
+    import run_rounds
+    argv = test_backbone.command_line(type='masks', pred_dir=['a', 'b'], overlays=True, crf=False, split=None,
+                                      cuda=False)
+    assert argv == ['--type', 'masks', '--pred_dir', 'a', 'b', '--overlays', '--cuda', 'False']
+    args = test_backbone.get_args_parser().parse_args(argv)
+    assert args.pred_dir == ['a', 'b'] and args.overlays and not args.crf and args.cuda is False
+    assert trainLPG.command_line(crop_size=128) == ['--crop_size', '128']  # the flag named after the setting
+    assert run_rounds.get_args_parser().parse_args(run_rounds.command_line(
+        voc_root_dir='v', coco_root_dir='c', work_dir='w', baselines=['box', 'crf'])).baselines == ['box', 'crf']
+    with pytest.raises(KeyError, match="no flag for the setting 'learning_rate'"):
+        train_backbone.command_line(learning_rate=1e-3)

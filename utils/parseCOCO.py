@@ -33,6 +33,7 @@ from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.errors import InputError
 from datasets.io import claim_folder, releases_claims, remove_files, save_gray_png, write_json
 from datasets.validate import failure_listing
+from utils import runtime
 from utils.records import Record
 from utils.runtime import comma_list, run_script
 
@@ -159,6 +160,12 @@ def get_args_parser():
     parser.add_argument('--overwrite', action='store_true',
                         help='label again when the labels present were made from other annotations')
     return parser
+
+
+def command_line(**settings):
+    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    build its commands."""
+    return runtime.command_line(get_args_parser(), **settings)
 
 
 def main(args):

@@ -44,6 +44,36 @@ def add_device_args(parser, workers=None, seed=False):
                             'without one warn), so that a run repeats exactly on the same machine and thread count')
 
 
+def command_line(parser, **settings):
+    """The argv that gives `settings` ({flag's dest: value}) to the script of `parser`, in the order given: None
+    is left out, and so is False for a store_true flag, where True is the bare flag; a list or tuple is one flag
+    with several values
+    (nargs) or, for a comma_list flag, one comma list; other values are passed as str(value). A name the parser
+    has no flag for is an error, so a misspelt setting fails where the command is built, not in a step's log.
+    Scripts offer it for their own parser as `command_line(**settings)`."""
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    argv = []
+    for dest, value in settings.items():
+        if dest not in actions:
+            raise KeyError(f'{parser.prog} has no flag for the setting {dest!r}')
+        action = actions[dest]
+        flag = f'--{dest}' if f'--{dest}' in action.option_strings else action.option_strings[0]
+        if action.nargs == 0:  # store_true
+            argv += [flag] if value else []
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            if action.type is comma_list:
+                argv += [flag, ','.join(str(v) for v in value)]
+            elif action.nargs in ('+', '*'):
+                argv += [flag] + [str(v) for v in value]
+            else:
+                raise TypeError(f'{parser.prog} {flag} takes one value, not {value!r}')
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def seed_everything(seed, deterministic=False):
     random.seed(seed)
     np.random.seed(seed)
