@@ -68,7 +68,7 @@ class BackboneSpec:
     release_setup: Optional[Callable] = None
     description: str = ''
 
-    def training_setup(self, model, lr, weight_decay, match_release=False):
+    def training_setup(self, model: nn.Module, lr: float, weight_decay: float, match_release: bool = False) -> list:
         """The SGD parameter groups of `model` (each with `initial_lr` for the poly schedule).
 
         Default, the DeepLab convention the paper describes: classifier weights 10x, classifier biases 20x,
@@ -80,7 +80,7 @@ class BackboneSpec:
             raise InputError(f'--match_release: backbone {self.name!r} is not part of the original release')
         return self.release_setup(model, lr, weight_decay)
 
-    def scratch_init(self, model, scheme):
+    def scratch_init(self, model: nn.Module, scheme: str) -> nn.Module:
         """Re-initialise `model` for training from random weights (main.py --from_scratch).
 
         pytorch: keep PyTorch's default initialisation (uniform, scaled for leaky ReLU with a = sqrt(5)): in the
@@ -107,7 +107,8 @@ class BackboneSpec:
 SCRATCH_INITS = ('kaiming', 'pytorch')
 
 
-def sgd_groups(model, lr, weight_decay, is_classifier, bias_lr_mult, keep=lambda name: True):
+def sgd_groups(model: nn.Module, lr: float, weight_decay: float, is_classifier: Callable[[str], bool],
+               bias_lr_mult: float, keep: Callable[[str], bool] = lambda name: True) -> list:
     """Trainable parameters (those `keep` accepts) grouped by (lr multiplier, weight decay)."""
     groups = {}
     for name, param in model.named_parameters():
@@ -152,7 +153,7 @@ def _resnet101_release_setup(model, lr, weight_decay):
 BACKBONES = {}
 
 
-def register_backbone(spec):
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add a backbone to every script's `--model_type` choices. Returns the spec."""
     if spec.name in BACKBONES:
         raise ValueError(f'a backbone named {spec.name!r} is already registered')
@@ -160,18 +161,18 @@ def register_backbone(spec):
     return spec
 
 
-def backbone_names():
+def backbone_names() -> list:
     return sorted(BACKBONES)
 
 
-def get_backbone(name):
+def get_backbone(name: str) -> BackboneSpec:
     """The registry entry of `--model_type name`."""
     if name not in BACKBONES:
         raise InputError(f'unknown model_type {name!r}: expected one of {backbone_names()}')
     return BACKBONES[name]
 
 
-def build_backbone(name, num_classes):
+def build_backbone(name: str, num_classes: int) -> nn.Module:
     """Segmentation network `name` with `num_classes` outputs (21 for VOC, 61 for COCO-60)."""
     return get_backbone(name).build(num_classes)
 

@@ -31,7 +31,7 @@ def _make_layer(in_channels, planes, num_blocks, stride=1, dilation=1):
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling of DeepLab-V2: four dilated 3x3 classifiers, summed."""
 
-    def __init__(self, in_channels, num_classes, rates=ASPP_RATES):
+    def __init__(self, in_channels: int, num_classes: int, rates: tuple = ASPP_RATES):
         super().__init__()
         for i, rate in enumerate(rates):
             # c0..c3: names fixed by the checkpoint keys (`base.aspp.c0.weight`).
@@ -40,7 +40,7 @@ class ASPP(nn.Module):
             nn.init.normal_(conv.weight, 0.0, 0.01)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return reduce(torch.add, (conv(x) for conv in self.children()))
 
 
@@ -50,7 +50,7 @@ class DeepLabV2ResNet101Base(nn.Module):
     Input B x 3 x H x W mean-subtracted BGR; output B x num_classes x ceil(H/4) x ceil(W/4).
     """
 
-    def __init__(self, num_classes=21):
+    def __init__(self, num_classes: int = 21):
         super().__init__()
         # layer0..layer4/aspp: names fixed by the checkpoint keys (`base.layer0.0.weight`, ...).
         self.layer0 = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
@@ -61,7 +61,7 @@ class DeepLabV2ResNet101Base(nn.Module):
         self.layer4 = _make_layer(1024, 512, RESNET101_BLOCKS[3], dilation=4)
         self.aspp = ASPP(2048, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4, self.aspp):
             x = stage(x)
         return x
@@ -85,7 +85,7 @@ class DeepLabV2ResNet101(nn.Module):
     their affine parameters stay frozen: what the release's training effectively did.
     """
 
-    def __init__(self, num_classes=21, scales=(0.5, 0.75), freeze_bn=True):
+    def __init__(self, num_classes: int = 21, scales: tuple = (0.5, 0.75), freeze_bn: bool = True):
         super().__init__()
         # `base`: name fixed by the checkpoint keys (`base.layer1.0.conv1.weight`, ...).
         self.base = DeepLabV2ResNet101Base(num_classes)
@@ -100,13 +100,13 @@ class DeepLabV2ResNet101(nn.Module):
     def _batch_norms(self):
         return [m for m in self.base.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    def freeze_bn_statistics(self, frozen=True):
+    def freeze_bn_statistics(self, frozen: bool = True) -> None:
         """Keep the base's BatchNorms in eval mode (frozen running statistics) or let them follow
         train/eval mode, so that training updates their running statistics."""
         self.bn_frozen = frozen
         return self.train(self.training)
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'DeepLabV2ResNet101':
         """Sets train/eval mode, keeping the base's BatchNorms in eval mode when frozen."""
         super().train(mode)
         if self.bn_frozen:
@@ -114,7 +114,7 @@ class DeepLabV2ResNet101(nn.Module):
                 module.eval()
         return self
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list:
         logits = self.base(x)
         size = logits.shape[-2:]
         pyramid = [self.base(F.interpolate(x, scale_factor=scale, mode='bilinear', align_corners=False))

@@ -1,4 +1,5 @@
 """DeepLab-V1 LargeFOV on VGG16 (output stride 8)."""
+import torch
 from torch import nn
 
 
@@ -14,7 +15,7 @@ class DeepLabLargeFOV(nn.Module):
     logits (65 -> 9, 321 -> 41, 513 -> 65).
     """
 
-    def __init__(self, num_classes=21):
+    def __init__(self, num_classes: int = 21):
         super().__init__()
         layers = []
         layers += _conv_relu(3, 64) + _conv_relu(64, 64)                      # 0-3
@@ -43,5 +44,5 @@ class DeepLabLargeFOV(nn.Module):
         """The classifier layer (fresh per dataset; trained with 10x / 20x learning rate)."""
         return self.features[38]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

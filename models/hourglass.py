@@ -3,6 +3,7 @@
 Module and attribute names (`conv`, `bn`, `skip`, `up1`, `low1`, ...) are fixed by the keys
 of the released LPG_Round1/2/3 checkpoints, so they must not be renamed.
 """
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -20,7 +21,7 @@ class ConvBNReLU(nn.Module):
     Without BN the convolution carries the bias, as in the release (`fm.0.0.conv.bias`).
     """
 
-    def __init__(self, kernel_size, in_channels, out_channels, stride=1, with_bn=True):
+    def __init__(self, kernel_size: int, in_channels: int, out_channels: int, stride: int = 1, with_bn: bool = True):
         super().__init__()
         # Children named conv/bn/relu: fixed by the checkpoint keys (`pre.0.conv.weight`, `cnvs.0.bn.*`).
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
@@ -28,14 +29,14 @@ class ConvBNReLU(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels) if with_bn else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
 
 
 class Residual(nn.Module):
     """Basic residual block: two 3x3 convs, 1x1 projection skip when the shape changes."""
 
-    def __init__(self, in_channels, out_channels, stride=1):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         # conv1/bn1/conv2/bn2/skip: names fixed by the checkpoint keys (`pre.1.skip.0.weight`, ...).
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -51,7 +52,7 @@ class Residual(nn.Module):
             self.skip = nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         # In-place add: `out` is a fresh BN output, so no copy is needed (autograd- and compile-safe).
         return self.relu(out.add_(self.skip(x)))
@@ -79,7 +80,7 @@ class HourglassLevel(nn.Module):
     the next level, or a plain residual stack at the innermost level.
     """
 
-    def __init__(self, dims=HOURGLASS_DIMS, blocks=HOURGLASS_BLOCKS):
+    def __init__(self, dims: tuple = HOURGLASS_DIMS, blocks: tuple = HOURGLASS_BLOCKS):
         super().__init__()
         levels = len(dims) - 1
         if levels < 1 or len(blocks) != len(dims):
@@ -95,7 +96,7 @@ class HourglassLevel(nn.Module):
             self.low2 = _residual_stack(inner, inner, blocks[1])
         self.low3 = _residual_stack_reversed(inner, outer, count)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         low = self.low3(self.low2(self.low1(x)))
         # Out of place: up1 ends in a ReLU whose output autograd keeps for the backward pass.
         return self.up1(x) + F.interpolate(low, scale_factor=2, mode='nearest')

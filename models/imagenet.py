@@ -23,7 +23,7 @@ IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 
-def fold_input_normalisation(weight):
+def fold_input_normalisation(weight: torch.Tensor) -> tuple:
     """First-layer weights for RGB [0, 1] normalised input -> (weights for BGR 0-255 minus MEAN_BGR, shift).
 
     With x_rgb = (bgr + MEAN_BGR)[::-1] / 255 and torchvision's input (x_rgb - mean) / std, a filter W gives
@@ -39,14 +39,14 @@ def fold_input_normalisation(weight):
     return folded.contiguous(), shift
 
 
-def require_keys(state_dict, required, where):
+def require_keys(state_dict: dict, required: list, where: str) -> None:
     absent = [k for k in required if k not in state_dict]
     if absent:
         raise InputError(f'{where} is not a torchvision ImageNet state dict of the expected network: '
                          f'missing {", ".join(absent[:5])}')
 
 
-def vgg16_to_largefov(source, where='the source', fold_input=True):
+def vgg16_to_largefov(source: dict, where: str = 'the source', fold_input: bool = True) -> dict:
     """torchvision VGG16 -> DeepLabLargeFOV.
 
     The 13 convs are copied, conv1_1 with the input normalisation folded in. fc6/fc7 are shrunk from 4096 to
@@ -75,7 +75,7 @@ def vgg16_to_largefov(source, where='the source', fold_input=True):
     return state_dict
 
 
-def resnet101_to_deeplab(source, where='the source', fold_input=True):
+def resnet101_to_deeplab(source: dict, where: str = 'the source', fold_input: bool = True) -> dict:
     """torchvision ResNet-101 -> DeepLabV2ResNet101: conv1/bn1 -> base.layer0.0/1, layerN -> base.layerN.
     conv1 has no bias, so the input normalisation's shift moves into bn1's running mean.
     ImageNet's classifier (fc.*) is passed through, so the non-strict load reports it as unused."""

@@ -6,6 +6,7 @@ input size. Pseudo masks are made by running it once per (image, class present) 
 foreground inside its own boxes.
 """
 import contextlib
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from torch import nn
 from .hourglass import HOURGLASS_BLOCKS, HOURGLASS_DIMS, LPG_STRIDE, ConvBNReLU, HourglassLevel, Residual
 
 
-def lpg_in_channels(round_):
+def lpg_in_channels(round_: int) -> int:
     """Round 1 reads box mask + image (4 channels); later rounds add the backbone probability (5)."""
     return 4 if round_ == 1 else 5
 
@@ -34,7 +35,7 @@ class LPGNet(nn.Module):
     fullgraph=True a bad size surfaces as a dynamo error quoting the ValueError).
     """
 
-    def __init__(self, in_channels=5):
+    def __init__(self, in_channels: int = 5):
         super().__init__()
         self.in_channels = in_channels
         # pre/kps/cnvs/fm and the single-element ModuleLists: fixed by the checkpoint keys
@@ -46,7 +47,7 @@ class LPGNet(nn.Module):
         self.fm = nn.ModuleList([nn.Sequential(ConvBNReLU(3, 256, HOURGLASS_DIMS[0], with_bn=False),
                                                nn.Conv2d(HOURGLASS_DIMS[0], 2, 1))])
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         if height % LPG_STRIDE or width % LPG_STRIDE:
             raise ValueError(f'LPGNet input must have height and width that are multiples of {LPG_STRIDE}, '
@@ -62,7 +63,7 @@ class LPGNet(nn.Module):
 FIRST_CONV_KEY = 'pre.0.conv.weight'
 
 
-def widen_to_five_channels(state_dict):
+def widen_to_five_channels(state_dict: dict) -> dict:
     """A round-1 (4-channel) generator's weights as the start of a 5-channel one.
 
     The 4 input filters go to the box and image channels and the seg-probability filter starts at 0, so the
@@ -76,7 +77,7 @@ def widen_to_five_channels(state_dict):
     return {**state_dict, FIRST_CONV_KEY: widened}
 
 
-def lpg_input(images, box_masks, seg_probs=None):
+def lpg_input(images: torch.Tensor, box_masks: torch.Tensor, seg_probs: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Channels [seg probability (round >= 2 only), box mask, B, G, R]: the order the released generators expect.
 
     images: (N, 3, H, W) mean-subtracted BGR; box_masks, seg_probs: (N, 1, H, W).
@@ -96,15 +97,15 @@ class UniformProbabilities(nn.Module):
     generator trained and run on it differs from the method only in that channel, which then carries nothing
     beyond the box: the ablation that shows what reading the backbone adds."""
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes: int):
         super().__init__()
         self.num_classes = num_classes
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images.new_zeros((images.shape[0], self.num_classes, *images.shape[-2:]))
 
 
-def backbone_probs(backbone, images, size=None):
+def backbone_probs(backbone: nn.Module, images: torch.Tensor, size: Optional[tuple] = None) -> torch.Tensor:
     """Softmax of a segmentation backbone, resized (bilinear, align_corners=True) to `size`
     (default: the input size)."""
     logits = backbone(images)
@@ -115,14 +116,15 @@ def backbone_probs(backbone, images, size=None):
     return torch.softmax(logits, dim=1)
 
 
-def class_channel(probs, class_ids):
+def class_channel(probs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) probabilities, (N,) class ids -> (N, 1, H, W) probability of each sample's class."""
     index = class_ids.view(-1, 1, 1, 1).expand(-1, 1, *probs.shape[-2:])
     return probs.gather(1, index)
 
 
-def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=16, autocast=contextlib.nullcontext,
-                     with_scores=False):
+def pairs_foreground(lpg: nn.Module, images: torch.Tensor, owners: torch.Tensor, box_masks: torch.Tensor,
+                     seg_probs: Optional[torch.Tensor] = None, max_batch: int = 16,
+                     autocast: Callable = contextlib.nullcontext, with_scores: bool = False):
     """Run the generator on (image, class) pairs and return their (P, H, W) bool foreground (and, with_scores,
     the (P, H, W) foreground probability).
 
@@ -143,7 +145,8 @@ def pairs_foreground(lpg, images, owners, box_masks, seg_probs=None, max_batch=1
 
 
 @torch.no_grad()
-def generate_foregrounds(lpg, samples, device, backbone=None, max_batch=16, precision=None, with_scores=False):
+def generate_foregrounds(lpg: nn.Module, samples: list, device: torch.device, backbone: Optional[nn.Module] = None,
+                         max_batch: int = 16, precision=None, with_scores: bool = False) -> list:
     """The generator's foreground inside each box entry of each sample (`datasets.boxes.BoxImageDataset`).
 
     The images of one padded size form one batch: one backbone forward for all of them (round >= 2), then
