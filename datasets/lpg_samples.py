@@ -64,16 +64,17 @@ class LPGSampleDataset(Dataset):
     def mask_path(self, name):
         return os.path.join(self.mask_dir, f'{name}.png')
 
-    def problems(self, progress=True):
+    def problems(self, progress=True, tagged=None):
         """{image name: [problems]}: image or mask missing, undecodable or of another size, and boxes without
-        area (a zero- or negative-width box would give an empty or 1-pixel sample)."""
+        area (a zero- or negative-width box would give an empty or 1-pixel sample); tagged (a list) collects the
+        paths of the images that carry an EXIF orientation tag."""
         found = {}
         for name, boxes in self.boxes.items():
             flat = [box for box in boxes if box[3] <= box[1] or box[4] <= box[2]]
             if flat:
                 found[name] = [f'{self.source}: image {self.shown.get(name, name)}: box '
                                f'{[round(v, 2) for v in box[1:]]} of class {box[0]} has no area' for box in flat]
-        check = lambda name: image_problems(self.image_paths[name], self.mask_path(name), self.num_classes)
+        check = lambda name: image_problems(self.image_paths[name], self.mask_path(name), self.num_classes, tagged)
         for name, problems in find_problems(list(self.boxes), check, f'{self.what} images', progress=progress).items():
             found.setdefault(name, []).extend(problems)
         return found

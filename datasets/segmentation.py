@@ -45,11 +45,12 @@ class SegmentationDataset(Dataset):
     def num_images(self):
         return len(self.items)
 
-    def problems(self, progress=True):
+    def problems(self, progress=True, tagged=None):
         """{image_id: [problems]} of the pairs whose image or label is missing, undecodable, truncated, of
-        another size, or holds values that are no class."""
+        another size, or holds values that are no class; tagged (a list) collects the paths of the images that
+        carry an EXIF orientation tag."""
         by_id = {item[0]: item for item in self.items}
-        check = lambda image_id: image_problems(by_id[image_id][1], by_id[image_id][2], self.num_classes)
+        check = lambda image_id: image_problems(by_id[image_id][1], by_id[image_id][2], self.num_classes, tagged)
         return find_problems(list(by_id), check, 'training images and labels', progress=progress)
 
     def drop(self, image_ids):

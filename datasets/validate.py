@@ -9,22 +9,26 @@ from tqdm import tqdm
 
 from .constants import IGNORE_LABEL
 from .errors import InputError
-from .io import ImageFrame, read_image_bgr, read_label
+from .io import ImageFrame, decode_image, read_label
 
 SHOW = 10  # problems listed in a report; the rest are counted
 
 
-def image_problems(image_path, label_path=None, num_classes=None):
+def image_problems(image_path, label_path=None, num_classes=None, tagged=None):
     """What is wrong with an image (and its label map): missing, undecodable, truncated, sizes that differ,
-    label values that are no class (0..num_classes-1) and not 255. [] when all is well."""
+    label values that are no class (0..num_classes-1) and not 255. [] when all is well. tagged: a list that
+    collects the image's path when it carries an EXIF orientation tag."""
     label = None
     try:
         if label_path is not None:
             label = read_label(label_path)
         # In the frame of its label: a size that contradicts it is a problem naming both files and sizes.
-        read_image_bgr(image_path, None if label is None else ImageFrame(*label.shape, f'its label {label_path}'))
+        decoded = decode_image(image_path, None if label is None else ImageFrame(*label.shape,
+                                                                                   f'its label {label_path}'))
     except (OSError, ValueError) as error:
         return [str(error)]
+    if tagged is not None and decoded.orientation != 1:
+        tagged.append(image_path)  # list.append holds the GIL: safe from the check's threads
     if label is None:
         return []
     problems = []

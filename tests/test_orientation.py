@@ -108,3 +108,19 @@ def test_generation_decodes_in_the_frame_of_the_xml_and_counts_the_tags(tmp_path
         shapes = {name: read_label(os.path.join(out, f'{name}.png')).shape for name in (ids[0], ids[1], ids[3])}
         assert shapes == {ids[0]: STORED, ids[1]: STORED[::-1], ids[3]: (64, 64)}
         assert not os.path.exists(os.path.join(out, f'{ids[2]}.png'))
+
+
+def test_training_counts_the_tagged_images_in_its_data_check(tmp_path, monkeypatch, capsys):
+    import main as train_backbone
+    _, voc = make_demo_data(str(tmp_path / 'data'), num_coco=4, num_voc_train=4, num_voc_val=1, image_size=64, seed=2)
+    ids = read_split(split_file(voc, 'train_aug'))
+    path = os.path.join(voc, 'JPEGImages', f'{ids[0]}.jpg')
+    pixels = cv2.imread(path)[:, :, ::-1]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())  # square: read in its stored frame, as its label's
+    status, _ = cli(train_backbone, '--root_path', voc, '--label_path_name', 'SegmentationClassAug', '--save_path',
+                    tmp_path / 'run', '--from_scratch', '--batch_size', 2, '--crop_size', 33, '--num_iterations', 1,
+                    *CPU, monkeypatch=monkeypatch)
+    assert status == 0
+    assert '1 of the 4 training images carry an EXIF orientation tag' in capsys.readouterr().out

@@ -144,8 +144,13 @@ def drop_bad_samples(ctx, dataset, what, skip_bad):
     """The up-front data check, on rank 0: stops with a report of every bad sample, or with skip_bad leaves them
     out (on every process)."""
     def check():
-        problems = dataset.problems(progress=True)
+        tagged = []
+        problems = dataset.problems(progress=True, tagged=tagged)
         report_problems(problems, dataset.num_images(), what, skip_bad)
+        if tagged:
+            print(f'{len(tagged)} of the {dataset.num_images()} {what} carry an EXIF orientation tag: each is read in '
+                  'the pixel frame of its label (the stored one, or turned where only the turned size matches it)',
+                  flush=True)
         return list(problems)
     bad = ctx.on_main(check)
     if bad:
