@@ -31,7 +31,7 @@ from utils.checkpoint import load_weights
 from utils.distributed import init_distributed
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script
+from utils.runtime import add_device_args, run_script, with_values
 from utils.trainer import TrainingJob, fit, training_done
 from utils.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
@@ -109,8 +109,7 @@ def fill_schedule_defaults(args):
     backbone's schedule (args itself is left as it is)."""
     schedule = get_backbone(args.model_type).schedule
     keys = ('lr', 'batch_size', 'iter_size', 'num_iterations', 'num_save_model')
-    return argparse.Namespace(**{**vars(args), **{key: getattr(schedule, key) for key in keys
-                                                  if getattr(args, key) is None}})
+    return with_values(args, **{key: getattr(schedule, key) for key in keys if getattr(args, key) is None})
 
 
 def check_start(args):

@@ -44,7 +44,7 @@ from utils.evaluation import (
 )
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script
+from utils.runtime import add_device_args, run_script, with_values
 from utils.visualize import write_overlays
 
 DEFAULT_TEST_SIZE = 513
@@ -122,8 +122,8 @@ def default_split(args):
 def resolve_defaults(args):
     """A copy of args with the defaults that --type crf without --model_path takes from the last --type test run
     instead (args itself is left as it is)."""
-    args = argparse.Namespace(**{**vars(args), 'test_size': args.test_size or DEFAULT_TEST_SIZE,
-                                 'scales': args.scales or (1.0,), 'flip': bool(args.flip)})
+    args = with_values(args, test_size=args.test_size or DEFAULT_TEST_SIZE, scales=args.scales or (1.0,),
+                       flip=bool(args.flip))
     if 1 not in args.scales:
         raise SystemExit(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
     return args
@@ -189,12 +189,11 @@ def last_test_run(args):
                          f'{record["split"]!r}, not {args.split!r}: pass --model_path')
     print(f'--type crf: using the logits of the last --type test run of {args.model_type} started here: '
           f'{record["save_path"]} (model {record["model_path"]}, split {record["split"]})', flush=True)
-    resolved = dict(vars(args), model_path=record['model_path'], save_path=args.save_path or record['save_path'],
-                    split=record['split'])
-    for name in ('test_size', 'amp', 'cuda', 'scales', 'flip'):  # the settings of that run, unless given again
-        if getattr(args, name) is None:
-            resolved[name] = tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name)
-    return argparse.Namespace(**resolved)
+    # The settings of that run, unless given again.
+    unset = {name: tuple(record[name]) if name == 'scales' and record.get(name) else record.get(name)
+             for name in ('test_size', 'amp', 'cuda', 'scales', 'flip') if getattr(args, name) is None}
+    return with_values(args, model_path=record['model_path'], save_path=args.save_path or record['save_path'],
+                       split=record['split'], **unset)
 
 
 class LogitsRun(NamedTuple):

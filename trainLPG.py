@@ -51,7 +51,7 @@ from utils.distributed import init_distributed
 from utils.parseCOCO import label_custom
 from utils.precision import Precision, add_amp_arg
 from utils.records import Record, settings_of
-from utils.runtime import add_device_args, comma_list, run_script
+from utils.runtime import add_device_args, comma_list, run_script, with_values
 from utils.trainer import TrainingJob, fit, training_done
 from utils.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
@@ -165,7 +165,7 @@ def resolved_source(args):
     labels_dir = args.labels_dir
     if args.dataset == 'custom' and not labels_dir:
         labels_dir = layout.auxiliary_labels(args.model_save_path)
-    return argparse.Namespace(**{**vars(args), 'labels_dir': labels_dir})
+    return with_values(args, labels_dir=labels_dir)
 
 
 def build_dataset(args, ctx=None):

@@ -44,6 +44,12 @@ def add_device_args(parser, workers=None, seed=False):
                             'without one warn), so that a run repeats exactly on the same machine and thread count')
 
 
+def with_values(args, **values):
+    """A copy of the parsed flags `args` with `values` set: how a script resolves defaults without changing the
+    namespace its caller holds (run_rounds.py asks each script's step_done with its own)."""
+    return argparse.Namespace(**{**vars(args), **values})
+
+
 def command_line(parser, **settings):
     """The argv that gives `settings` ({flag's dest: value}) to the script of `parser`, in the order given: None
     is left out, and so is False for a store_true flag, where True is the bare flag; a list or tuple is one flag
