@@ -35,11 +35,12 @@ from datasets.constants import VOC_CLASSES
 from datasets.io import read_image_bgr, read_label, write_json
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
-from utils import layout
-from utils.layout import RunLayout
-from utils.precision import Precision
-from utils.runtime import run_script, str2bool
-from utils.visualize import comparison_grid, curves_figure, save_figure, stack
+from utils.engine import layout
+from utils.engine.layout import RunLayout
+from utils.engine.loss_curve import curves_figure, save_figure
+from utils.engine.precision import Precision
+from utils.engine.runtime import run_script, str2bool
+from utils.evaluation.visualize import comparison_grid, stack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')

@@ -26,13 +26,13 @@ from datasets.registry import DATASETS, add_source_args, dataset_source, get_dat
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone
 from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, lpg_in_channels
-from utils import layout, runtime
-from utils.checkpoint import load_weights
-from utils.distributed import init_distributed
-from utils.precision import Precision, add_amp_arg
+from utils.engine import layout, runtime
+from utils.engine.checkpoint import load_weights
+from utils.engine.distributed import init_distributed
+from utils.engine.precision import Precision, add_amp_arg
+from utils.engine.records import Record, settings_of
+from utils.engine.runtime import add_device_args, run_script
 from utils.pseudo_masks import INSTANCES, OVERLAP_RULES, baseline_image, generate_lpg
-from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script
 
 
 def get_args_parser():
@@ -94,7 +94,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

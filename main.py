@@ -26,14 +26,14 @@ from datasets.registry import add_source_args, dataset_names, dataset_source, ge
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
-from utils import layout, runtime
-from utils.checkpoint import load_weights
-from utils.distributed import init_distributed
-from utils.precision import Precision, add_amp_arg
-from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script, with_values
-from utils.trainer import TrainingJob, fit, training_done
-from utils.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
+from utils.engine import layout, runtime
+from utils.engine.checkpoint import load_weights
+from utils.engine.distributed import init_distributed
+from utils.engine.precision import Precision, add_amp_arg
+from utils.engine.records import Record, settings_of
+from utils.engine.runtime import add_device_args, run_script, with_values
+from utils.engine.trainer import TrainingJob, fit, training_done
+from utils.engine.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
 # Which flags shape the trained weights (the completion record holds them), and which only change how the run
 # goes (--num_iterations is the record's target; --save_path its folder). tests/test_records.py fails on a flag
@@ -99,7 +99,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

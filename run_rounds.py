@@ -11,8 +11,9 @@ skips the masks already written).
 Round r: train LPG-r on COCO-60 (reading the round r-1 COCO-60 backbone when r >= 2); VOC pseudo masks with
 LPG-r (and the round r-1 VOC backbone); score them; train and evaluate the round-r VOC backbone; unless r is
 the last round, COCO-60 pseudo masks and the round-r COCO-60 backbone that the next round reads.
-Layout under --work_dir (utils/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.pth, pseudo_voc/<model_type>_Round<r>/,
-pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/, backbone_coco/Round_r/, summary.json.
+Layout under --work_dir (utils/engine/layout.py, RunLayout): lpg/Round_r/LPG_Round<r>.pth,
+pseudo_voc/<model_type>_Round<r>/, pseudo_coco/<model_type>_Round<r>/, backbone_voc/Round_r/,
+backbone_coco/Round_r/, summary.json.
 --compare_backbones also trains the VOC backbone on each baseline's masks and on the ground truth
 (backbone_voc/<method>/, backbone_voc/ground_truth/); --uniform_ablation also trains each round >= 2 generator
 with uniform probabilities in place of the backbone's (lpg_uniform/, pseudo_voc/<model_type>_Round<r>_uniform/).
@@ -39,12 +40,13 @@ from datasets.errors import MissingFile
 from datasets.io import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
-from utils import layout, parseCOCO, runtime
-from utils.interrupts import INTERRUPTS, stop_if_interrupted
-from utils.layout import RunLayout
+from utils import parseCOCO
+from utils.engine import layout, runtime
+from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
+from utils.engine.layout import RunLayout
+from utils.engine.precision import AMP_CHOICES
+from utils.engine.runtime import comma_list, run_script, str2bool
 from utils.parseCOCO import instances_path
-from utils.precision import AMP_CHOICES
-from utils.runtime import comma_list, run_script, str2bool
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervised upper bound
@@ -117,7 +119,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

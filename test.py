@@ -29,23 +29,16 @@ from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.segmentation import SegmentationItem
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone, get_backbone
-from utils import layout, runtime
-from utils.checkpoint import load_weights
-from utils.distributed import init_distributed
-from utils.evaluation import (
-    box_foreground_scores,
-    compute_logits,
-    evaluate_image,
-    gathered_scores,
-    predict_image,
-    print_scores,
-    report_table,
-    score_masks,
-)
-from utils.precision import Precision, add_amp_arg
-from utils.records import Record, settings_of
-from utils.runtime import add_device_args, run_script, with_values
-from utils.visualize import write_overlays
+from utils.engine import layout, runtime
+from utils.engine.checkpoint import load_weights
+from utils.engine.distributed import init_distributed
+from utils.engine.precision import Precision, add_amp_arg
+from utils.engine.records import Record, settings_of
+from utils.engine.runtime import add_device_args, run_script, with_values
+from utils.evaluation.logits import compute_logits
+from utils.evaluation.predictions import evaluate_image, predict_image
+from utils.evaluation.scores import box_foreground_scores, gathered_scores, print_scores, report_table, score_masks
+from utils.evaluation.visualize import write_overlays
 
 DEFAULT_TEST_SIZE = 513
 
@@ -96,7 +89,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

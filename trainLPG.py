@@ -45,15 +45,15 @@ from models.lpg import (
     lpg_input,
     widen_to_five_channels,
 )
-from utils import layout, runtime
-from utils.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
-from utils.distributed import init_distributed
+from utils.engine import layout, runtime
+from utils.engine.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
+from utils.engine.distributed import init_distributed
+from utils.engine.precision import Precision, add_amp_arg
+from utils.engine.records import Record, settings_of
+from utils.engine.runtime import add_device_args, comma_list, run_script, with_values
+from utils.engine.trainer import TrainingJob, fit, training_done
+from utils.engine.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 from utils.parseCOCO import label_custom
-from utils.precision import Precision, add_amp_arg
-from utils.records import Record, settings_of
-from utils.runtime import add_device_args, comma_list, run_script, with_values
-from utils.trainer import TrainingJob, fit, training_done
-from utils.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
 # Which flags shape the trained generator (the completion record holds them), and which only change how the run
 # goes (--num_max_iterations is the record's target; --model_save_path its folder). tests/test_records.py fails
@@ -116,7 +116,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

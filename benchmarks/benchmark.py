@@ -45,14 +45,14 @@ from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.voc import read_split, split_file, voc_box_items, voc_items
 from models.backbones import build_backbone, get_backbone
 from models.lpg import LPGNet, backbone_probs, class_channel, lpg_input
-from utils.distributed import close_distributed, init_distributed
-from utils.evaluation import compute_logits, save_logits
+from utils.engine.distributed import close_distributed, init_distributed
+from utils.engine.precision import AMP_CHOICES, Precision, cpu_description
+from utils.engine.run_outputs import NonFiniteGuard
+from utils.engine.sample_stream import BatchStream
+from utils.engine.training import training_loader
+from utils.evaluation.logits import compute_logits, save_logits
 from utils.parseCOCO import parse_coco
-from utils.precision import AMP_CHOICES, Precision, cpu_description
 from utils.pseudo_masks import generate_labels_per_class, generate_lpg
-from utils.run_outputs import NonFiniteGuard
-from utils.sample_stream import BatchStream
-from utils.training import training_loader
 
 JOBS = ('generation', 'lpg_train', 'vgg_train', 'resnet_test', 'loader')
 SCRIPT_WORKERS = {'generation': 2, 'resnet_test': 2, 'lpg_train': 4, 'vgg_train': 4}  # the scripts' --workers

@@ -20,8 +20,8 @@ sys.path.insert(0, REPO)
 
 from datasets.io import read_label
 from datasets.voc import resolve_voc_root
-from utils import layout
-from utils.layout import RunLayout
+from utils.engine import layout
+from utils.engine.layout import RunLayout
 
 PRECISIONS = {'fp32': 'off', 'bf16': 'bf16'}
 

@@ -31,7 +31,7 @@ from benchmark import device_name
 
 from models.backbones import build_backbone
 from models.lpg import LPGNet
-from utils.precision import AMP_CHOICES, Precision
+from utils.engine.precision import AMP_CHOICES, Precision
 
 
 def sync(device):

@@ -35,8 +35,8 @@ from datasets.io import read_image_bgr, save_palette_png
 from datasets.segmentation import SegmentationDataset, TestImageDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.voc import read_split, split_file, voc_items
-from utils.distributed import init_distributed
-from utils.evaluation import save_logits
+from utils.engine.distributed import init_distributed
+from utils.evaluation.logits import save_logits
 
 
 def per_second(run, count, repeats):

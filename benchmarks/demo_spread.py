@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 
 from datasets.io import write_json
 from demo import read_spreads, result_rows
-from utils.precision import cpu_description
+from utils.engine.precision import cpu_description
 
 
 def main():

@@ -28,7 +28,7 @@ def one_run(side, max_side, device_name):
     import torch
 
     from models import LPGNet
-    from utils.precision import Precision
+    from utils.engine.precision import Precision
     from utils.pseudo_masks import generate_lpg
     device = torch.device(device_name)
     precision = Precision('auto', device)
@@ -61,7 +61,7 @@ def main():
     if args.one:
         return one_run(args.one[0], args.one[1] or None, args.device)
     from datasets.io import write_json
-    from utils.precision import cpu_description
+    from utils.engine.precision import cpu_description
     rows = []
     for side in (int(s) for s in args.sides.split(',')):
         for max_side in [0] + ([args.max_side] if side > args.max_side else []):

@@ -10,7 +10,7 @@ timed on the same random input and randomly initialised weights (timings do not 
 no data loading. Every inference variant's logits are compared with the first variant's: the largest
 difference relative to the largest logit, and the fraction of pixels whose argmax agrees (training rows are
 timed only: dropout and the optimiser steps make their outputs differ anyway). This is what
-`utils.precision.Precision` bases its choice of channels-last on. The JSON holds every row and the machine.
+`utils.engine.precision.Precision` bases its choice of channels-last on. The JSON holds every row and the machine.
 """
 import argparse
 import copy
@@ -28,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet
-from utils.precision import cpu_bf16_units
+from utils.engine.precision import cpu_bf16_units
 
 # (name, network, input shape (N, C, H, W) for inference, for training): the release's sizes, with the batches
 # cut to what a 2-core CPU times in seconds (the per-image cost is what matters for the ratios).

@@ -87,7 +87,7 @@ class ScalePadCropFlip:
     (seed, torch.initial_seed()), so DataLoader workers, whose torch seeds differ, draw different
     augmentations, and a run is reproducible given torch.manual_seed. An int rng counts as seed.
     start_sample(draw): the draws of the next sample come from a generator seeded by (seed, draw) instead, its
-    place in a training run's stream (utils/sample_stream.py), whichever process reads it."""
+    place in a training run's stream (utils/engine/sample_stream.py), whichever process reads it."""
 
     def __init__(self, crop_size, label_resize, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None,
                  seed=None, round_size=round):

@@ -1,7 +1,7 @@
 """Networks of LPG: the DeepLab segmentation backbones (and their registry) and the LPG generator.
 
 Every network here loads the original release's checkpoints with `strict=True`
-(utils/checkpoint.py `load_weights`), which is why some attribute names
+(utils/engine/checkpoint.py `load_weights`), which is why some attribute names
 (`features`, `base`, `aspp`, `pre`, `kps`, `cnvs`, `fm`) are fixed.
 """
 from .backbones import BACKBONES, BackboneSpec, backbone_names, build_backbone, get_backbone, register_backbone

@@ -151,7 +151,7 @@ def generate_foregrounds(lpg: nn.Module, samples: list, device: torch.device, ba
 
     The images of one padded size form one batch: one backbone forward for all of them (round >= 2), then
     every (image, entry) pair goes through the generator, `max_batch` pairs per forward, each reading its
-    class's probability channel. `precision` (utils.precision.Precision) sets autocast and memory format.
+    class's probability channel. `precision` (utils.engine.precision.Precision) sets autocast and memory format.
     Returns, per sample, a (K, height, width) bool tensor on the device, cropped to the image, each entry's
     foreground kept inside its own boxes; with_scores, per sample (foreground, foreground probability).
     """

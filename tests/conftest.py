@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.engine.runtime import run_script
 from utils.parseCOCO import parse_coco
-from utils.runtime import run_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

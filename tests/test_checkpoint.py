@@ -11,7 +11,7 @@ import torchvision
 from datasets.constants import MEAN_BGR
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet
 from models.imagenet import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
-from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint, strip_module_prefix
+from utils.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint, strip_module_prefix
 from utils.imagenet_init import convert, get_args_parser
 from utils.imagenet_init import main as imagenet_init_main
 

@@ -19,8 +19,8 @@ from datasets.synthetic import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_cus
 from datasets.voc import read_split
 from models.lpg import LPGNet
 from tests.conftest import cli
-from utils import layout
-from utils.checkpoint import save_checkpoint
+from utils.engine import layout
+from utils.engine.checkpoint import save_checkpoint
 from utils.make_voc_aug import make_voc_aug
 
 CPU = ['--cuda', 'false', '--workers', 0]

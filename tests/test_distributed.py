@@ -12,8 +12,8 @@ from PIL import Image
 from datasets.synthetic import make_demo_data
 from models.lpg import LPGNet
 from tests.conftest import ROOT, run
-from utils import layout
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine import layout
+from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.parseCOCO import parse_coco
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
@@ -114,8 +114,8 @@ def test_backbone_training_over_two_processes(data, tmp_path):
 
 
 def test_global_batch_is_split_evenly():
-    from utils.distributed import Context
-    from utils.training import per_process_batch
+    from utils.engine.distributed import Context
+    from utils.engine.training import per_process_batch
     four = Context(rank=1, world_size=4, local_rank=1, device=torch.device('cpu'))
     assert per_process_batch(32, four) == 8
     with pytest.raises(SystemExit, match='--batch_size 30 is the global batch and must be a multiple of the 4'):
@@ -123,8 +123,8 @@ def test_global_batch_is_split_evenly():
 
 
 def test_sync_bn_converts_the_generator_and_needs_gpus():
-    from utils.distributed import Context
-    from utils.training import convert_sync_bn
+    from utils.engine.distributed import Context
+    from utils.engine.training import convert_sync_bn
     lpg = LPGNet(in_channels=4)
     cpu_pair = Context(rank=0, world_size=2, local_rank=0, device=torch.device('cpu'))
     with pytest.raises(SystemExit, match='--sync_bn.*--cuda'):

@@ -20,7 +20,7 @@ from datasets.constants import VOC_CLASSES
 from datasets.voc import read_split, split_file, voc_box_items
 from models import LPGNet
 from tests.conftest import cli, run
-from utils.checkpoint import load_weights
+from utils.engine.checkpoint import load_weights
 
 pytestmark = pytest.mark.slow  # every test here reads the outputs of the tiny demo run (minutes on 2 cores)
 

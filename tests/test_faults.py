@@ -29,10 +29,11 @@ from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import ROOT, cli, write_coco
-from utils import imagenet_init, layout, parseCOCO, pseudo_masks
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.layout import RunLayout
-from utils.runtime import run_script
+from utils import imagenet_init, parseCOCO, pseudo_masks
+from utils.engine import layout
+from utils.engine.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine.layout import RunLayout
+from utils.engine.runtime import run_script
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 

@@ -110,3 +110,22 @@ def test_test_modules_do_not_import_each_other():
     bad = {name: sorted(t for t in targets if t.startswith('tests.test_'))
            for name, targets in import_graph().items() if name.startswith('tests.')}
     assert {name: targets for name, targets in bad.items() if targets} == {}
+
+
+def test_the_engine_stands_below_the_method_and_evaluation():
+    """utils/engine/ (flags, precision, processes, records, checkpoints, the training loop) knows nothing of the
+    method's pieces, of evaluation or of the release's command-line tools."""
+    bad = {}
+    for name, targets in import_graph().items():
+        if name.startswith('utils.engine'):
+            wrong = {t for t in targets if t.startswith('utils.') and not t.startswith('utils.engine')}
+            if wrong:
+                bad[name] = sorted(wrong)
+    assert bad == {}
+
+
+def test_the_release_path_of_the_metric_is_the_evaluation_metric():
+    import utils.evaluation.metric as metric
+    import utils.metric as release_path
+    assert (release_path.scores, release_path.confusion_matrix, release_path.scores_from_confusion) == \
+        (metric.scores, metric.confusion_matrix, metric.scores_from_confusion)

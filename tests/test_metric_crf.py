@@ -1,4 +1,4 @@
-"""utils.metric and utils.crf against outputs of the original release's metric and CRF code on fixed inputs
+"""utils.evaluation.metric and utils.crf against outputs of the original release's metric and CRF code on fixed inputs
 (tests/data/util_refs.npz), plus the properties the evaluation relies on."""
 import os
 from dataclasses import asdict
@@ -8,7 +8,7 @@ import pytest
 
 from models.backbones import get_backbone
 from utils.crf import DenseCRF
-from utils.metric import confusion_matrix, scores
+from utils.evaluation.metric import confusion_matrix, scores
 
 REFS = os.path.join(os.path.dirname(__file__), 'data', 'util_refs.npz')
 

@@ -18,8 +18,8 @@ from datasets.validate import image_problems
 from datasets.voc import read_split, split_file
 from models import LPGNet
 from tests.conftest import cli
-from utils import layout
-from utils.checkpoint import save_checkpoint
+from utils.engine import layout
+from utils.engine.checkpoint import save_checkpoint
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']
 STORED = (40, 60)  # (height, width) of the pixels as stored in the file

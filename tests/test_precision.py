@@ -1,8 +1,8 @@
 """--amp auto: bf16 where the device multiplies bf16 natively, float32 elsewhere, and the reason logged."""
 import torch
 
-from utils import precision as precision_module
-from utils.precision import Precision, choose_amp
+from utils.engine import precision as precision_module
+from utils.engine.precision import Precision, choose_amp
 
 CPU = torch.device('cpu')
 

@@ -10,7 +10,7 @@ from datasets.boxes import BoxItem
 from datasets.io import read_label
 from models import DeepLabLargeFOV, LPGNet
 from models.lpg import class_channel, lpg_input
-from utils.precision import Precision
+from utils.engine.precision import Precision
 from utils.pseudo_masks import baseline_image, batch_labels, compose_label, generate_labels_per_class
 
 

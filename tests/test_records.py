@@ -9,7 +9,7 @@ import genPseudoMasks
 import main as train_backbone
 import test as test_backbone
 import trainLPG
-from utils.records import settings_of
+from utils.engine.records import settings_of
 
 SCRIPTS = {'main.py': train_backbone, 'trainLPG.py': trainLPG, 'genPseudoMasks.py': genPseudoMasks,
            'test.py': test_backbone}

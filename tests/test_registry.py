@@ -21,8 +21,8 @@ from datasets.voc import read_split, split_file
 from models.backbones import BACKBONES, BackboneSpec, CRFParams, Schedule, build_backbone, register_backbone
 from models.lpg import LPGNet
 from tests.conftest import ROOT
-from utils import layout
-from utils.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from utils.engine import layout
+from utils.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 
 
 class ToyNet(nn.Module):

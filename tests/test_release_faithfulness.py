@@ -18,9 +18,9 @@ from datasets.synthetic import make_voc_like
 from datasets.transforms import ScalePadCropFlip, centre_indices, nearest_centres, nearest_top_left, top_left_indices
 from models import DeepLabLargeFOV, DeepLabV2ResNet101, LPGNet, get_backbone
 from tests.conftest import cli
-from utils import layout
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.layout import RunLayout
+from utils.engine import layout
+from utils.engine.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine.layout import RunLayout
 
 
 def parse(script, *flags):

@@ -19,12 +19,13 @@ from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV
-from utils import layout
-from utils.checkpoint import save_checkpoint
-from utils.evaluation import augmented_logits
-from utils.metric import scores
+from utils.engine import layout
+from utils.engine.checkpoint import save_checkpoint
+from utils.engine.loss_curve import training_curve
+from utils.evaluation.logits import augmented_logits
+from utils.evaluation.metric import scores
+from utils.evaluation.visualize import comparison_grid, overlay
 from utils.pseudo_masks import compose_entries, covering_box_area, grabcut_foreground
-from utils.visualize import comparison_grid, overlay, training_curve
 
 CPU = ['--cuda', 'false', '--workers', 0]
 

@@ -13,7 +13,7 @@ resnet101-5d3b4d8f.pth into its ResNet-101 base and feeds it BGR 0-255 minus the
         --match_release
 
 The output holds {'model': state_dict, 'arch', 'source'} and loads with
-utils.checkpoint.load_weights; the classifier (VGG fc8, ResNet ASPP) is freshly initialised.
+utils.engine.checkpoint.load_weights; the classifier (VGG fc8, ResNet ASPP) is freshly initialised.
 The conversion of each backbone is its registry entry's `imagenet_converter` (models/imagenet.py).
 """
 import argparse
@@ -28,8 +28,8 @@ import torch
 
 from datasets.errors import InputError
 from models.backbones import BACKBONES, get_backbone
-from utils.checkpoint import load_checkpoint, save_checkpoint, unwrap_state_dict
-from utils.runtime import run_script
+from utils.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap_state_dict
+from utils.engine.runtime import run_script
 
 
 def convert(arch, src, dst, num_classes=21, fold_input=True):

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from datasets.errors import InputError, MissingFile
 from datasets.io import atomic_open, claim_folder, releases_claims, remove_files, save_palette_png
 from datasets.voc import read_split, resolve_voc_root
-from utils.records import Record
-from utils.runtime import run_script
+from utils.engine.records import Record
+from utils.engine.runtime import run_script
 
 # On the real SBD release and VOC 2012.
 EXPECTED_TRAIN_AUG = 10582

@@ -33,9 +33,9 @@ from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.errors import InputError
 from datasets.io import claim_folder, releases_claims, remove_files, save_gray_png, write_json
 from datasets.validate import failure_listing
-from utils import runtime
-from utils.records import Record
-from utils.runtime import comma_list, run_script
+from utils.engine import runtime
+from utils.engine.records import Record
+from utils.engine.runtime import comma_list, run_script
 
 
 def instances_path(data_root, split='train2017'):
@@ -163,7 +163,7 @@ def get_args_parser():
 
 
 def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.runtime.command_line): how run_rounds.py and demo.py
+    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
     build its commands."""
     return runtime.command_line(get_args_parser(), **settings)
 

@@ -26,7 +26,7 @@ from datasets.errors import InputError
 from datasets.io import BackgroundWriter, decode_image, save_palette_png, write_json
 from models.lpg import backbone_probs, generate_foregrounds, lpg_input
 from utils.crf import DenseCRF
-from utils.interrupts import INTERRUPTS, stop_if_interrupted
+from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 # --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
 INSTANCES = 'instances'

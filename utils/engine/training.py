@@ -1,6 +1,6 @@
-"""The pieces of the training loop (utils/trainer.py) that both trainers share: the training flags, the loader of
+"""The pieces of the training loop (utils/engine/trainer.py) that both trainers share: the training flags, the loader of
 each process's share of a global batch, DistributedDataParallel, the poly learning rate, the start of a run
-(resume or overwrite), the up-front data check. What a run writes while it trains: utils/run_outputs.py."""
+(resume or overwrite), the up-front data check. What a run writes while it trains: utils/engine/run_outputs.py."""
 import os
 import re
 
@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from datasets.io import claim_folder
 from datasets.validate import report_problems
-from utils.sample_stream import KeyedSamples, SampleStream
+from utils.engine.sample_stream import KeyedSamples, SampleStream
 
 
 def add_training_args(parser):
@@ -46,7 +46,7 @@ def per_process_batch(global_batch, ctx):
 
 def training_loader(dataset, global_batch, ctx, workers, seed, drop_last, min_batch=1):
     """Endless batches of this process's share of each global batch, in the run's sample stream
-    (utils/sample_stream.py: the order and the augmentation depend on the seed and the batches drawn only).
+    (utils/engine/sample_stream.py: the order and the augmentation depend on the seed and the batches drawn only).
     drop_last(samples, batch) says whether an epoch's short last batch is left out; samples counts this
     process's share. min_batch: the fewest samples a process may take per step (2 for a network whose batch norm
     trains). Refuses, before any work, a --batch_size below it and data that would yield no batch (an

@@ -139,7 +139,7 @@ def save_checkpoint(path, /, **state):
 
 def save_training_state(path, model, optimizer, iteration, args, resume_state=None):
     """What `--resume` needs: model, optimizer (with its learning rates), the iterations done, and resume_state:
-    where the sample stream stands and the random states (utils.run_outputs.RunOutputs.resume_state)."""
+    where the sample stream stands and the random states (utils.engine.run_outputs.RunOutputs.resume_state)."""
     return save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), iteration=iteration,
                            args=vars(args), resume=resume_state)
 

@@ -10,7 +10,7 @@
                        <save_path>/<model_type>_iter<N>.pth                 periodic snapshots
                        <save_path>/checkpoint_last.pth                      what --resume continues from
     every step         <its output folder>/record.json                      what the outputs were made from
-                                                                            (utils/records.py), written last
+                                                                            (utils/engine/records.py), written last
     test.py            <model dir>/eval_<split>/{logits,pred,crf}/          per image: logits .npz, PNGs
                        <model dir>/eval_<split>/scores_<type>.json          scores of --type test / crf
                        <pred_dir>/../scores_masks_<pred_dir name>.json      scores of --type masks

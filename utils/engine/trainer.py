@@ -11,13 +11,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datasets.io import remove_files
-from utils import layout
-from utils.checkpoint import resume_training
-from utils.records import Record
-from utils.run_outputs import RunOutputs
-from utils.runtime import seed_everything
-from utils.sample_stream import BatchStream
-from utils.training import begin_training_run, distributed_model, drop_bad_samples, snapshot_files, training_loader
+from utils.engine import layout
+from utils.engine.checkpoint import resume_training
+from utils.engine.records import Record
+from utils.engine.run_outputs import RunOutputs
+from utils.engine.runtime import seed_everything
+from utils.engine.sample_stream import BatchStream
+from utils.engine.training import (
+    begin_training_run,
+    distributed_model,
+    drop_bad_samples,
+    snapshot_files,
+    training_loader,
+)
 
 
 @dataclass
@@ -57,7 +63,7 @@ def training_done(record, final_path):
 
 def fit(job, args, ctx, precision):
     """Run `job` to its last iteration (or skip it when it is done); returns the final weights' path. args: the
-    training flags (utils.training.add_training_args, --batch_size, --workers, --seed, --deterministic,
+    training flags (utils.engine.training.add_training_args, --batch_size, --workers, --seed, --deterministic,
     --num_print_log, --num_save_model)."""
     if training_done(job.record, job.final_path) and not (args.overwrite and not args.resume):
         ctx.print(f'{job.final_path}: already trained for {job.iterations} iterations with these settings and inputs')

@@ -9,8 +9,8 @@ import torch
 
 from datasets.errors import InputError
 from datasets.io import release_folders
-from utils.distributed import close_distributed
-from utils.interrupts import INTERRUPTS
+from utils.engine.distributed import close_distributed
+from utils.engine.interrupts import INTERRUPTS
 
 
 def str2bool(value):
@@ -101,7 +101,7 @@ def run_script(main, parser):
     """Parse the flags and run `main`. Bad input (datasets.errors.InputError: a missing or malformed file, a bad
     flag) and an output the OS refuses (no permission, a read-only or full disk) end with one line naming the
     file and the problem (exit status 1); any other exception is a bug and keeps its traceback. Signals are
-    handled (utils/interrupts.py); claimed output folders and a torchrun process group are given back on the
+    handled (utils/engine/interrupts.py); claimed output folders and a torchrun process group are given back on the
     way out."""
     args = parser.parse_args()
     INTERRUPTS.install()  # SIGTERM / SIGINT: one line and status 143 / 130, after saving where a loop can
