@@ -215,7 +215,7 @@ def main(args):
     unreadable = []
     items = spec.box_items(flags['source'], flags['split'], args.split_file, errors=unreadable)
     # Each process takes its shard first and then skips what exists, so no process sees another's new files.
-    todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item[0]}.png'))]
+    todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item.image_id}.png'))]
     remaining = sum(ctx.all_gather_objects(len(todo)))
     ctx.print(f'{len(items) + len(unreadable)} images, {len(items) - remaining} already done, writing to {out_dir}'
               + (f' ({ctx.world_size} processes)' if ctx.distributed else ''))

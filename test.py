@@ -278,7 +278,7 @@ def score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on
     scored = [hists for _, hists in per_image if isinstance(hists, dict)]
     if args.overlays:
         done = {image_id for image_id, hists in per_image if isinstance(hists, dict)}
-        write_overlays([item for item in ctx.shard(items) if item[0] in done],
+        write_overlays([item for item in ctx.shard(items) if item.image_id in done],
                        out_dirs['crf' if crf_params else 'pred'],
                        layout.eval_subdir(run.save_path, 'overlays'))
     mine = [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]

@@ -286,7 +286,7 @@ def generate_release(args, ctx, lpg, backbone, items, out_dir):
     for index in range(len(dataset)):
         sample = dataset[index]
         label = generate_labels_per_class(lpg, sample, ctx.device, backbone)
-        save_palette_png(os.path.join(out_dir, f'{sample["image_id"]}.png'), label)
+        save_palette_png(os.path.join(out_dir, f'{sample.image_id}.png'), label)
 
 
 def pixels_alike(ctx, items, dir_a, dir_b):
@@ -403,9 +403,9 @@ def logits_release(ctx, model, dataset, out_dir):
     """The release: one image at a time, read in the main process, float32, logits saved before the next."""
     for index in range(len(dataset)):
         sample = dataset[index]
-        logits = model(sample['image'].to(ctx.device)[None])
-        save_logits(os.path.join(out_dir, f'{sample["image_id"]}.npz'), logits[0].cpu().numpy(),
-                    tuple(sample['image'].shape[-2:]), sample['image_size'])
+        logits = model(sample.image.to(ctx.device)[None])
+        save_logits(os.path.join(out_dir, f'{sample.image_id}.npz'), logits[0].cpu().numpy(),
+                    tuple(sample.image.shape[-2:]), sample.image_size)
 
 
 def bench_resnet_test(args, ctx):

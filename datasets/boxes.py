@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .constants import MEAN_BGR
+from .errors import UnreadableImage
 from .io import ImageFrame, chw_tensor, decode_image
 
 
@@ -24,6 +25,26 @@ class BoxItem(NamedTuple):
     image_path: str
     boxes: list
     frame: Optional[ImageFrame] = None
+
+
+class BoxImage(NamedTuple):
+    """A BoxImageDataset sample: one image with its box masks, padded for LPG.
+
+    image: 3xHxW float, mean-subtracted BGR (zero, the mean, in the padding); box_masks: KxHxW float 0/1, one
+    per entry (a class, or with per_box a box); class_ids: long K, the class of each entry; entry_boxes: the
+    boxes (x1, y1, x2, y2) of each entry; height, width: the unpadded image; orientation: its EXIF orientation
+    tag (1 when it has none). full_size and full_entry_boxes: the image's own size and boxes when it was
+    downscaled (max_side), where the masks go back to (restore_size); None otherwise."""
+    image: torch.Tensor
+    box_masks: torch.Tensor
+    class_ids: torch.Tensor
+    entry_boxes: list
+    height: int
+    width: int
+    image_id: str
+    orientation: int
+    full_size: Optional[tuple] = None
+    full_entry_boxes: Optional[list] = None
 
 
 # LPG's hourglass halves the 1/4-size feature map 5 times: input sides must be multiples of 4 * 2**5.
@@ -73,11 +94,8 @@ class BoxImageDataset(Dataset):
 
     items: BoxItems (or (image_id, image_path, boxes) tuples), boxes = [(class_id, x1, y1, x2, y2)]; each image
     is decoded in the frame its item declares.
-    Returns a dict: image (3xHxW float, mean-subtracted BGR, zero = mean in the padding), box_masks
-    (KxHxW float 0/1, one per class in order of first appearance, or with per_box one per box in order),
-    class_ids (long K), entry_boxes (the boxes of each entry), height and
-    width (of the unpadded image), image_id, orientation (its EXIF orientation tag, 1 when it has none); or, for
-    an image that cannot be read or whose size contradicts its annotation, dict(image_id, error)."""
+    Returns a BoxImage (entries: one per class in order of first appearance, or with per_box one per box in
+    order), or an UnreadableImage for an image that cannot be read or whose size contradicts its annotation."""
 
     def __init__(self, items, test_size, per_box=False, max_side=None):
         self.items = [BoxItem(*item) for item in items]
@@ -95,7 +113,7 @@ class BoxImageDataset(Dataset):
             image = image - MEAN_BGR
         except (OSError, ValueError) as error:
             # A batch job goes on without this image; the caller records the failure.
-            return dict(image_id=image_id, error=str(error))
+            return UnreadableImage(image_id, str(error))
         full_size = image.shape[:2]
         class_ids, full_entries = box_entries(boxes, self.per_box)
         image, entries = downscaled(image, full_entries, self.max_side)
@@ -105,12 +123,9 @@ class BoxImageDataset(Dataset):
         masks = np.zeros((len(class_ids), padded_height, padded_width), np.float32)
         for k, entry_boxes in enumerate(entries):
             masks[k, :height, :width] = box_mask(entry_boxes, height, width)
-        sample = dict(image=chw_tensor(image), box_masks=torch.from_numpy(masks),
-                      class_ids=torch.tensor(class_ids, dtype=torch.long), entry_boxes=entries,
-                      height=height, width=width, image_id=image_id, orientation=orientation)
-        if (height, width) != full_size:  # the masks go back to this size and these boxes (restore_size)
-            sample.update(full_size=full_size, full_entry_boxes=full_entries)
-        return sample
+        downscaled_from = (full_size, full_entries) if (height, width) != full_size else (None, None)
+        return BoxImage(chw_tensor(image), torch.from_numpy(masks), torch.tensor(class_ids, dtype=torch.long),
+                        entries, height, width, image_id, orientation, *downscaled_from)
 
 
 def downscaled(image, entries, max_side):
@@ -130,9 +145,9 @@ def restore_size(sample, foreground, scores=None):
     """The (K, h, w) bool entry masks of a sample (and their scores), brought back from a downscaled sample to
     the image's own size with nearest resizing and kept inside each entry's own boxes there. Returns
     (foreground, scores, the entries' boxes at that size); a sample that was not downscaled as it is."""
-    if 'full_size' not in sample:
-        return foreground, scores, sample['entry_boxes']
-    size, boxes = sample['full_size'], sample['full_entry_boxes']
+    if sample.full_size is None:
+        return foreground, scores, sample.entry_boxes
+    size, boxes = sample.full_size, sample.full_entry_boxes
     inside = np.stack([box_mask(entry_boxes, *size) for entry_boxes in boxes]) if boxes else np.zeros((0, *size))
     inside = torch.from_numpy(inside).to(foreground.device).bool()
     nearest = lambda t: F.interpolate(t[None].float(), size=size, mode='nearest')[0]
@@ -141,5 +156,5 @@ def restore_size(sample, foreground, scores=None):
 
 
 def collate_boxes(batch):
-    """Identity collate: images differ in size, so a DataLoader hands back the list of sample dicts."""
+    """Identity collate: images differ in size, so a DataLoader hands back the list of samples."""
     return list(batch)

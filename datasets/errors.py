@@ -4,6 +4,7 @@ Raised where the problem is found, with a message that names the file (or the fl
 `run_script` prints it as one line (`error: ...`, exit status 1). Any other exception is a bug of this code and
 keeps its traceback. InputError is a ValueError and MissingFile also a FileNotFoundError, so code that catches
 those (a per-image failure, for example) catches them too."""
+from typing import NamedTuple
 
 
 class InputError(ValueError):
@@ -12,3 +13,10 @@ class InputError(ValueError):
 
 class MissingFile(InputError, FileNotFoundError):
     """An input file or folder that is not there."""
+
+
+class UnreadableImage(NamedTuple):
+    """What a batch job's dataset returns in place of a sample for an image it cannot use (missing, undecodable,
+    or of a size its annotation contradicts): the job goes on without it and records the reason."""
+    image_id: str
+    error: str

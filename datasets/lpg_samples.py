@@ -3,6 +3,7 @@
 A leaf of the data package: `datasets.coco.COCO60LPGDataset` (COCO-60) and `datasets.custom` (any
 COCO-format mask dataset) build it from their label files."""
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +20,16 @@ from .validate import find_problems, image_problems
 LPG_OUTPUT_STRIDE = 4
 
 
+class LPGSample(NamedTuple):
+    """One generator training sample (S = crop_size): image 3xSxS float (mean-subtracted BGR), box_mask 1xSxS
+    float 0/1 (the union of the class's boxes), target (S/4)x(S/4) long 0/1 (the class's mask at the generator's
+    output size), class_id. A DataLoader batch is an LPGSample of stacked tensors."""
+    image: torch.Tensor
+    box_mask: torch.Tensor
+    target: torch.Tensor
+    class_id: int
+
+
 class LPGSampleDataset(Dataset):
     """LPG training samples: one per (image, class present in it).
 
@@ -32,7 +43,7 @@ class LPGSampleDataset(Dataset):
     random scale, pad bottom/right to the crop (image with the mean, masks with 0), a random crop that shows
     part of one of the class's boxes, random flip; the target is downsampled by 4 to the generator's output (the
     top-left pixel of each cell).
-    Returns (image 3xSxS float, box_mask 1xSxS float 0/1, target (S/4)x(S/4) long 0/1, class int), S = crop_size.
+    Returns an LPGSample.
     """
 
     def __init__(self, image_paths, boxes, mask_dir, num_classes, source, what, crop_size=512,
@@ -107,4 +118,5 @@ class LPGSampleDataset(Dataset):
         # corner, drifting to 4j + 3 at the far edge.
         target_size = self.crop_size // LPG_OUTPUT_STRIDE
         target = nearest_top_left(torch.from_numpy(target.astype(np.int64)), (target_size, target_size))
-        return chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target, int(class_id)
+        return LPGSample(chw_tensor(image), torch.from_numpy(class_box_mask.astype(np.float32))[None], target,
+                         int(class_id))

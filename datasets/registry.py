@@ -204,7 +204,7 @@ def _custom_box_items(source, split, ids_file=None, errors=None):
     items = custom.box_items(source['annotations'], source['image_dir'], errors)
     if ids_file:
         wanted = set(read_split(ids_file))
-        items = [item for item in items if item[0] in wanted]
+        items = [item for item in items if item.image_id in wanted]
     return items
 
 

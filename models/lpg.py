@@ -160,16 +160,16 @@ def generate_foregrounds(lpg: nn.Module, samples: list, device: torch.device, ba
     results = [None] * len(samples)
     by_size = {}
     for index, sample in enumerate(samples):
-        by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(index)
+        by_size.setdefault(tuple(sample.image.shape[-2:]), []).append(index)
     for indices in by_size.values():
         group = [samples[i] for i in indices]
-        counts = [len(sample['class_ids']) for sample in group]
-        foreground = torch.zeros(0, *group[0]['image'].shape[-2:], dtype=torch.bool, device=device)
+        counts = [len(sample.class_ids) for sample in group]
+        foreground = torch.zeros(0, *group[0].image.shape[-2:], dtype=torch.bool, device=device)
         box_masks, scores = foreground, foreground.float()
         if sum(counts):
-            images = to_device(torch.stack([sample['image'] for sample in group]))
-            box_masks = torch.cat([sample['box_masks'] for sample in group]).to(device).unsqueeze(1)
-            class_ids = torch.cat([sample['class_ids'] for sample in group]).to(device)
+            images = to_device(torch.stack([sample.image for sample in group]))
+            box_masks = torch.cat([sample.box_masks for sample in group]).to(device).unsqueeze(1)
+            class_ids = torch.cat([sample.class_ids for sample in group]).to(device)
             owners = torch.repeat_interleave(torch.arange(len(group), device=device),
                                              torch.tensor(counts, device=device))
             seg_probs = None
@@ -183,6 +183,6 @@ def generate_foregrounds(lpg: nn.Module, samples: list, device: torch.device, ba
             box_masks = box_masks[:, 0] > 0.5
         for i, sample, fg, boxes, score in zip(indices, group, foreground.split(counts), box_masks.split(counts),
                                                scores.split(counts) if with_scores else [None] * len(group)):
-            crop = (slice(None), slice(0, sample['height']), slice(0, sample['width']))
+            crop = (slice(None), slice(0, sample.height), slice(0, sample.width))
             results[i] = ((fg & boxes)[crop], score[crop]) if with_scores else (fg & boxes)[crop]
     return results

@@ -42,13 +42,13 @@ def test_box_image_dataset_padding_and_masks(tmp_path):
     boxes = [(15, 1, 1, 3, 4), (12, 5, 5, 25, 8), (15, 10, 0, 12, 2)]
     dataset = BoxImageDataset([('a', str(tmp_path / 'a.png'), boxes)], test_size=128)
     sample = dataset[0]
-    assert sample['image_id'] == 'a' and (sample['height'], sample['width']) == (10, 20)
-    assert sample['image'].shape == (3, 128, 128)
-    np.testing.assert_allclose(sample['image'][:, :10, :20].numpy(),
+    assert sample.image_id == 'a' and (sample.height, sample.width) == (10, 20)
+    assert sample.image.shape == (3, 128, 128)
+    np.testing.assert_allclose(sample.image[:, :10, :20].numpy(),
                                (image.astype(np.float32) - MEAN_BGR).transpose(2, 0, 1))
-    assert (sample['image'][:, 10:] == 0).all() and (sample['image'][:, :, 20:] == 0).all()
-    assert sample['class_ids'].tolist() == [15, 12] and sample['class_ids'].dtype == torch.long
-    masks = sample['box_masks']
+    assert (sample.image[:, 10:] == 0).all() and (sample.image[:, :, 20:] == 0).all()
+    assert sample.class_ids.tolist() == [15, 12] and sample.class_ids.dtype == torch.long
+    masks = sample.box_masks
     assert masks.shape == (2, 128, 128) and masks.dtype == torch.float32
     person = np.zeros((128, 128), np.float32)
     person[1:5, 1:4] = 1
@@ -59,7 +59,7 @@ def test_box_image_dataset_padding_and_masks(tmp_path):
     np.testing.assert_array_equal(masks[1].numpy(), dog)
 
     batches = list(DataLoader(dataset, batch_size=2, collate_fn=collate_boxes))
-    assert len(batches) == 1 and isinstance(batches[0], list) and batches[0][0]['image_id'] == 'a'
+    assert len(batches) == 1 and isinstance(batches[0], list) and batches[0][0].image_id == 'a'
 
 
 def test_voc_box_items(tmp_path):
@@ -75,10 +75,10 @@ def test_coco_box_items(tmp_path):
     write_coco(str(tmp_path))
     parse_coco(str(tmp_path))
     items = coco_box_items(str(tmp_path))
-    assert [item[0] for item in items] == ['000000000001', '000000000042']  # image 2 has only VOC boxes
+    assert [item.image_id for item in items] == ['000000000001', '000000000042']  # image 2 has only VOC boxes
     assert items[0][1] == os.path.join(str(tmp_path), 'train2017', '000000000001.jpg')
     assert items[0][2] == [(ELEPHANT60, 2.4, 2.7, 2.4 + 22.9, 2.7 + 12.6), (TRUCK60, 5, 4, 12, 10),
                            (ELEPHANT60, 10, 8, 15, 12), (TOOTHBRUSH60, 26.0, 16.0, 30.0, 20.0)]
     assert [box[0] for box in items[1][2]] == [BENCH60, BENCH60]
-    assert [item[0] for item in coco_box_items(str(tmp_path), ids=['000000000042', 2, 1])] == [
+    assert [item.image_id for item in coco_box_items(str(tmp_path), ids=['000000000042', 2, 1])] == [
         '000000000042', '000000000001']

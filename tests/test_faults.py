@@ -22,7 +22,7 @@ import run_rounds
 import test as test_backbone
 import trainLPG
 from datasets import io as file_io
-from datasets.boxes import box_mask, downscaled, restore_size
+from datasets.boxes import BoxImage, box_mask, downscaled, restore_size
 from datasets.coco_json import load_instances
 from datasets.errors import InputError
 from datasets.synthetic import make_custom_data, make_demo_data
@@ -750,7 +750,8 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
     entries = [[(10, 20, 109, 59)], [(150, 200, 199, 299), (0, 0, 9, 9)]]
     small, small_entries = downscaled(image, entries, 150)
     assert small.shape[:2] == (150, 100) and small_entries[0] == [(5.0, 10.0, 54.5, 29.5)]
-    sample = {'full_size': (300, 200), 'full_entry_boxes': entries, 'entry_boxes': small_entries}
+    sample = BoxImage(torch.zeros(3, 150, 100), torch.zeros(2, 150, 100), torch.tensor([1, 2]), small_entries, 150,
+                      100, 'big', 1, full_size=(300, 200), full_entry_boxes=entries)
     everywhere = torch.ones(2, 150, 100, dtype=torch.bool)
     foreground, _, boxes = restore_size(sample, everywhere)
     assert boxes == entries and foreground.shape == (2, 300, 200)
@@ -782,7 +783,7 @@ def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_pa
     real = pseudo_masks.generate_foregrounds
 
     def short_of_memory(lpg, samples, *args, **kwargs):
-        if any(sample['image_id'] == ids[1] for sample in samples):
+        if any(sample.image_id == ids[1] for sample in samples):
             raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
         return real(lpg, samples, *args, **kwargs)
     monkeypatch.setattr(pseudo_masks, 'generate_foregrounds', short_of_memory)

@@ -74,9 +74,9 @@ def test_training_and_test_read_an_image_in_the_frame_of_its_label(tmp_path):
     test_images = segmentation.TestImageDataset([('turned', image, str(tmp_path / 'turned.png')), ('unlabelled', image),
                                     ('neither', image, str(tmp_path / 'neither.png'))])
     turned, unlabelled, neither = (test_images[k] for k in range(3))
-    assert turned['image_size'] == STORED[::-1] and turned['orientation'] == 6
-    assert np.allclose(turned['image'][:, 3, 5].numpy() + [104.008, 116.669, 122.675], shown[3, 5])
-    assert unlabelled['image_size'] == STORED and 'is 50x50' in neither['error']
+    assert turned.image_size == STORED[::-1] and turned.orientation == 6
+    assert np.allclose(turned.image[:, 3, 5].numpy() + [104.008, 116.669, 122.675], shown[3, 5])
+    assert unlabelled.image_size == STORED and 'is 50x50' in neither.error
 
 
 def set_xml_size(xml_path, height, width):

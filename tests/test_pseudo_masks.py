@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets.boxes import BoxItem
+from datasets.boxes import BoxImage, BoxItem
 from datasets.io import read_label
 from models import DeepLabLargeFOV, LPGNet
 from models.lpg import class_channel, lpg_input
@@ -48,8 +48,9 @@ def sample(size=128, height=100, width=120):
     masks = torch.zeros(2, size, size)
     masks[0, 10:60, 20:90] = 1
     masks[1, 40:95, 50:115] = 1
-    return dict(image=torch.randn(3, size, size) * 40, box_masks=masks, class_ids=torch.tensor([5, 12]),
-                entry_boxes=[[(20, 10, 89, 59)], [(50, 40, 114, 94)]], height=height, width=width, image_id='a')
+    return BoxImage(image=torch.randn(3, size, size) * 40, box_masks=masks, class_ids=torch.tensor([5, 12]),
+                    entry_boxes=[[(20, 10, 89, 59)], [(50, 40, 114, 94)]], height=height, width=width, image_id='a',
+                    orientation=1)
 
 
 def test_the_box_baseline_fills_the_boxes_of_the_image_smaller_over_larger(tmp_path):
@@ -80,8 +81,8 @@ def random_sample(seed, size, num_classes=21):
         masks[k, top:top + size // 3, left:left + size // 2] = 1
         entry_boxes.append([(left, top, left + size // 2 - 1, top + size // 3 - 1)])
     class_ids = torch.randperm(num_classes - 1, generator=gen)[:count] + 1
-    return dict(image=torch.randn(3, size, size, generator=gen) * 40, box_masks=masks, class_ids=class_ids,
-                entry_boxes=entry_boxes, height=size - 7, width=size - 11, image_id=str(seed))
+    return BoxImage(image=torch.randn(3, size, size, generator=gen) * 40, box_masks=masks, class_ids=class_ids,
+                    entry_boxes=entry_boxes, height=size - 7, width=size - 11, image_id=str(seed), orientation=1)
 
 
 @pytest.mark.parametrize('amp', [pytest.param(None, marks=pytest.mark.slow), 'off'])
@@ -93,7 +94,7 @@ def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
     torch.manual_seed(0)
     lpg5, lpg4, backbone = LPGNet(in_channels=5).eval(), LPGNet(in_channels=4).eval(), DeepLabLargeFOV(21).eval()
     samples = [sample()] + [random_sample(seed, 128 if seed % 2 else 256) for seed in range(7)]
-    assert any(len(s['class_ids']) == 0 for s in samples)
+    assert any(len(s.class_ids) == 0 for s in samples)
     cpu = torch.device('cpu')
     precision = None if amp is None else Precision(amp, cpu)
     assert precision is None or (precision.label == 'fp32' and precision.channels_last)
@@ -103,9 +104,9 @@ def test_batched_generation_equals_the_one_class_at_a_time_algorithm(amp):
         batched = script_labels(prepare(lpg), samples, cpu, prepare(net), max_batch=3, precision=precision)
         for s, label in zip(samples, batched):
             expected = generate_labels_per_class(lpg, s, cpu, net)
-            assert label.shape == (s['height'], s['width'])
+            assert label.shape == (s.height, s.width)
             np.testing.assert_array_equal(label, expected)
-            assert set(np.unique(label).tolist()) <= {0} | set(s['class_ids'].tolist())
+            assert set(np.unique(label).tolist()) <= {0} | set(s.class_ids.tolist())
     assert any(label.any() for label in batched)
 
 

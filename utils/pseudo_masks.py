@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from datasets.boxes import BoxImageDataset, BoxItem, box_entries, box_mask, collate_boxes, restore_size
 from datasets.custom import rle_annotation
-from datasets.errors import InputError
+from datasets.errors import InputError, UnreadableImage
 from datasets.io import BackgroundWriter, decode_image, save_palette_png, write_json
 from models.lpg import backbone_probs, generate_foregrounds, lpg_input
 from utils.crf import DenseCRF
@@ -143,18 +143,18 @@ def crf_foreground(image_bgr, entry_boxes, params=None):
 def generate_labels_per_class(lpg, sample, device, backbone=None):
     """The release's order of work, kept as the reference the batched path is checked and timed against:
     one backbone forward per image, then one batch-1 generator forward per class, in float32."""
-    image = sample['image'].to(device).unsqueeze(0)
+    image = sample.image.to(device).unsqueeze(0)
     probs = backbone_probs(backbone, image) if backbone is not None else None
     foreground = []
-    for k, class_id in enumerate(sample['class_ids'].tolist()):
+    for k, class_id in enumerate(sample.class_ids.tolist()):
         seg = probs[:, class_id:class_id + 1] if probs is not None else None
-        logits = lpg(lpg_input(image, sample['box_masks'][k].to(device)[None, None], seg))
+        logits = lpg(lpg_input(image, sample.box_masks[k].to(device)[None, None], seg))
         logits = F.interpolate(logits, size=image.shape[-2:], mode='bilinear', align_corners=True)
         foreground.append(logits.argmax(1)[0] == 1)
     if not foreground:
-        return np.zeros((sample['height'], sample['width']), np.uint8)
-    label = compose_label(torch.stack(foreground), sample['box_masks'].to(device) > 0.5, sample['class_ids'].tolist())
-    return label[:sample['height'], :sample['width']].cpu().numpy()
+        return np.zeros((sample.height, sample.width), np.uint8)
+    label = compose_label(torch.stack(foreground), sample.box_masks.to(device) > 0.5, sample.class_ids.tolist())
+    return label[:sample.height, :sample.width].cpu().numpy()
 
 
 def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, rule='first', pair_batch=16,
@@ -172,15 +172,15 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
         for samples in tqdm(loader, desc='pseudo masks (lpg)', unit='batch', disable=not progress):
             if INTERRUPTS.pending():
                 break
-            failed += [(sample['image_id'], sample['error']) for sample in samples if 'error' in sample]
-            samples = [sample for sample in samples if 'error' not in sample]
-            oriented += sum(sample['orientation'] != 1 for sample in samples)
+            failed += [tuple(sample) for sample in samples if isinstance(sample, UnreadableImage)]
+            samples = [sample for sample in samples if not isinstance(sample, UnreadableImage)]
+            oriented += sum(sample.orientation != 1 for sample in samples)
             labels, out_of_memory = batch_labels(lpg, backbone, samples, device, precision, rule, pair_batch)
             failed += out_of_memory
             for sample, result in zip(samples, labels):
                 if result is not None:
                     label, entries = result
-                    write_outputs(writer.submit, out_dir, sample['image_id'], label.cpu().numpy(),
+                    write_outputs(writer.submit, out_dir, sample.image_id, label.cpu().numpy(),
                                   entries.cpu().numpy() if per_box else None)
     stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
                         'the same command to make the others (the written ones are skipped)')
@@ -201,7 +201,7 @@ def batch_labels(lpg, backbone, samples, device, precision, rule='first', pair_b
             continue
         entries, scores = result if rule == 'confidence' else (result, None)
         entries, scores, entry_boxes = restore_size(sample, entries, scores)
-        labels.append((compose_entries(entries, sample['class_ids'].tolist(), rule, scores, entry_boxes), entries))
+        labels.append((compose_entries(entries, sample.class_ids.tolist(), rule, scores, entry_boxes), entries))
     return labels, failed
 
 
@@ -225,7 +225,7 @@ def foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precisio
                 failed += failure
             return results, failed
         sample = samples[0]
-        return [None], [(sample['image_id'], f'out of memory at {sample["height"]}x{sample["width"]} pixels: pass '
+        return [None], [(sample.image_id, f'out of memory at {sample.height}x{sample.width} pixels: pass '
                          '--max_side (e.g. 1024) to generate large images downscaled, or a smaller --batch_size')]
 
 

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.boxes import collate_boxes
+from datasets.errors import UnreadableImage
 from datasets.io import BackgroundWriter, atomic_open
 from datasets.segmentation import TestImageDataset
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
@@ -50,7 +51,7 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
     its frame. Images of one input size are batched (all of them when padded to pad_to); loader workers read and
     pad, writer threads save. Returns the (image_id, reason) of the images that could not be read, and how many
     of those read carry an EXIF orientation tag."""
-    todo = [item for item in items if not os.path.exists(os.path.join(logits_dir, f'{item[0]}.npz'))]
+    todo = [item for item in items if not os.path.exists(os.path.join(logits_dir, f'{item.image_id}.npz'))]
     if not todo:
         return [], 0
     loader = DataLoader(TestImageDataset(todo, pad_to), batch_size=batch_size, num_workers=workers,
@@ -63,18 +64,18 @@ def compute_logits(model, items, logits_dir, pad_to, precision, batch_size, work
                 break
             by_size = {}
             for sample in samples:
-                if 'error' in sample:
-                    failed.append((sample['image_id'], sample['error']))
+                if isinstance(sample, UnreadableImage):
+                    failed.append(tuple(sample))
                 else:
-                    oriented += sample['orientation'] != 1
-                    by_size.setdefault(tuple(sample['image'].shape[-2:]), []).append(sample)
+                    oriented += sample.orientation != 1
+                    by_size.setdefault(tuple(sample.image.shape[-2:]), []).append(sample)
             for size, group in by_size.items():
-                images = precision.prepare_input(torch.stack([sample['image'] for sample in group]))
+                images = precision.prepare_input(torch.stack([sample.image for sample in group]))
                 with precision.autocast():
                     logits = augmented_logits(model, images, scales, flip)
                 for sample, image_logits in zip(group, logits.float().cpu().numpy()):
-                    writer.submit(save_logits, os.path.join(logits_dir, f'{sample["image_id"]}.npz'), image_logits,
-                                  size, sample['image_size'])
+                    writer.submit(save_logits, os.path.join(logits_dir, f'{sample.image_id}.npz'), image_logits,
+                                  size, sample.image_size)
     stop_if_interrupted(lambda name: f'interrupted by {name}: the logits written so far are complete and kept; rerun '
                         'the same command to compute the others and score (the written ones are skipped)')
     return failed, oriented
