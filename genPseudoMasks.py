@@ -16,11 +16,13 @@ Every dataset has its own flags: `--<dataset>_root_dir`, `--<dataset>_proposals_
 """
 import argparse
 import os
+from typing import NamedTuple, Optional
 
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.custom import write_target_outputs
+from datasets.errors import InputError
 from datasets.io import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
@@ -99,23 +101,31 @@ def command_line(**settings):
     return runtime.command_line(get_args_parser(), **settings)
 
 
-def dataset_flags(args):
-    """The flags of the chosen dataset: its source (root folder, or annotations and image folder), output
-    folder, backbone, test size, split."""
+class DatasetFlags(NamedTuple):
+    """The per-dataset flags of the chosen dataset, read once: its source (root folder, or annotations and image
+    folder), output folder, round R-1 backbone, test size and split."""
+    source: dict
+    proposals_dir: str
+    backbone_path: Optional[str]
+    test_size: int
+    split: Optional[str]
+
+
+def dataset_flags(args) -> DatasetFlags:
+    """The chosen dataset's flags, after checking them and the flag combinations they allow."""
     name = args.dataset
     _, source = dataset_source(name, getattr(args, f'{name}_root_dir', None), args.annotations, args.image_dir)
-    flags = dict(source=source, proposals_dir=getattr(args, f'{name}_proposals_dir'),
-                 backbone_path=getattr(args, f'init_{name}_model_path'), test_size=getattr(args, f'{name}_test_size'),
-                 split=getattr(args, f'{name}_split'))
-    if not flags['proposals_dir']:
-        raise SystemExit(f'--dataset {name} needs --{name}_proposals_dir')
+    flags = DatasetFlags(source, getattr(args, f'{name}_proposals_dir'), getattr(args, f'init_{name}_model_path'),
+                         getattr(args, f'{name}_test_size'), getattr(args, f'{name}_split'))
+    if not flags.proposals_dir:
+        raise InputError(f'--dataset {name} needs --{name}_proposals_dir')
     if args.instances and name != 'custom':
-        raise SystemExit('--instances writes COCO-format instance masks: it goes with --dataset custom')
-    if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or flags['backbone_path']):
-        raise SystemExit('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
+        raise InputError('--instances writes COCO-format instance masks: it goes with --dataset custom')
+    if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or flags.backbone_path):
+        raise InputError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
                          f'--method lpg, --round 2 or later, and without --init_{name}_model_path')
     if args.overlap == 'confidence' and args.method not in ('lpg', 'crf'):
-        raise SystemExit(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
+        raise InputError(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
     return flags
 
 
@@ -126,7 +136,7 @@ def overlap_rule(args):
 def load_generators(args, backbone_path, num_classes, precision):
     """The LPG of this round and, from round 2 on, the round R-1 backbone it reads."""
     if not args.model_path_test:
-        raise SystemExit('--model_path_test (the LPG checkpoint) is required with --method lpg')
+        raise InputError('--model_path_test (the LPG checkpoint) is required with --method lpg')
     in_channels = lpg_in_channels(args.round)
     lpg = load_weights(LPGNet(in_channels=in_channels), args.model_path_test, what=f'LPGNet(in_channels={in_channels})')
     lpg = precision.prepare_model(lpg).eval()
@@ -135,7 +145,7 @@ def load_generators(args, backbone_path, num_classes, precision):
     if args.seg_probs == 'uniform':
         return lpg, UniformProbabilities(num_classes)
     if not backbone_path:
-        raise SystemExit(f'round {args.round} reads the round {args.round - 1} backbone: '
+        raise InputError(f'round {args.round} reads the round {args.round - 1} backbone: '
                          f'pass --init_{args.dataset}_model_path')
     backbone = build_backbone(args.model_type, num_classes)
     load_weights(backbone, backbone_path, what=f'{args.model_type} backbone with {num_classes} classes')
@@ -160,10 +170,10 @@ RUNTIME_FLAGS = frozenset({'workers', 'writer_threads', 'batch_size', 'image_bat
 def step_record(args, flags):
     """What these pseudo masks are made from: the settings, the box annotations, the generator and backbone."""
     spec = get_dataset(args.dataset)
-    inputs = dict(spec.box_inputs(flags['source'], flags['split'], args.split_file))
+    inputs = dict(spec.box_inputs(flags.source, flags.split, args.split_file))
     if args.method == 'lpg':
-        inputs.update(lpg=args.model_path_test, backbone=flags['backbone_path'] if args.round >= 2 else None)
-    out_dir = layout.pseudo_mask_dir(flags['proposals_dir'], args.method, args.model_type, args.round,
+        inputs.update(lpg=args.model_path_test, backbone=flags.backbone_path if args.round >= 2 else None)
+    out_dir = layout.pseudo_mask_dir(flags.proposals_dir, args.method, args.model_type, args.round,
                                      overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None,
                                      args.seg_probs)
     return Record(out_dir, settings_of(args, OUTPUT_FLAGS), inputs)
@@ -213,7 +223,7 @@ def main(args):
     ctx.on_main(begin)
     ctx.barrier()
     unreadable = []
-    items = spec.box_items(flags['source'], flags['split'], args.split_file, errors=unreadable)
+    items = spec.box_items(flags.source, flags.split, args.split_file, errors=unreadable)
     # Each process takes its shard first and then skips what exists, so no process sees another's new files.
     todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item.image_id}.png'))]
     remaining = sum(ctx.all_gather_objects(len(todo)))
@@ -240,7 +250,7 @@ def finish(args, flags, record, summary):
               'declared size)')
     if args.dataset == 'custom':
         instances = os.path.join(record.folder, INSTANCES) if args.instances else None
-        print(f'wrote {write_target_outputs(flags["source"]["annotations"], record.folder, instances)}')
+        print(f'wrote {write_target_outputs(flags.source["annotations"], record.folder, instances)}')
     record.write('incomplete' if failed else 'done', summary)
     if failed:
         raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  '
@@ -257,8 +267,8 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
         return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)
-    lpg, backbone = load_generators(args, flags['backbone_path'], len(spec.class_names(flags['source'])), precision)
-    return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags['test_size'],
+    lpg, backbone = load_generators(args, flags.backbone_path, len(spec.class_names(flags.source)), precision)
+    return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags.test_size,
                         max_side=args.max_side,
                         rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,
                         workers=args.workers, writer_threads=args.writer_threads, per_box=args.instances,

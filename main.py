@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
+from datasets.errors import InputError
 from datasets.io import releases_claims
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
@@ -115,7 +116,7 @@ def fill_schedule_defaults(args):
 def check_start(args):
     """Refuse a silent random start; say so when the training masks are ground truth."""
     if not args.init_model_path and not args.from_scratch:
-        raise SystemExit('main.py needs --init_model_path (e.g. an ImageNet initialisation made by '
+        raise InputError('main.py needs --init_model_path (e.g. an ImageNet initialisation made by '
                          'utils/imagenet_init.py); pass --from_scratch to train from random weights on purpose')
     spec = get_dataset(args.dataset)
     if os.path.basename(os.path.normpath(args.label_path_name)) in spec.ground_truth_dirs:

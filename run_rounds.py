@@ -36,7 +36,7 @@ import genPseudoMasks
 import main as main_script
 import test
 import trainLPG
-from datasets.errors import MissingFile
+from datasets.errors import InputError, MissingFile
 from datasets.io import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
@@ -347,7 +347,7 @@ def check_initialisations(args):
     if args.rounds > 1 and not args.coco_init_model_path:
         missing.append('--coco_init_model_path')
     if missing and not args.from_scratch:
-        raise SystemExit(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
+        raise InputError(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
                          'utils/imagenet_init.py); pass --from_scratch to train those backbones from random weights')
 
 

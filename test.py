@@ -24,6 +24,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from datasets.errors import InputError
 from datasets.io import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.segmentation import SegmentationItem
@@ -118,7 +119,7 @@ def resolve_defaults(args):
     args = with_values(args, test_size=args.test_size or DEFAULT_TEST_SIZE, scales=args.scales or (1.0,),
                        flip=bool(args.flip))
     if 1 not in args.scales:
-        raise SystemExit(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
+        raise InputError(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
     return args
 
 
@@ -172,13 +173,13 @@ def last_test_run(args):
     that run's settings where args leaves them unset (args itself is left as it is)."""
     record_path = layout.last_test_record(args.model_type)
     if not os.path.isfile(record_path):
-        raise SystemExit(f'--type crf without --model_path reads the logits of the last `test.py --type test '
+        raise InputError(f'--type crf without --model_path reads the logits of the last `test.py --type test '
                          f'--model_type {args.model_type}` run started from this folder ({os.getcwd()}), and there '
                          f'is none: run that first, or pass --model_path')
     with open(record_path) as handle:
         record = json.load(handle)
     if args.split and args.split != record['split']:
-        raise SystemExit(f'the last --type test run of {args.model_type} started here was on split '
+        raise InputError(f'the last --type test run of {args.model_type} started here was on split '
                          f'{record["split"]!r}, not {args.split!r}: pass --model_path')
     print(f'--type crf: using the logits of the last --type test run of {args.model_type} started here: '
           f'{record["save_path"]} (model {record["model_path"]}, split {record["split"]})', flush=True)
@@ -203,7 +204,7 @@ class LogitsRun(NamedTuple):
 def main(args):
     if args.type in ('test', 'crf', 'predict') and not args.model_path:
         if args.type != 'crf':
-            raise SystemExit(f'--type {args.type} needs --model_path')
+            raise InputError(f'--type {args.type} needs --model_path')
         args = last_test_run(args)
     args = resolve_defaults(args)
     spec, source = data_source(args)

@@ -137,20 +137,20 @@ def init_generator(lpg, path):
 def check_flags(args):
     """A round-1 generator reads no backbone; later rounds cannot train without one."""
     if args.round < 1:
-        raise SystemExit(f'--round must be 1 or more, got {args.round}')
+        raise InputError(f'--round must be 1 or more, got {args.round}')
     if args.crop_size <= 0 or args.crop_size % LPG_STRIDE:
-        raise SystemExit(f'--crop_size {args.crop_size}: the generator reads crops whose sides are multiples of '
+        raise InputError(f'--crop_size {args.crop_size}: the generator reads crops whose sides are multiples of '
                          f'{LPG_STRIDE} (the release trains at 512)')
     if args.round == 1 and args.init_seg_model_path:
-        raise SystemExit('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
+        raise InputError('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
                          'ignored: drop --init_seg_model_path, or pass --round 2 or later')
     if args.seg_probs == 'uniform':
         if args.round < 2 or args.init_seg_model_path:
-            raise SystemExit('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: pass '
+            raise InputError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: pass '
                              '--round 2 or later, without --init_seg_model_path')
         return
     if args.round >= 2 and not args.init_seg_model_path:
-        raise SystemExit(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
+        raise InputError(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
                          f'the round {args.round - 1} backbone of the auxiliary set; --round 1 trains the box + image '
                          'generator, which reads none')
 
@@ -161,7 +161,7 @@ def resolved_source(args):
     needed = ['--coco_root_dir'] if args.dataset == 'coco' else ['--annotations', '--image_dir']
     missing = [flag for flag in needed if not getattr(args, flag[2:])]
     if missing:
-        raise SystemExit(f'--dataset {args.dataset} needs {" and ".join(missing)}')
+        raise InputError(f'--dataset {args.dataset} needs {" and ".join(missing)}')
     labels_dir = args.labels_dir
     if args.dataset == 'custom' and not labels_dir:
         labels_dir = layout.auxiliary_labels(args.model_save_path)

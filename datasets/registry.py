@@ -92,7 +92,7 @@ class DatasetSpec:
                  'image_dir': '--image_dir'}
         missing = [flags[key] for key in self.source_flags if not source.get(key)]
         if missing:
-            raise SystemExit(f'--dataset {self.name} needs {" and ".join(missing)}')
+            raise InputError(f'--dataset {self.name} needs {" and ".join(missing)}')
 
 
 DATASETS = {}

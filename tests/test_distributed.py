@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from datasets.errors import InputError
 from datasets.synthetic import make_demo_data
 from models.lpg import LPGNet
 from tests.conftest import ROOT, run
@@ -118,7 +119,7 @@ def test_global_batch_is_split_evenly():
     from utils.engine.training import per_process_batch
     four = Context(rank=1, world_size=4, local_rank=1, device=torch.device('cpu'))
     assert per_process_batch(32, four) == 8
-    with pytest.raises(SystemExit, match='--batch_size 30 is the global batch and must be a multiple of the 4'):
+    with pytest.raises(InputError, match='--batch_size 30 is the global batch and must be a multiple of the 4'):
         per_process_batch(30, four)
 
 
@@ -127,7 +128,7 @@ def test_sync_bn_converts_the_generator_and_needs_gpus():
     from utils.engine.training import convert_sync_bn
     lpg = LPGNet(in_channels=4)
     cpu_pair = Context(rank=0, world_size=2, local_rank=0, device=torch.device('cpu'))
-    with pytest.raises(SystemExit, match='--sync_bn.*--cuda'):
+    with pytest.raises(InputError, match='--sync_bn.*--cuda'):
         convert_sync_bn(lpg, cpu_pair, enabled=True)
     assert convert_sync_bn(lpg, Context(0, 1, 0, torch.device('cpu')), enabled=True) is lpg  # one process: no-op
     gpu_pair = Context(rank=0, world_size=2, local_rank=0, device=torch.device('cuda', 0))

@@ -501,7 +501,7 @@ def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monke
     status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path',
                           tmp_path / 'lpg', '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU,
                           monkeypatch=monkeypatch)
-    assert status == 1 and message == ('--batch_size 1 gives 1 sample per step: this network trains batch norm, which '
+    assert status == 1 and message == ('error: --batch_size 1 gives 1 sample per step: this network trains batch norm, which '
                                        'needs at least 2 samples per process')
     assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))
 
@@ -517,7 +517,7 @@ def test_a_mask_value_beyond_the_classes_is_not_scored_as_a_class(data, tmp_path
     file_io.save_palette_png(str(pred / f'{first}.png'), mask)
     status, message = cli(test_backbone, '--type', 'masks', '--root_path', data['voc'], '--pred_dir', pred,
                           '--split', 'train_aug', '--save_path', tmp_path, *CPU, monkeypatch=monkeypatch)
-    assert status == 1 and message.startswith(f'{pred / first}.png: values [37] are not classes')
+    assert status == 1 and message.startswith(f'error: {pred / first}.png: values [37] are not classes')
     assert not os.path.exists(layout.mask_scores_file(str(tmp_path), str(pred)))
 
 

@@ -13,6 +13,7 @@ import main as train_backbone
 import run_rounds
 import test as test_backbone
 import trainLPG
+from datasets.errors import InputError
 from datasets.lpg_samples import LPGSampleDataset
 from datasets.synthetic import make_voc_like
 from datasets.transforms import ScalePadCropFlip, centre_indices, nearest_centres, nearest_top_left, top_left_indices
@@ -50,7 +51,7 @@ def test_coco_train_size_is_the_crop_size(coco_root):
 def test_round_one_refuses_a_backbone(coco_root, tmp_path):
     args = parse(trainLPG, '--coco_root_dir', coco_root, '--round', 1, '--init_seg_model_path', tmp_path / 'coco.pth',
                  '--model_save_path', tmp_path / 'lpg')
-    with pytest.raises(SystemExit, match='--round 1.*--init_seg_model_path'):
+    with pytest.raises(InputError, match='--round 1.*--init_seg_model_path'):
         trainLPG.main(args)
     assert not (tmp_path / 'lpg').exists()
 
@@ -87,7 +88,7 @@ def test_main_needs_label_path_name(voc_root, capsys):
 def test_main_refuses_a_silent_random_start(voc_root, tmp_path):
     args = parse(train_backbone, '--root_path', voc_root, '--label_path_name', 'SegmentationClassAug',
                  '--save_path', tmp_path / 'out', '--cuda', 'false')
-    with pytest.raises(SystemExit, match='--init_model_path.*--from_scratch'):
+    with pytest.raises(InputError, match='--init_model_path.*--from_scratch'):
         train_backbone.main(args)
     assert not (tmp_path / 'out').exists()
 
@@ -111,7 +112,7 @@ def test_crf_without_model_path_reads_the_last_test_run(voc_root, tmp_path, monk
     save_checkpoint(model_path, **DeepLabLargeFOV(num_classes=21).state_dict())
     monkeypatch.chdir(tmp_path)
     crf = ['--type', 'crf', '--root_path', voc_root, '--model_type', 'vgg16', '--n_jobs', 1, '--cuda', 'false']
-    with pytest.raises(SystemExit, match='there is none'):
+    with pytest.raises(InputError, match='there is none'):
         test_backbone.main(parse(test_backbone, *crf))
     test_backbone.main(parse(test_backbone, '--type', 'test', '--root_path', voc_root, '--model_type', 'vgg16',
                              '--model_path', model_path, '--test_size', 65, '--cuda', 'false'))
@@ -121,7 +122,7 @@ def test_crf_without_model_path_reads_the_last_test_run(voc_root, tmp_path, monk
     assert f'using the logits of the last --type test run of vgg16 started here: {eval_dir}' in capsys.readouterr().out
     assert results['model_path'] == str(model_path) and 'with CRF' in results
     assert json.load(open(layout.scores_file(eval_dir, 'crf')))['num_images'] == 2
-    with pytest.raises(SystemExit, match='resnet101'):  # another model type has no test run here
+    with pytest.raises(InputError, match='resnet101'):  # another model type has no test run here
         test_backbone.main(parse(test_backbone, *crf[:5], 'resnet101', *crf[6:]))
 
 
@@ -302,6 +303,6 @@ def test_run_rounds_passes_the_from_scratch_initialisation_to_the_backbone_train
 
 def test_run_rounds_refuses_to_start_without_initial_weights(tmp_path):
     args = parse(run_rounds, '--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w')
-    with pytest.raises(SystemExit, match='--voc_init_model_path and --coco_init_model_path.*--from_scratch'):
+    with pytest.raises(InputError, match='--voc_init_model_path and --coco_init_model_path.*--from_scratch'):
         run_rounds.main(args)
     assert not (tmp_path / 'w').exists()

@@ -15,6 +15,7 @@ import genPseudoMasks
 import main as train_backbone
 import test as test_backbone
 from datasets.constants import VOC_CLASSES
+from datasets.errors import InputError
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
@@ -193,7 +194,7 @@ def test_test_time_augmentation():
         assert torch.allclose(flipped, (plain + model(images.flip(-1)).flip(-1)) / 2, atol=1e-5)
         several = augmented_logits(model, images, scales=(0.75, 1.0, 1.25), flip=True)
     assert several.shape == plain.shape and not torch.allclose(several, plain)
-    with pytest.raises(SystemExit, match='must hold 1'):
+    with pytest.raises(InputError, match='must hold 1'):
         test_backbone.resolve_defaults(parse(test_backbone, '--root_path', 'x', '--scales', '0.5,0.75'))
 
 
@@ -207,7 +208,7 @@ def test_overlap_rule_folders_and_refusals(voc_root, baselines, tmp_path):
         for _, x1, y1, x2, y2 in boxes:
             covered[y1:y2 + 1, x1:x2 + 1] += 1
         assert (first[covered < 2] == smaller[covered < 2]).all()
-    with pytest.raises(SystemExit, match='--overlap confidence needs foreground probabilities'):
+    with pytest.raises(InputError, match='--overlap confidence needs foreground probabilities'):
         genPseudoMasks.main(parse(genPseudoMasks, '--dataset', 'voc', '--method', 'grabcut', '--overlap',
                                   'confidence', '--voc_root_dir', voc_root, '--voc_proposals_dir', tmp_path, *CPU))
 

@@ -171,12 +171,12 @@ def command_line(**settings):
 def main(args):
     if args.annotations:
         if not args.labels_dir:
-            raise SystemExit('--annotations needs --labels_dir')
+            raise InputError('--annotations needs --labels_dir')
         labels = label_custom(args.annotations, args.labels_dir, args.exclude_categories, args.overwrite)
         print(f'wrote {labels.boxes_path} and box/seg PNGs under {labels.folder}')
         return
     if not args.dataRoot:
-        raise SystemExit('give --dataRoot (COCO-60) or --annotations (any COCO-format dataset)')
+        raise InputError('give --dataRoot (COCO-60) or --annotations (any COCO-format dataset)')
     written = parse_coco(args.dataRoot, args.split, args.overwrite)
     print(f'wrote {bbox_annos_path(args.dataRoot, args.split)} and bbox60/seg60 PNGs for {written} images '
           f'under {args.dataRoot}')

@@ -9,6 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from datasets.errors import InputError
+
 
 class Context:
     """rank, world_size, local_rank and device of this process; is_main is rank 0, the one that writes
@@ -76,13 +78,13 @@ def init_distributed(cuda=None):
     if cuda is None:
         cuda = torch.cuda.is_available()
     if cuda and not torch.cuda.is_available():
-        raise SystemExit('--cuda true was given but PyTorch sees no CUDA device; pass --cuda false to run on the CPU')
+        raise InputError('--cuda true was given but PyTorch sees no CUDA device; pass --cuda false to run on the CPU')
     world_size = int(os.environ.get('WORLD_SIZE', 1))
     rank = int(os.environ.get('RANK', 0))
     local_rank = int(os.environ.get('LOCAL_RANK', 0))
     if cuda:
         if local_rank >= torch.cuda.device_count():
-            raise SystemExit(f'LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} GPUs: '
+            raise InputError(f'LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} GPUs: '
                              'pass --nproc_per_node at most the number of GPUs')
         torch.cuda.set_device(local_rank)
         torch.backends.cudnn.benchmark = True

@@ -20,6 +20,8 @@ import platform
 
 import torch
 
+from datasets.errors import InputError
+
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'off': None}
 AMP_CHOICES = ('auto', *AMP_DTYPES)
 
@@ -89,7 +91,7 @@ class Precision:
     def __init__(self, amp, device, training=False, channels_last=None):
         amp, self.reason = choose_amp(amp, device)
         if amp == 'fp16' and device.type != 'cuda':
-            raise SystemExit('--amp fp16 needs a CUDA device: use --amp bf16 or off on the CPU')
+            raise InputError('--amp fp16 needs a CUDA device: use --amp bf16 or off on the CPU')
         self.name, self.device = amp, device
         self.dtype = AMP_DTYPES[amp]
         if channels_last is None:  # where it measured faster

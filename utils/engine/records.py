@@ -10,6 +10,7 @@ skips; one with other settings or inputs is refused, with the differences named,
 import json
 import os
 
+from datasets.errors import InputError
 from datasets.io import write_json
 
 RECORD = 'record.json'
@@ -93,7 +94,7 @@ class Record:
                     reason = 'outputs of an unknown run (no readable record.json)'
                 else:
                     reason = 'outputs made with other ' + ', '.join(self.differences(stored))
-                raise SystemExit(f'{self.folder} already holds {what}: {reason}. Pass --overwrite to replace them, '
+                raise InputError(f'{self.folder} already holds {what}: {reason}. Pass --overwrite to replace them, '
                                  'or choose another output folder')
             clear()
         self.write('started')

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from datasets.errors import InputError
 from datasets.io import claim_folder
 from datasets.validate import report_problems
 from utils.engine.sample_stream import KeyedSamples, SampleStream
@@ -39,7 +40,7 @@ def add_training_args(parser):
 def per_process_batch(global_batch, ctx):
     """--batch_size is the global batch: each of the processes takes an equal share."""
     if global_batch % ctx.world_size:
-        raise SystemExit(f'--batch_size {global_batch} is the global batch and must be a multiple of the '
+        raise InputError(f'--batch_size {global_batch} is the global batch and must be a multiple of the '
                          f'{ctx.world_size} processes')
     return global_batch // ctx.world_size
 
@@ -54,12 +55,12 @@ def training_loader(dataset, global_batch, ctx, workers, seed, drop_last, min_ba
     batch = per_process_batch(global_batch, ctx)
     share = f' on each of {ctx.world_size} processes' if ctx.distributed else ''
     if batch < min_batch:
-        raise SystemExit(f'--batch_size {global_batch} gives {batch} sample per step{share}: this network trains '
+        raise InputError(f'--batch_size {global_batch} gives {batch} sample per step{share}: this network trains '
                          f'batch norm, which needs at least {min_batch} samples per process')
     stream = SampleStream(len(dataset), global_batch, ctx.rank, ctx.world_size, seed, drop_last)
     if stream.batches_per_epoch == 0:
         samples = len(dataset) // ctx.world_size
-        raise SystemExit(f'{samples} training sample(s){share} with --batch_size {global_batch}: the loader yields '
+        raise InputError(f'{samples} training sample(s){share} with --batch_size {global_batch}: the loader yields '
                          f'no batch (a batch needs at least {max(min_batch, 2)} samples here); add samples or lower '
                          '--batch_size')
     # The loader's own generator seeds its workers, so that starting them draws nothing from torch's global
@@ -73,7 +74,7 @@ def convert_sync_bn(model, ctx, enabled):
     if not enabled or not ctx.distributed:
         return model
     if ctx.device.type != 'cuda':
-        raise SystemExit('--sync_bn synchronises batch norm across GPUs: it needs --cuda (PyTorch\'s SyncBatchNorm '
+        raise InputError('--sync_bn synchronises batch norm across GPUs: it needs --cuda (PyTorch\'s SyncBatchNorm '
                          'has no CPU implementation)')
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
@@ -119,7 +120,7 @@ def begin_training_run(ctx, record, args, run_files, clear):
         removed = claim_folder(record.folder)
         existing = [path for path in run_files if os.path.exists(path)]
         if existing and not args.resume and not args.overwrite:
-            raise SystemExit(f'{record.folder} already holds a training run ({os.path.basename(existing[0])}): pass '
+            raise InputError(f'{record.folder} already holds a training run ({os.path.basename(existing[0])}): pass '
                              '--resume to continue it, or --overwrite to start again')
         if args.overwrite and not args.resume:  # start again, whatever the folder holds
             clear()

@@ -7,6 +7,7 @@ import torch
 
 from datasets.boxes import box_mask
 from datasets.constants import IGNORE_LABEL
+from datasets.errors import InputError
 from datasets.io import read_label
 from utils.evaluation.metric import confusion_matrix, scores_from_confusion
 
@@ -20,14 +21,14 @@ def score_masks(pred_dir, gt_dir, items, num_classes):
     for image_id, boxes in items:
         pred_path = os.path.join(pred_dir, f'{image_id}.png')
         if not os.path.exists(pred_path):
-            raise SystemExit(f'{pred_path}: no pseudo mask for image {image_id} of the split')
+            raise InputError(f'{pred_path}: no pseudo mask for image {image_id} of the split')
         gt = read_label(os.path.join(gt_dir, f'{image_id}.png'))
         pred = read_label(pred_path)
         if pred.shape != gt.shape:
-            raise SystemExit(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
+            raise InputError(f'{pred_path}: size {pred.shape} differs from the ground truth {gt.shape}')
         if pred.max(initial=0) >= num_classes:
             values = sorted(int(v) for v in np.unique(pred[pred >= num_classes]))
-            raise SystemExit(f'{pred_path}: values {values} are not classes: a mask of {num_classes} classes holds '
+            raise InputError(f'{pred_path}: values {values} are not classes: a mask of {num_classes} classes holds '
                              f'0..{num_classes - 1} only (a pixel of another value would be counted as a class)')
         hist += confusion_matrix(gt, pred, num_classes)
         region = box_mask([box[1:] for box in boxes], *gt.shape).astype(bool) & (gt != IGNORE_LABEL)
