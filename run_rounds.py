@@ -45,7 +45,7 @@ from utils.engine import layout, runtime
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
-from utils.engine.runtime import comma_list, run_script, str2bool
+from utils.engine.runtime import comma_list, run_script, str2bool, with_values
 from utils.parseCOCO import instances_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -351,12 +351,16 @@ def check_initialisations(args):
                          'utils/imagenet_init.py); pass --from_scratch to train those backbones from random weights')
 
 
+def absolute_inputs(args):
+    """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
+    to where run_rounds.py was started must still name the same files there."""
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path')
+    return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
+
+
 def main(args):
     check_initialisations(args)
-    # The steps run in the project folder: paths given relative to where run_rounds.py was started are made absolute.
-    for name in ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path'):
-        if getattr(args, name):
-            setattr(args, name, os.path.abspath(getattr(args, name)))
+    args = absolute_inputs(args)
     resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
     if not os.path.isfile(instances_path(args.coco_root_dir)):
         raise MissingFile(f'COCO annotation file not found: {instances_path(args.coco_root_dir)}')

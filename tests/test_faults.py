@@ -501,8 +501,8 @@ def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monke
     status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path',
                           tmp_path / 'lpg', '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU,
                           monkeypatch=monkeypatch)
-    assert status == 1 and message == ('error: --batch_size 1 gives 1 sample per step: this network trains batch norm, which '
-                                       'needs at least 2 samples per process')
+    assert status == 1 and message == ('error: --batch_size 1 gives 1 sample per step: this network trains batch norm, '
+                                       'which needs at least 2 samples per process')
     assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))
 
 
