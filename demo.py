@@ -32,7 +32,8 @@ import genPseudoMasks
 import run_rounds
 import test
 from datasets.constants import VOC_CLASSES
-from datasets.io import read_image_bgr, read_label, write_json
+from datasets.files import write_json
+from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from utils.engine import layout

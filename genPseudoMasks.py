@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from datasets.custom import write_target_outputs
 from datasets.errors import InputError
-from datasets.io import claim_folder, releases_claims, remove_files
+from datasets.files import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
 from models.backbones import backbone_names, build_backbone

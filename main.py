@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
 from datasets.errors import InputError
-from datasets.io import releases_claims
+from datasets.files import releases_claims
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres

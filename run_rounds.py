@@ -37,7 +37,7 @@ import main as main_script
 import test
 import trainLPG
 from datasets.errors import InputError, MissingFile
-from datasets.io import replace_link, write_json
+from datasets.files import replace_link, write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
 from utils import parseCOCO

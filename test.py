@@ -25,7 +25,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.errors import InputError
-from datasets.io import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
+from datasets.files import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from datasets.segmentation import SegmentationItem
 from datasets.validate import failure_listing

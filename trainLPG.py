@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
 from datasets.custom import CustomLabels
 from datasets.errors import InputError
-from datasets.io import releases_claims
+from datasets.files import releases_claims
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.hourglass import LPG_STRIDE

@@ -21,7 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from datasets.io import write_json
+from datasets.files import write_json
 from demo import read_spreads, result_rows
 from utils.engine.precision import cpu_description
 

@@ -60,7 +60,7 @@ def main():
     args = parser.parse_args()
     if args.one:
         return one_run(args.one[0], args.one[1] or None, args.device)
-    from datasets.io import write_json
+    from datasets.files import write_json
     from utils.engine.precision import cpu_description
     rows = []
     for side in (int(s) for s in args.sides.split(',')):

@@ -8,7 +8,7 @@ import os
 from .boxes import BoxItem
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
 from .errors import InputError, MissingFile
-from .io import folder_in_root
+from .files import folder_in_root
 from .lpg_samples import LPGSampleDataset
 from .segmentation import SegmentationItem
 from .voc import read_split

@@ -14,7 +14,8 @@ from pycocotools import mask as mask_utils
 from .boxes import BoxItem
 from .coco_json import box_corners, load_instances, semantic_label
 from .errors import InputError, MissingFile
-from .io import ImageFrame, read_label, save_palette_png, write_json
+from .files import write_json
+from .io import ImageFrame, read_label, save_palette_png
 from .lpg_samples import LPGSampleDataset
 from .segmentation import EvalItem, SegmentationItem
 

@@ -18,7 +18,7 @@ from .boxes import BoxItem
 from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items, read_coco_ids
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
 from .errors import InputError
-from .io import folder_in_root
+from .files import folder_in_root
 from .segmentation import EvalItem, SegmentationItem
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
 

@@ -7,7 +7,8 @@ from collections import Counter
 from .boxes import BoxItem
 from .constants import VOC_CLASS_TO_ID
 from .errors import InputError, MissingFile
-from .io import ImageFrame, folder_in_root
+from .files import folder_in_root
+from .io import ImageFrame
 from .segmentation import SegmentationItem
 
 

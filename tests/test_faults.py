@@ -21,10 +21,11 @@ import main as train_backbone
 import run_rounds
 import test as test_backbone
 import trainLPG
-from datasets import io as file_io
+from datasets import files as file_io  # the file-system side: atomic writes, folder locks
 from datasets.boxes import BoxImage, box_mask, downscaled, restore_size
 from datasets.coco_json import load_instances
 from datasets.errors import InputError
+from datasets.io import save_palette_png
 from datasets.synthetic import make_custom_data, make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV, LPGNet
@@ -514,7 +515,7 @@ def test_a_mask_value_beyond_the_classes_is_not_scored_as_a_class(data, tmp_path
     first = read_split(split_file(data['voc'], 'train_aug'))[0]
     mask = np.asarray(Image.open(pred / f'{first}.png')).copy()
     mask[0, :3] = 37
-    file_io.save_palette_png(str(pred / f'{first}.png'), mask)
+    save_palette_png(str(pred / f'{first}.png'), mask)
     status, message = cli(test_backbone, '--type', 'masks', '--root_path', data['voc'], '--pred_dir', pred,
                           '--split', 'train_aug', '--save_path', tmp_path, *CPU, monkeypatch=monkeypatch)
     assert status == 1 and message.startswith(f'error: {pred / first}.png: values [37] are not classes')
@@ -675,7 +676,7 @@ def test_a_killed_runs_surviving_worker_does_not_keep_its_folder_locked(tmp_path
     """A run's loader workers are forked children: killed with kill -9, the run leaves them alive for a while.
     They must not hold its folder's lock (a flock would be inherited; the POSIX record lock is not)."""
     folder = tmp_path / 'run'
-    script = (f'import os, sys, time; sys.path.insert(0, {ROOT!r}); from datasets.io import claim_folder; '
+    script = (f'import os, sys, time; sys.path.insert(0, {ROOT!r}); from datasets.files import claim_folder; '
               f'claim_folder({str(folder)!r})\n'
               'if os.fork() == 0:\n    os.closerange(0, 3); time.sleep(30); os._exit(0)\n'
               'print("claimed", flush=True); os._exit(0)')  # the parent dies without giving the folder back

@@ -31,7 +31,8 @@ from datasets.coco_json import bbox_label, box_corners, load_instances, semantic
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.errors import InputError
-from datasets.io import claim_folder, releases_claims, remove_files, save_gray_png, write_json
+from datasets.files import claim_folder, releases_claims, remove_files, write_json
+from datasets.io import save_gray_png
 from datasets.validate import failure_listing
 from utils.engine import runtime
 from utils.engine.records import Record

@@ -23,7 +23,8 @@ from tqdm import tqdm
 from datasets.boxes import BoxImageDataset, BoxItem, box_entries, box_mask, collate_boxes, restore_size
 from datasets.custom import rle_annotation
 from datasets.errors import InputError, UnreadableImage
-from datasets.io import BackgroundWriter, decode_image, save_palette_png, write_json
+from datasets.files import BackgroundWriter, write_json
+from datasets.io import decode_image, save_palette_png
 from models.lpg import backbone_probs, generate_foregrounds, lpg_input
 from utils.crf import DenseCRF
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted

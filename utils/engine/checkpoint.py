@@ -21,7 +21,7 @@ import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from datasets.errors import InputError, MissingFile
-from datasets.io import atomic_open
+from datasets.files import atomic_open
 
 MODULE_PREFIX = 'module.'
 _SHOW = 5  # keys listed per category in an error message

@@ -11,7 +11,7 @@ import json
 import os
 
 from datasets.errors import InputError
-from datasets.io import write_json
+from datasets.files import write_json
 
 RECORD = 'record.json'
 

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from datasets.io import atomic_open, remove_files
+from datasets.files import atomic_open, remove_files
 from utils.engine import layout
 from utils.engine.checkpoint import non_finite_keys, save_checkpoint, save_training_state
 from utils.engine.interrupts import INTERRUPTS, stop_for

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from datasets.errors import InputError
-from datasets.io import release_folders
+from datasets.files import release_folders
 from utils.engine.distributed import close_distributed
 from utils.engine.interrupts import INTERRUPTS
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datasets.io import remove_files
+from datasets.files import remove_files
 from utils.engine import layout
 from utils.engine.checkpoint import resume_training
 from utils.engine.records import Record

@@ -10,7 +10,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from datasets.errors import InputError
-from datasets.io import claim_folder
+from datasets.files import claim_folder
 from datasets.validate import report_problems
 from utils.engine.sample_stream import KeyedSamples, SampleStream
 

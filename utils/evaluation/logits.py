@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from datasets.boxes import collate_boxes
 from datasets.errors import UnreadableImage
-from datasets.io import BackgroundWriter, atomic_open
+from datasets.files import BackgroundWriter, atomic_open
 from datasets.segmentation import TestImageDataset
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
