@@ -58,7 +58,8 @@ def _round_polygon(polygon):
     return np.round(polygon, 2)
 
 
-def coco_like_sample(index, image_size=128, seed=0):
+def coco_like_sample(index: int, image_size: int | tuple[int, int] = 128,
+                     seed: int = 0) -> tuple[np.ndarray, list[dict], np.ndarray]:
     """Draw COCO-like image `index`. Returns (image uint8 HxWx3 BGR, annotations, instance_map)
     where annotations are dicts with category_id, iscrowd and either 'polygons' (list of Nx2
     float arrays) or 'mask' (crowd), in painting order, and instance_map (int32 HxW) holds
@@ -68,20 +69,33 @@ def coco_like_sample(index, image_size=128, seed=0):
     kind = _coco_image_kind(rng, index)
     canvas = _background(rng, height, width)
     objects = []  # dicts: category_id, iscrowd, polygons (list) / mask, convex
-
     if kind == 'crowd':  # crowds lie on the bottom layer, as a cluster of small shapes
-        category_id = int(rng.choice(COCO_NON_VOC_USED))
-        centre = rng.uniform(0.3, 0.7, size=2) * (width, height)
-        spread = rng.uniform(0.1, 0.2) * min(height, width)
-        crowd = np.zeros((height, width), np.uint8)
-        for _ in range(int(rng.integers(4, 8))):
-            size = rng.uniform(5, 10)
-            corner = centre + rng.normal(0, spread, size=2) - size / 2
-            x0, y0 = np.clip(corner, 1, (width - size - 1, height - size - 1))
-            adds, subs = _place_shape(rng, COCO_SHAPE_FAMILIES[category_id], (x0, y0, size, size))
-            crowd |= _shape_mask(adds, subs, height, width)
-        objects.append(dict(category_id=category_id, iscrowd=1, mask=crowd, convex=False))
+        objects.append(_crowd_object(rng, height, width))
+    _add_coco_objects(rng, kind, objects, height, width)
+    if kind == 'split' and objects:
+        _add_occluding_bar(rng, objects, height, width)
+    annotations, instance_map = _paint_coco_objects(rng, canvas, objects)
+    canvas += rng.normal(0, 2.5, size=canvas.shape).astype(np.float32)
+    return _to_uint8(canvas), annotations, instance_map
 
+
+def _crowd_object(rng: np.random.Generator, height: int, width: int) -> dict:
+    """A crowd: a cluster of small shapes of one category, as one mask."""
+    category_id = int(rng.choice(COCO_NON_VOC_USED))
+    centre = rng.uniform(0.3, 0.7, size=2) * (width, height)
+    spread = rng.uniform(0.1, 0.2) * min(height, width)
+    crowd = np.zeros((height, width), np.uint8)
+    for _ in range(int(rng.integers(4, 8))):
+        size = rng.uniform(5, 10)
+        corner = centre + rng.normal(0, spread, size=2) - size / 2
+        x0, y0 = np.clip(corner, 1, (width - size - 1, height - size - 1))
+        adds, subs = _place_shape(rng, COCO_SHAPE_FAMILIES[category_id], (x0, y0, size, size))
+        crowd |= _shape_mask(adds, subs, height, width)
+    return dict(category_id=category_id, iscrowd=1, mask=crowd, convex=False)
+
+
+def _add_coco_objects(rng: np.random.Generator, kind: str, objects: list[dict], height: int, width: int) -> None:
+    """Place the polygon objects of an image of this kind (see _try_add_coco_object) after those in `objects`."""
     if kind == 'empty':
         num_objects = 0
     elif kind == 'split':
@@ -103,11 +117,13 @@ def coco_like_sample(index, image_size=128, seed=0):
             if _try_add_coco_object(objects, adds, category_id, family in _CONVEX_FAMILIES, height, width):
                 break
 
-    if kind == 'split' and objects:
-        _add_occluding_bar(rng, objects, height, width)
 
+def _paint_coco_objects(rng: np.random.Generator, canvas: np.ndarray,
+                        objects: list[dict]) -> tuple[list[dict], np.ndarray]:
+    """Paint the objects onto canvas in order; returns (annotations of the visible ones, instance_map)."""
+    height, width = canvas.shape[:2]
     annotations, instance_map = [], np.zeros((height, width), np.int32)
-    for number, obj in enumerate(objects, start=1):
+    for obj in objects:
         if obj['iscrowd']:
             mask = obj['mask']
         else:
@@ -119,8 +135,7 @@ def coco_like_sample(index, image_size=128, seed=0):
         annotation = dict(category_id=obj['category_id'], iscrowd=obj['iscrowd'])
         annotation['mask' if obj['iscrowd'] else 'polygons'] = mask if obj['iscrowd'] else obj['polygons']
         annotations.append(annotation)
-    canvas += rng.normal(0, 2.5, size=canvas.shape).astype(np.float32)
-    return _to_uint8(canvas), annotations, instance_map
+    return annotations, instance_map
 
 
 def _try_add_coco_object(objects, adds, category_id, convex, height, width, min_visible=0.6):
