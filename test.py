@@ -17,28 +17,18 @@ import argparse
 import json
 import os
 from dataclasses import asdict
-from typing import NamedTuple, Optional
-
-import numpy as np
-import torch
-from joblib import Parallel, delayed
-from tqdm import tqdm
 
 from datasets.errors import InputError
-from datasets.files import LOCK_NAME, atomic_open, claim_folder, releases_claims, remove_files, write_json
+from datasets.files import releases_claims, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
-from datasets.segmentation import SegmentationItem
-from datasets.validate import failure_listing
-from models.backbones import backbone_names, build_backbone, get_backbone
+from models.backbones import backbone_names, get_backbone
 from utils.engine import layout, runtime
-from utils.engine.checkpoint import load_weights
 from utils.engine.distributed import init_distributed
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script, with_values
-from utils.evaluation.logits import compute_logits
-from utils.evaluation.predictions import evaluate_image, predict_image
-from utils.evaluation.scores import box_foreground_scores, gathered_scores, print_scores, report_table, score_masks
+from utils.evaluation.backbone_eval import logits_of_split, predict, score_backbone
+from utils.evaluation.mask_report import masks_record, masks_save_path, score_pseudo_masks
 from utils.evaluation.visualize import write_overlays
 
 DEFAULT_TEST_SIZE = 513
@@ -137,18 +127,6 @@ def logits_present(folder):
     return lambda summary: sum(name.endswith('.npz') for name in os.listdir(folder)) == summary.get('images')
 
 
-def masks_save_path(args):
-    return args.save_path or os.path.dirname(os.path.abspath(args.pred_dir[0]))
-
-
-def masks_record(args, split, gt_dir):
-    """The record of a --type masks report: the masks, ground truth and split it was computed from."""
-    spec, source = data_source(args)
-    inputs = {f'pred_dir {d}': d for d in args.pred_dir}
-    inputs.update(gt_dir=gt_dir, **spec.box_inputs(source, split, args.split_file))
-    return Record(masks_save_path(args), {'split': split}, inputs, name=f'{report_stem(args)}_record.json')
-
-
 def ground_truth(args, spec, source, scratch_dir):
     return spec.ground_truth(source, args.gt_dir, args.type == 'masks', os.path.join(scratch_dir, 'ground_truth'))
 
@@ -159,7 +137,7 @@ def step_done(args):
     spec, source = data_source(args)
     if args.type == 'masks':
         gt_dir = ground_truth(args, spec, source, masks_save_path(args))
-        return masks_record(args, default_split(args), gt_dir).is_done()
+        return masks_record(args, spec, source, default_split(args), gt_dir).is_done()
     if not args.model_path:
         return False
     record = logits_record(args, default_split(args))
@@ -190,14 +168,12 @@ def last_test_run(args):
                        split=record['split'], **unset)
 
 
-class LogitsRun(NamedTuple):
-    """Where a --type test / crf / predict run keeps its outputs, the backbone's entry, and the images whose
-    logits could not be computed ((image_id, reason))."""
-    save_path: str
-    logits_dir: str
-    gt_dir: Optional[str]
-    backbone: object
-    unreadable: list
+def remember_test_run(args, save_path, split):
+    """Record a --type test run as the last one of its model type started from the working directory: what a
+    later --type crf without --model_path reads (last_test_run)."""
+    write_json(layout.last_test_record(args.model_type), {
+        'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split,
+        'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda, 'scales': args.scales, 'flip': args.flip})
 
 
 @releases_claims
@@ -213,8 +189,23 @@ def main(args):
     items = spec.eval_items(source, split, args.split_file)
     ctx = init_distributed(args.cuda)
     if args.type == 'masks':
-        return score_pseudo_masks(args, ctx, spec, source, split, items, class_names)
-    run = logits_of_split(args, ctx, spec, source, split, items, class_names)
+        gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
+        return score_pseudo_masks(args, ctx, spec, source, split, items, class_names, gt_dir)
+    return evaluate_backbone(args, ctx, spec, source, split, items, class_names)
+
+
+def evaluate_backbone(args, ctx, spec, source, split, items, class_names):
+    """--type test, crf and predict: the backbone's logits of every image of the split (those already in the logits
+    folder are kept), their record and, for --type test, the record that a later --type crf without --model_path
+    reads; then the label maps for the evaluation server (predict) or the scores without and with DenseCRF."""
+    precision = Precision(args.amp, ctx.device)
+    ctx.print(precision.describe())
+    record = logits_record(args, split)
+    save_path = os.path.dirname(record.folder)
+    gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
+    run = logits_of_split(args, ctx, precision, record, gt_dir, items, class_names)
+    if args.type == 'test' and ctx.is_main:
+        remember_test_run(args, save_path, split)
     crf_params = asdict(run.backbone.crf_params) if args.type == 'crf' or args.crf else None
     crf_on_padded = args.match_release and run.backbone.pad_to_test_size
     if args.type == 'predict':
@@ -224,145 +215,6 @@ def main(args):
             write_overlays(ctx.shard(items), out_dir, layout.eval_subdir(run.save_path, 'overlays'))
         return out_dir
     return score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on_padded)
-
-
-def logits_of_split(args, ctx, spec, source, split, items, class_names):
-    """The backbone's logits of every image of the split (those already in the logits folder are kept), their
-    record, and for --type test the record that a later --type crf without --model_path reads."""
-    precision = Precision(args.amp, ctx.device)
-    ctx.print(precision.describe())
-    record = logits_record(args, split)
-    save_path, logits_dir = os.path.dirname(record.folder), record.folder
-    gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
-
-    def begin():
-        claim_folder(logits_dir)
-        old = [os.path.join(logits_dir, name) for name in os.listdir(logits_dir) if name != LOCK_NAME]
-        record.begin(bool(old), args.overwrite, what='logits', clear=lambda: remove_files(old + [
-            layout.scores_file(save_path, kind) for kind in ('test', 'crf')]))
-    ctx.on_main(begin)
-    ctx.barrier()
-    backbone = get_backbone(args.model_type)
-    model = build_backbone(args.model_type, len(class_names))
-    load_weights(model, args.model_path, what=f'{args.model_type} backbone ({len(class_names)} classes)')
-    model = precision.prepare_model(model).eval()
-    pad_to = args.test_size if backbone.pad_to_test_size else None
-    # Read in the frame of their ground truth where it exists (an EXIF orientation tag may turn an image).
-    with_labels = [SegmentationItem(*item, os.path.join(gt_dir, f'{item.image_id}.png')) if gt_dir else item
-                   for item in ctx.shard(items)]
-    unreadable, oriented = compute_logits(model, with_labels, logits_dir, pad_to, precision, args.batch_size,
-                                          args.workers, args.writer_threads, progress=ctx.is_main, scales=args.scales,
-                                          flip=args.flip)
-    unreadable = [failure for found in ctx.all_gather_objects(unreadable) for failure in found]
-    oriented = sum(ctx.all_gather_objects(oriented))
-    if oriented:
-        ctx.print(f'{oriented} of the images read carry an EXIF orientation tag: each was read in the pixel frame of '
-                  'its ground truth (the stored one, or turned where only the turned size matches it)')
-    if ctx.is_main:
-        record.write('incomplete' if unreadable else 'done', {'images': len(items), 'failed': dict(unreadable)})
-    if args.type == 'test' and ctx.is_main:
-        write_json(layout.last_test_record(args.model_type), {
-            'model_path': os.path.abspath(args.model_path), 'save_path': os.path.abspath(save_path), 'split': split,
-            'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda, 'scales': args.scales, 'flip': args.flip})
-    return LogitsRun(save_path, logits_dir, gt_dir, backbone, unreadable)
-
-
-def score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on_padded):
-    """The predictions (and, given crf_params, their DenseCRF refinement, in parallel) against the ground truth:
-    scores without and with CRF, written as scores_<type>.json; a non-zero exit names the images not scored."""
-    out_dirs = {kind: layout.eval_subdir(run.save_path, kind) for kind in ('pred', 'crf')}
-    per_image = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
-        delayed(evaluate_image)(image_id, image_path, run.gt_dir, run.logits_dir, out_dirs, len(class_names),
-                                crf_params, crf_on_padded)
-        for image_id, image_path in tqdm(ctx.shard(items), desc='CRF' if crf_params else 'scoring',
-                                         disable=not ctx.is_main))
-    scored = [hists for _, hists in per_image if isinstance(hists, dict)]
-    if args.overlays:
-        done = {image_id for image_id, hists in per_image if isinstance(hists, dict)}
-        write_overlays([item for item in ctx.shard(items) if item.image_id in done],
-                       out_dirs['crf' if crf_params else 'pred'],
-                       layout.eval_subdir(run.save_path, 'overlays'))
-    mine = [(image_id, reason) for image_id, reason in per_image if isinstance(reason, str)]
-    failed = {image_id: reason for found in ctx.all_gather_objects(mine) for image_id, reason in found}
-    # An image that could not be read has no logits: say why it could not be read.
-    failed.update({image_id: f'no logits: {reason}' for image_id, reason in run.unreadable if image_id in failed})
-    results = {'model_path': args.model_path, 'model_type': args.model_type, 'split': split, 'num_images': len(items),
-               'num_scored': len(items) - len(failed), 'failed': failed}
-    confusion = {}
-    for key in ['without CRF'] + (['with CRF'] if crf_params else []):
-        hist = sum((hists[key] for hists in scored), np.zeros((len(class_names),) * 2, np.int64))
-        hist = ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()
-        results[key] = gathered_scores(ctx, hist, class_names, reduce=False)
-        confusion[key] = hist.tolist()
-        if ctx.is_main:
-            print_scores(f'{args.model_type} on {split}, {key}', results[key])
-    results['confusion'] = confusion
-    if ctx.is_main:
-        out = layout.scores_file(run.save_path, args.type)
-        write_json(out, results)
-        print(f'\n{len(items)} images: {len(items) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
-    if failed:
-        raise SystemExit(f'{len(failed)} images could not be scored (the scores cover the others):\n  '
-                         f'{failure_listing(failed)}')
-    return results
-
-
-def score_pseudo_masks(args, ctx, spec, source, split, items, class_names):
-    """--type masks: each folder of --pred_dir against the ground truth, in one table (mIoU, class IoU, pixel
-    accuracy, precision and recall of the foreground inside the boxes). Writes scores_masks_<folder>.json per
-    folder and the report as <report>.json (with the confusion matrices) and <report>.md."""
-    gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
-    record = masks_record(args, split, gt_dir)
-    box_failures = []
-    boxes = {item.image_id: item.boxes for item in
-             spec.box_items(source, split, args.split_file, errors=box_failures)}
-    mine = [(image_id, boxes.get(image_id, [])) for image_id, _ in ctx.shard(items)]
-    rows, results = {}, {'split': split, 'num_images': len(items), 'gt_dir': gt_dir, 'methods': {}}
-    for pred_dir, name in zip(args.pred_dir, report_names(args.pred_dir)):
-        hist, inside = score_masks(pred_dir, gt_dir, tqdm(mine, desc=f'scoring {name}', disable=not ctx.is_main),
-                                   len(class_names))
-        hist = ctx.all_reduce_sum(torch.from_numpy(hist)).numpy()
-        rows[name] = gathered_scores(ctx, hist, class_names)
-        rows[name]['box foreground'] = box_foreground_scores(ctx.all_reduce_sum(torch.from_numpy(inside)))
-        results['methods'][name] = dict(rows[name], pred_dir=pred_dir, confusion=hist.tolist())
-        if ctx.is_main:
-            write_json(layout.mask_scores_file(record.folder, pred_dir),
-                       {'pseudo masks': rows[name], 'pred_dir': pred_dir, 'num_images': len(items),
-                        'confusion': hist.tolist()})
-    if ctx.is_main:
-        table = report_table(rows, class_names)
-        print(f'\npseudo masks vs {gt_dir} ({len(items)} images of {split})\n\n{table}')
-        stem = os.path.join(record.folder, report_stem(args))
-        write_json(f'{stem}.json', results)
-        with atomic_open(f'{stem}.md', 'w') as handle:
-            handle.write(table)
-        record.write('done', {'images': len(items)})
-        print(f'wrote {stem}.json and {stem}.md')
-    return results
-
-
-def predict(args, ctx, items, logits_dir, out_dir, crf_params, crf_on_padded):
-    """--type predict: a palette PNG per image (with --crf, refined by DenseCRF) in the layout of the VOC
-    evaluation server, results/VOC2012/Segmentation/comp6_test_cls/ID.png."""
-    failures = Parallel(n_jobs=args.n_jobs if crf_params else 1)(
-        delayed(predict_image)(image_id, image_path, logits_dir, out_dir, crf_params, crf_on_padded)
-        for image_id, image_path in tqdm(ctx.shard(items), desc='predict', disable=not ctx.is_main))
-    failed = {image_id: reason for found in ctx.all_gather_objects([f for f in failures if f])
-              for image_id, reason in found}
-    ctx.print(f'{len(items)} images: {len(items) - len(failed)} predicted, {len(failed)} failed; wrote {out_dir}')
-    if failed:
-        raise SystemExit(f'{len(failed)} images could not be predicted:\n  {failure_listing(failed)}')
-    return out_dir
-
-
-def report_names(pred_dirs):
-    """The folders' names, or their paths where two share a name."""
-    names = [os.path.basename(os.path.normpath(d)) for d in pred_dirs]
-    return [d if names.count(n) > 1 else n for d, n in zip(pred_dirs, names)]
-
-
-def report_stem(args):
-    return args.report or 'masks_report_' + '+'.join(os.path.basename(os.path.normpath(d)) for d in args.pred_dir)
 
 
 if __name__ == '__main__':

@@ -1,3 +1,4 @@
 """Evaluation of a segmentation backbone and of pseudo masks: logits over a split (logits), per-image label maps
 with and without DenseCRF (predictions), confusion matrices and scores (metric, scores), and figures
-(visualize). test.py drives these; they know no dataset format."""
+(visualize); the runs that test.py drives with them: a backbone's logits, scores and server predictions
+(backbone_eval) and the pseudo-mask report (mask_report). They know no dataset format."""
