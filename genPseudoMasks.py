@@ -1,12 +1,14 @@
-r"""Turn boxes into pseudo masks with a trained LPG generator (or filled boxes, the baseline).
+r"""Turn boxes into pseudo masks with a trained LPG generator (or a baseline: filled boxes, GrabCut, DenseCRF,
+Segment Anything prompted with the boxes).
 
     python genPseudoMasks.py --dataset voc --round 1 --model_path_test LPG_Round1.pth \
         --voc_root_dir VOC2012 --voc_proposals_dir OUT --model_type vgg16
     python genPseudoMasks.py --dataset voc --round 2 --model_path_test LPG_Round2.pth \
         --voc_root_dir VOC2012 --voc_proposals_dir OUT --model_type vgg16 --init_voc_model_path VOC_Round1.pth
 
-Writes `<proposals_dir>/<model_type>_Round<R>/ID.png` (VOC palette); the baselines (`--method box|grabcut|crf`)
-write `<proposals_dir>/<method>/`, and an overlap rule other than the method's default adds `_<rule>`.
+Writes `<proposals_dir>/<model_type>_Round<R>/ID.png` (VOC palette); the baselines
+(`--method box|grabcut|crf|sam`) write `<proposals_dir>/<method>/`, and an overlap rule other than the method's
+default adds `_<rule>`.
 The folder's record.json, written last, names the settings, annotations and checkpoints the masks come from: a
 rerun with the same ones skips the images already written (an interrupted run continues where it stopped), one
 with others is refused unless --overwrite. An image that cannot be read is reported and the others go on; the
@@ -22,7 +24,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.custom import write_target_outputs
-from datasets.errors import InputError
+from datasets.errors import InputError, MissingFile
 from datasets.files import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
@@ -34,7 +36,8 @@ from utils.engine.distributed import init_distributed
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script
-from utils.pseudo_masks import INSTANCES, OVERLAP_RULES, baseline_image, generate_lpg
+from utils.pseudo_masks import INSTANCES, OVERLAP_RULES, baseline_image, generate_lpg, mask_files, output_files
+from utils.sam_masks import SAM_CHECKPOINTS, SAM_MODELS, SAM_OUTPUTS, generate_sam, load_sam, segment_anything
 
 
 def get_args_parser():
@@ -43,13 +46,22 @@ def get_args_parser():
     parser.add_argument('--round', type=int, default=1, help='LPG round; round >= 2 reads the round R-1 backbone')
     parser.add_argument('--method', choices=list(METHODS), default='lpg',
                         help='lpg: the learned generator; baselines: box (filled boxes), grabcut (OpenCV GrabCut from '
-                        'each box), crf (DenseCRF on a unary built from the boxes)')
+                        'each box), crf (DenseCRF on a unary built from the boxes), sam (Segment Anything prompted '
+                        'with each box; needs the segment-anything package and --sam_checkpoint)')
     parser.add_argument('--overlap', choices=OVERLAP_RULES,
                         help='where boxes of several classes claim a pixel: first (the first class keeps it; the '
                         "release's rule and the default of lpg), confidence (the class with the highest foreground "
-                        'probability; lpg and crf), smaller (the smaller box; the default of the baselines). Other '
-                        'than the default, the output folder gets the rule as a suffix')
-    parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the baselines')
+                        'probability; lpg, crf and sam), smaller (the smaller box; the default of the baselines). '
+                        'Other than the default, the output folder gets the rule as a suffix')
+    parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the box, grabcut and crf '
+                        'baselines')
+    parser.add_argument('--sam_checkpoint', help='--method sam: the SAM weights file (e.g. Meta\'s '
+                        f'{SAM_CHECKPOINTS["vit_h"][0]}); nothing is downloaded')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS), default='vit_h',
+                        help='--method sam: the SAM network the checkpoint holds (default %(default)s)')
+    parser.add_argument('--sam_output', choices=SAM_OUTPUTS, default='single',
+                        help="--method sam: each box's mask is SAM's single-mask output (single), or the best of its "
+                        'three multimask outputs by predicted IoU (best) (default %(default)s)')
     parser.add_argument('--model_path_test', help='LPG checkpoint of this round')
     parser.add_argument('--seg_probs', choices=SEG_PROBS, default='backbone',
                         help='round >= 2: where the probability channel comes from: backbone (the method: the '
@@ -124,9 +136,20 @@ def dataset_flags(args) -> DatasetFlags:
     if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or flags.backbone_path):
         raise InputError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
                          f'--method lpg, --round 2 or later, and without --init_{name}_model_path')
-    if args.overlap == 'confidence' and args.method not in ('lpg', 'crf'):
+    if args.overlap == 'confidence' and args.method not in ('lpg', 'crf', 'sam'):
         raise InputError(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
     return flags
+
+
+def check_sam(args):
+    """--method sam: the package and the checkpoint are there, before any work."""
+    if args.method != 'sam':
+        return
+    segment_anything()
+    if not args.sam_checkpoint:
+        raise InputError('--method sam needs --sam_checkpoint (a SAM weights file; nothing is downloaded)')
+    if not os.path.isfile(args.sam_checkpoint):
+        raise MissingFile(f'SAM checkpoint not found: {args.sam_checkpoint}')
 
 
 def overlap_rule(args):
@@ -153,7 +176,7 @@ def load_generators(args, backbone_path, num_classes, precision):
 
 
 # The methods and the overlap rule each uses unless told otherwise.
-METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'smaller'}
+METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'smaller', 'sam': 'smaller'}
 
 # Which flags shape the masks (the completion record holds them: the precision and the device too, since they
 # round differently), and which only change how generation runs. tests/test_records.py fails on a flag that is in
@@ -162,8 +185,8 @@ OUTPUT_FLAGS = frozenset({
     'amp', 'annotations', 'coco_proposals_dir', 'coco_root_dir', 'coco_split', 'coco_test_size', 'cuda',
     'custom_proposals_dir', 'custom_split', 'custom_test_size', 'dataset', 'image_dir', 'init_coco_model_path',
     'init_custom_model_path', 'init_voc_model_path', 'instances', 'max_side', 'method', 'model_path_test',
-    'model_type', 'overlap', 'round', 'seg_probs', 'split_file', 'voc_proposals_dir', 'voc_root_dir', 'voc_split',
-    'voc_test_size'})
+    'model_type', 'overlap', 'round', 'sam_checkpoint', 'sam_model', 'sam_output', 'seg_probs', 'split_file',
+    'voc_proposals_dir', 'voc_root_dir', 'voc_split', 'voc_test_size'})
 RUNTIME_FLAGS = frozenset({'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite', 'n_jobs'})
 
 
@@ -173,6 +196,8 @@ def step_record(args, flags):
     inputs = dict(spec.box_inputs(flags.source, flags.split, args.split_file))
     if args.method == 'lpg':
         inputs.update(lpg=args.model_path_test, backbone=flags.backbone_path if args.round >= 2 else None)
+    if args.method == 'sam':
+        inputs.update(sam=args.sam_checkpoint)
     out_dir = layout.pseudo_mask_dir(flags.proposals_dir, args.method, args.model_type, args.round,
                                      overlap_rule(args) if overlap_rule(args) != METHODS[args.method] else None,
                                      args.seg_probs)
@@ -189,22 +214,9 @@ def masks_done(record):
     return record.is_done(lambda summary: len(mask_files(record.folder)) == summary.get('images'))
 
 
-def mask_files(folder):
-    return [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith('.png')] \
-        if os.path.isdir(folder) else []
-
-
-def output_files(folder):
-    """Everything a generation writes in its folder: the PNGs, and for --dataset custom the class table, the
-    COCO-format json and the per-image instance masks."""
-    extra = [os.path.join(folder, name) for name in ('classes.json', 'pseudo_masks.json')]
-    instances = os.path.join(folder, INSTANCES)
-    extra += [os.path.join(instances, name) for name in os.listdir(instances)] if os.path.isdir(instances) else []
-    return mask_files(folder) + extra
-
-
 @releases_claims
 def main(args):
+    check_sam(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
@@ -261,7 +273,12 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
     """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed, and how
     many of those written carry an EXIF orientation tag.
 
-    The generator: generate_lpg. The baselines: one job per image, --n_jobs in parallel."""
+    The generator: generate_lpg. SAM: generate_sam, an image at a time on the device. The other baselines: one job
+    per image, --n_jobs in parallel."""
+    if args.method == 'sam':
+        predictor = load_sam(args.sam_model, args.sam_checkpoint, precision)
+        return generate_sam(predictor, todo, out_dir, precision, overlap_rule(args), args.sam_output, args.instances,
+                            args.workers, args.writer_threads, progress=ctx.is_main)
     if args.method != 'lpg':
         jobs = Parallel(n_jobs=args.n_jobs)(
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)

@@ -10,6 +10,8 @@ The baselines, each giving the foreground of every box entry of an image:
   likely (BOX_CRF_INSIDE), outside every box the background is.
 They run on the CPU, one image per job (genPseudoMasks.py runs them in parallel over images). The generator
 runs a batch of images at a time (generate_lpg), its forwards batched by models.lpg.generate_foregrounds.
+Segment Anything prompted with the boxes, the fourth baseline, is in utils/sam_masks.py (its package is optional);
+it composes its masks and writes them with the functions here.
 """
 import os
 
@@ -228,6 +230,21 @@ def foregrounds_or_failures(lpg, samples, device, backbone, pair_batch, precisio
         sample = samples[0]
         return [None], [(sample.image_id, f'out of memory at {sample.height}x{sample.width} pixels: pass '
                          '--max_side (e.g. 1024) to generate large images downscaled, or a smaller --batch_size')]
+
+
+def mask_files(folder):
+    """The PNGs of a pseudo-mask folder."""
+    return [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith('.png')] \
+        if os.path.isdir(folder) else []
+
+
+def output_files(folder):
+    """Everything a generation writes in its folder: the PNGs, and for --dataset custom the class table, the
+    COCO-format json and the per-image instance masks."""
+    extra = [os.path.join(folder, name) for name in ('classes.json', 'pseudo_masks.json')]
+    instances = os.path.join(folder, INSTANCES)
+    extra += [os.path.join(instances, name) for name in os.listdir(instances)] if os.path.isdir(instances) else []
+    return mask_files(folder) + extra
 
 
 def write_outputs(write, out_dir, image_id, label, instance_masks=None):
