@@ -5,17 +5,26 @@
   pycocotools rasterises an axis-aligned polygon with integer corners (x0, y0)-(x1, y1) to columns
   x0..x1-1 and rows y0..y1-1, so rectangle polygons give exact expected masks.
 - VOC XML writing (`voc_xml`, `write`).
+- `parse`: a script's flags parsed as its command line parses them; `voc_root`: a small generated VOC dataset
+  (modules that need another one define their own `voc_root`).
+- The fault suite's data (tests/test_faults_*.py; its helpers are in tests/faults.py): `data`, a copy per test of
+  small generated COCO (parsed) and VOC datasets, and `lpg_path`, a randomly initialised round-1 generator.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from datasets.synthetic import make_demo_data, make_voc_like
+from models import LPGNet
+from utils.engine.checkpoint import save_checkpoint
 from utils.engine.runtime import run_script
 from utils.parseCOCO import parse_coco
 
@@ -168,3 +177,33 @@ def coco_root(tmp_path):
         image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
         cv2.imwrite(str(tmp_path / 'train2017' / f'{image_id:012d}.jpg'), image)
     return str(tmp_path)
+
+
+def parse(script, *flags):
+    return script.get_args_parser().parse_args([str(flag) for flag in flags])
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    return make_voc_like(str(tmp_path_factory.mktemp('voc')), num_train=4, num_val=2, image_size=64, seed=5)
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+    """Small generated COCO (parsed) and VOC datasets, copied per test by `data`."""
+    root = tmp_path_factory.mktemp('faults')
+    coco, voc = make_demo_data(str(root / 'data'), num_coco=12, num_voc_train=6, num_voc_val=3, image_size=64, seed=4)
+    parse_coco(coco)
+    return root / 'data'
+
+
+@pytest.fixture
+def data(source, tmp_path):
+    shutil.copytree(source, tmp_path / 'data')
+    return dict(coco=str(tmp_path / 'data' / 'coco'), voc=str(tmp_path / 'data' / 'VOCdevkit' / 'VOC2012'))
+
+
+@pytest.fixture
+def lpg_path(tmp_path):
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path / 'LPG_Round1.pth', **LPGNet(in_channels=4).state_dict()))
