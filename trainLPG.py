@@ -39,8 +39,7 @@ from models.lpg import (
     SEG_PROBS,
     LPGNet,
     UniformProbabilities,
-    backbone_probs,
-    class_channel,
+    frozen_class_probs,
     lpg_in_channels,
     lpg_input,
     widen_to_five_channels,
@@ -63,8 +62,6 @@ OUTPUT_FLAGS = frozenset({
     'exclude_categories', 'image_dir', 'init_lpg_model_path', 'init_seg_model_path', 'labels_dir', 'lr',
     'match_release', 'max_images', 'num_update_lr', 'round', 'seed', 'seg_model_type', 'seg_probs', 'weight_decay'})
 RUNTIME_FLAGS = TRAINING_RUNTIME_FLAGS | {'num_max_iterations', 'model_save_path'}
-
-BACKBONE_CHUNK = 8  # samples per forward of the frozen backbone (its full-resolution probabilities are large)
 
 
 def get_args_parser():
@@ -206,16 +203,6 @@ def build_models(args, ctx, precision):
     for param in backbone.parameters():
         param.requires_grad_(False)
     return lpg, backbone
-
-
-def frozen_class_probs(backbone, images, class_ids, precision):
-    """Each sample's probability channel of its class, from no-grad forwards of the frozen backbone in the
-    inference memory format, BACKBONE_CHUNK samples at a time: the full-resolution probabilities of every
-    class then exist for one chunk only (61 x 512 x 512 floats per sample), not for the whole batch."""
-    images = precision.frozen.prepare_input(images)
-    with torch.no_grad():
-        return torch.cat([class_channel(backbone_probs(backbone, chunk), ids).contiguous()
-                          for chunk, ids in zip(images.split(BACKBONE_CHUNK), class_ids.split(BACKBONE_CHUNK))])
 
 
 def train_step(lpg, backbone, batch, precision):

@@ -122,6 +122,20 @@ def class_channel(probs: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
     return probs.gather(1, index)
 
 
+BACKBONE_CHUNK = 8  # samples per forward of the frozen backbone (its full-resolution probabilities are large)
+
+
+def frozen_class_probs(backbone: nn.Module, images: torch.Tensor, class_ids: torch.Tensor, precision) -> torch.Tensor:
+    """Each sample's probability channel of its class, as the generator reads it in training: from no-grad forwards
+    of the frozen backbone in the inference memory format (`precision.frozen`, of utils.engine.precision.Precision),
+    BACKBONE_CHUNK samples at a time: the full-resolution probabilities of every class then exist for one chunk
+    only (61 x 512 x 512 floats per sample), not for the whole batch."""
+    images = precision.frozen.prepare_input(images)
+    with torch.no_grad():
+        return torch.cat([class_channel(backbone_probs(backbone, chunk), ids).contiguous()
+                          for chunk, ids in zip(images.split(BACKBONE_CHUNK), class_ids.split(BACKBONE_CHUNK))])
+
+
 def pairs_foreground(lpg: nn.Module, images: torch.Tensor, owners: torch.Tensor, box_masks: torch.Tensor,
                      seg_probs: Optional[torch.Tensor] = None, max_batch: int = 16,
                      autocast: Callable = contextlib.nullcontext, with_scores: bool = False):
