@@ -5,7 +5,7 @@ A leaf of the data package: it knows no dataset format. Items (BoxItem) come fro
 [(class_id, x1, y1, x2, y2), ...]).
 """
 import math
-from typing import NamedTuple, Optional
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -51,18 +51,18 @@ class BoxImage(NamedTuple):
 LPG_SIZE_MULTIPLE = 128
 
 
-def pad_size(height, width, test_size):
+def pad_size(height: int, width: int, test_size: int) -> tuple[int, int]:
     """Padded (H, W): each side is test_size if it fits, else rounded up to a multiple of 128.
 
     The image is only ever padded, never cropped or scaled, so no box content is lost."""
-    def side(length):
+    def side(length: int) -> int:
         if length <= test_size:
             return test_size
         return int(math.ceil(length / LPG_SIZE_MULTIPLE)) * LPG_SIZE_MULTIPLE
     return side(height), side(width)
 
 
-def box_mask(boxes, height, width):
+def box_mask(boxes: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
     """uint8 HxW union of boxes (x1, y1, x2, y2): rows int(y1)..int(y2), columns int(x1)..int(x2), inclusive.
 
     Coordinates are clipped to the array (COCO's x1 + w can reach the image width)."""
@@ -75,12 +75,13 @@ def box_mask(boxes, height, width):
     return mask
 
 
-def classes_in_order(boxes):
+def classes_in_order(boxes: Iterable[Sequence[float]]) -> list[int]:
     """Class ids of [(class_id, x1, y1, x2, y2)] in order of first appearance."""
     return list(dict.fromkeys(int(box[0]) for box in boxes))
 
 
-def box_entries(boxes, per_box=False):
+def box_entries(boxes: Sequence[Sequence[float]],
+                per_box: bool = False) -> tuple[list[int], list[list[tuple[float, ...]]]]:
     """What a mask is made for: one entry per class in order of first appearance, with all its boxes, or with
     per_box one entry per box. Returns (class ids, [[(x1, y1, x2, y2), ...] per entry])."""
     if per_box:  # touching objects of one class stay apart
@@ -97,16 +98,17 @@ class BoxImageDataset(Dataset):
     Returns a BoxImage (entries: one per class in order of first appearance, or with per_box one per box in
     order), or an UnreadableImage for an image that cannot be read or whose size contradicts its annotation."""
 
-    def __init__(self, items, test_size, per_box=False, max_side=None):
+    def __init__(self, items: Iterable[BoxItem | tuple], test_size: int, per_box: bool = False,
+                 max_side: Optional[int] = None):
         self.items = [BoxItem(*item) for item in items]
         self.test_size = int(test_size)
         self.per_box = per_box
         self.max_side = max_side
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> BoxImage | UnreadableImage:
         image_id, image_path, boxes, frame = self.items[index]
         try:
             image, orientation = decode_image(image_path, frame)
@@ -128,7 +130,8 @@ class BoxImageDataset(Dataset):
                         entries, height, width, image_id, orientation, *downscaled_from)
 
 
-def downscaled(image, entries, max_side):
+def downscaled(image: np.ndarray, entries: list[list[tuple[float, ...]]],
+               max_side: Optional[int]) -> tuple[np.ndarray, list[list[tuple[float, ...]]]]:
     """The image and its entries' boxes scaled down so that the longer side is max_side (area interpolation),
     or as they are when it is not longer (or max_side is None)."""
     height, width = image.shape[:2]
@@ -141,7 +144,8 @@ def downscaled(image, entries, max_side):
     return image, entries
 
 
-def restore_size(sample, foreground, scores=None):
+def restore_size(sample: BoxImage, foreground: torch.Tensor,
+                 scores: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor], list]:
     """The (K, h, w) bool entry masks of a sample (and their scores), brought back from a downscaled sample to
     the image's own size with nearest resizing and kept inside each entry's own boxes there. Returns
     (foreground, scores, the entries' boxes at that size); a sample that was not downscaled as it is."""
@@ -155,6 +159,6 @@ def restore_size(sample, foreground, scores=None):
     return foreground, None if scores is None else nearest(scores), boxes
 
 
-def collate_boxes(batch):
+def collate_boxes(batch: Iterable[BoxImage | UnreadableImage]) -> list[BoxImage | UnreadableImage]:
     """Identity collate: images differ in size, so a DataLoader hands back the list of samples."""
     return list(batch)

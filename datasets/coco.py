@@ -4,6 +4,7 @@ The files utils/parseCOCO.py writes (box json, bbox60/seg60 PNGs), the LPG train
 lists of the segmentation and box datasets."""
 import json
 import os
+from typing import Callable, Iterable, Optional, Sequence
 
 from .boxes import BoxItem
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
@@ -14,7 +15,7 @@ from .segmentation import SegmentationItem
 from .voc import read_split
 
 
-def coco_image_id(image_id):
+def coco_image_id(image_id: int | str) -> str:
     """COCO image id (int or string) -> the 12-digit zero-padded file name stem."""
     try:
         return f'{int(image_id):012d}'
@@ -22,7 +23,7 @@ def coco_image_id(image_id):
         raise InputError(f'not a COCO image id: {image_id!r}') from None
 
 
-def read_coco_ids(path):
+def read_coco_ids(path: str) -> list[str]:
     """A split file of COCO image ids: numbers (139 or 000000000139), one per line, read as read_split reads a
     VOC one. A line that is not a number is refused, naming the file and the line."""
     ids = read_split(path)
@@ -35,19 +36,19 @@ def read_coco_ids(path):
     return ids
 
 
-def bbox_annos_path(coco_root, split='train2017'):
+def bbox_annos_path(coco_root: str, split: str = 'train2017') -> str:
     return os.path.join(coco_root, 'annotations', f'coco_{split}_bbox_annos.json')
 
 
-def seg60_dir(coco_root, split='train2017'):
+def seg60_dir(coco_root: str, split: str = 'train2017') -> str:
     return os.path.join(coco_root, f'{split}_seg60')
 
 
-def bbox60_dir(coco_root, split='train2017'):
+def bbox60_dir(coco_root: str, split: str = 'train2017') -> str:
     return os.path.join(coco_root, f'{split}_bbox60')
 
 
-def load_bbox_annos(coco_root, split='train2017'):
+def load_bbox_annos(coco_root: str, split: str = 'train2017') -> dict[str, list[list[float]]]:
     """Read annotations/coco_<split>_bbox_annos.json: {image id string: [[x1, y1, x2, y2, cat_id], ...]}."""
     path = bbox_annos_path(coco_root, split)
     if not os.path.isfile(path):
@@ -70,7 +71,7 @@ def load_bbox_annos(coco_root, split='train2017'):
     return annotations
 
 
-def non_voc_boxes(boxes):
+def non_voc_boxes(boxes: Iterable[Sequence[float]]) -> list[tuple[int, float, float, float, float]]:
     """[[x1, y1, x2, y2, coco_cat]] -> [(class60, x1, y1, x2, y2)] for the non-VOC categories, in order."""
     return [(COCO_ID_TO_60[int(cat)], x1, y1, x2, y2) for x1, y1, x2, y2, cat in boxes
             if int(cat) not in COCO_VOC_IDS]
@@ -80,8 +81,9 @@ class COCO60LPGDataset(LPGSampleDataset):
     """LPG training samples of COCO-60 (see LPGSampleDataset): the images with a <split>_seg60/ID12.png, in
     the order of the bbox json, their non-VOC boxes with classes 1..60."""
 
-    def __init__(self, coco_root, split='train2017', crop_size=512, scales=(0.5, 0.75, 1.0, 1.25, 1.5),
-                 flip=True, max_images=None, seed=0, round_size=round):
+    def __init__(self, coco_root: str, split: str = 'train2017', crop_size: int = 512,
+                 scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), flip: bool = True,
+                 max_images: Optional[int] = None, seed: Optional[int] = 0, round_size: Callable[[float], int] = round):
         self.coco_root, self.split = coco_root, split
         mask_dir = seg60_dir(coco_root, split)
         if not os.path.isdir(mask_dir):
@@ -95,7 +97,8 @@ class COCO60LPGDataset(LPGSampleDataset):
                          shown={name: str(int(name)) for name in boxes})
 
 
-def coco_items(coco_root, ids, label_dir, split='train2017'):
+def coco_items(coco_root: str, ids: Iterable[int | str], label_dir: str,
+               split: str = 'train2017') -> list[SegmentationItem]:
     """Items for SegmentationDataset: <split>/ID12.jpg with <label_dir>/ID12.png (label_dir absolute or under
     coco_root)."""
     directory = folder_in_root(coco_root, label_dir)
@@ -107,7 +110,8 @@ def coco_items(coco_root, ids, label_dir, split='train2017'):
     return items
 
 
-def coco_box_items(coco_root, split='train2017', ids=None, errors=None):
+def coco_box_items(coco_root: str, split: str = 'train2017', ids: Optional[Iterable[int | str]] = None,
+                   errors: Optional[list[tuple[str, str]]] = None) -> list[BoxItem]:
     """BoxImageDataset items for COCO-60 from the parseCOCO bbox json: non-VOC boxes only, classes 1..60.
 
     image_id is the 12-digit name; images without a non-VOC box are skipped. ids (ints or digit strings)

@@ -4,6 +4,7 @@ Used by utils/parseCOCO.py for COCO-60 and by datasets/custom.py for any COCO-fo
 import json
 import os
 import warnings
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -15,10 +16,11 @@ class Instances:
     """A checked instances json. images: {image id: {'height', 'width', 'file_name'}} in file order;
     annotations: the annotation dicts in file order; categories: [(id, name)] in file order."""
 
-    def __init__(self, path, images, annotations, categories):
+    def __init__(self, path: str, images: dict[int, dict], annotations: list[dict],
+                 categories: list[tuple[int, str]]):
         self.path, self.images, self.annotations, self.categories = path, images, annotations, categories
 
-    def by_image(self):
+    def by_image(self) -> dict[int, list[dict]]:
         """{image id: [its annotations]} for the images that have annotations, in the order of "images"."""
         per_image = {image_id: [] for image_id in self.images}
         for annotation in self.annotations:
@@ -26,7 +28,8 @@ class Instances:
         return {image_id: anns for image_id, anns in per_image.items() if anns}
 
 
-def load_instances(path, known_categories=None, need_segmentation=True):
+def load_instances(path: str, known_categories: Optional[Iterable[int]] = None,
+                   need_segmentation: bool = True) -> Instances:
     """Read and check a COCO instances json; every problem names the file and the entry.
 
     known_categories: the category ids allowed (e.g. the 80 of MS-COCO); by default those of the file's own
@@ -79,13 +82,13 @@ def load_instances(path, known_categories=None, need_segmentation=True):
     return Instances(path, images, instances['annotations'], categories)
 
 
-def box_corners(annotation):
+def box_corners(annotation: Mapping) -> tuple[float, float, float, float]:
     """[x, y, w, h] -> (x1, y1, x1 + w, y1 + h), as the release's box json stores it."""
     x, y, w, h = annotation['bbox']
     return x, y, x + w, y + h
 
 
-def annotation_mask(segmentation, height, width):
+def annotation_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
     """uint8 HxW mask of one annotation, decoded as pycocotools' COCO.annToMask does.
 
     Polygons are rasterised at the image's height/width from the "images" entry; crowd RLE
@@ -104,7 +107,7 @@ def annotation_mask(segmentation, height, width):
         return mask_utils.decode(rle)
 
 
-def bbox_label(boxes, height, width):
+def bbox_label(boxes: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
     """Each (class, x1, y1, x2, y2) box filled with its class, rows int(y1)..int(y2) and columns
     int(x1)..int(x2) inclusive, later boxes overwriting earlier ones."""
     label = np.zeros((height, width), np.uint8)
@@ -117,7 +120,8 @@ def bbox_label(boxes, height, width):
     return label
 
 
-def semantic_label(annotations, height, width, class_of, where):
+def semantic_label(annotations: Sequence[Mapping], height: int, width: int, class_of: Mapping[int, int],
+                   where: str) -> np.ndarray:
     """Per category in order of first appearance, all its masks painted with class_of[category];
     later categories overwrite earlier ones (the release's rule for COCO-60)."""
     label = np.zeros((height, width), np.uint8)

@@ -7,12 +7,13 @@ and extension), which must be unique; pseudo masks and labels are `<name>.png`.
 """
 import json
 import os
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .boxes import BoxItem
-from .coco_json import box_corners, load_instances, semantic_label
+from .coco_json import Instances, box_corners, load_instances, semantic_label
 from .errors import InputError, MissingFile
 from .files import write_json
 from .io import ImageFrame, read_label, save_palette_png
@@ -20,7 +21,7 @@ from .lpg_samples import LPGSampleDataset
 from .segmentation import EvalItem, SegmentationItem
 
 
-def image_names(instances):
+def image_names(instances: Instances) -> dict[int, str]:
     """{image id: name}, the name being the file name without folder and extension (the id without a file
     name). Names must be unique and file names may not leave the image folder."""
     names, seen = {}, {}
@@ -37,23 +38,23 @@ def image_names(instances):
     return names
 
 
-def image_path(image_dir, instances, image_id):
+def image_path(image_dir: str, instances: Instances, image_id: int) -> str:
     image = instances.images[image_id]
     return os.path.join(image_dir, image['file_name'] or f'{image_id}.jpg')
 
 
-def declared_frame(instances, image_id):
+def declared_frame(instances: Instances, image_id: int) -> ImageFrame:
     """The ImageFrame of an image's width and height in the json."""
     image = instances.images[image_id]
     return ImageFrame(image['height'], image['width'], f'its size in {instances.path} (image {image_id})')
 
 
-def target_classes(instances):
+def target_classes(instances: Instances) -> list[tuple[int, str]]:
     """[(category id, name)] of a target dataset, by ascending id: classes 1..K."""
     return sorted(instances.categories)
 
 
-def auxiliary_classes(instances, exclude_names):
+def auxiliary_classes(instances: Instances, exclude_names: Optional[Sequence[str]]) -> list[tuple[int, str]]:
     """[(category id, name)] of an auxiliary set, by ascending id, without the excluded names (which the file
     must have)."""
     names = {name for _, name in instances.categories}
@@ -64,14 +65,14 @@ def auxiliary_classes(instances, exclude_names):
     return [(cat_id, name) for cat_id, name in sorted(instances.categories) if name not in set(exclude_names or [])]
 
 
-def class_table(classes):
+def class_table(classes: Sequence[tuple[int, str]]) -> dict[str, dict]:
     """classes.json: class index -> category id and name (0 = background)."""
     return {'0': {'id': None, 'name': 'background'},
             **{str(index): {'id': cat_id, 'name': name} for index, (cat_id, name) in enumerate(classes, 1)}}
 
 
 # ---------------------------------------------------------------------------------------------- target side
-def box_items(annotations, image_dir, errors=None):
+def box_items(annotations: str, image_dir: str, errors: Optional[list[tuple[str, str]]] = None) -> list[BoxItem]:
     """BoxItems: (name, image path, [(class, x1, y1, x2, y2)], boxes in annotation order, the frame of the
     image's width and height) for every image with boxes. A box without area makes its image fail: with an
     errors list it is collected there as (name, message naming the file and the annotation), otherwise it
@@ -95,7 +96,7 @@ def box_items(annotations, image_dir, errors=None):
     return items
 
 
-def write_target_outputs(annotations, out_dir, instances_dir=None):
+def write_target_outputs(annotations: str, out_dir: str, instances_dir: Optional[str] = None) -> str:
     """classes.json and pseudo_masks.json (COCO format, masks as RLE) beside the PNGs in out_dir.
 
     Semantic (default): one annotation per (image, class) of each PNG. With instances_dir, one annotation per
@@ -130,7 +131,8 @@ def write_target_outputs(annotations, out_dir, instances_dir=None):
     return path
 
 
-def rle_annotation(annotation_id, image_id, category_id, mask, **extra):
+def rle_annotation(annotation_id: int, image_id: Optional[int], category_id: Optional[int], mask: np.ndarray,
+                   **extra: object) -> dict:
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
     return {'id': annotation_id, 'image_id': image_id, 'category_id': category_id, 'iscrowd': 0,
@@ -138,7 +140,8 @@ def rle_annotation(annotation_id, image_id, category_id, mask, **extra):
             'segmentation': {'size': rle['size'], 'counts': rle['counts'].decode('ascii')}, **extra}
 
 
-def segmentation_items(annotations, image_dir, label_dir, ids_file=None):
+def segmentation_items(annotations: str, image_dir: str, label_dir: str,
+                       ids_file: Optional[str] = None) -> list[SegmentationItem]:
     """SegmentationDataset items: (name, image path, <label_dir>/<name>.png) for the images that have a label
     PNG there (pseudo masks exist for images with boxes), or for the names of ids_file."""
     instances = load_instances(annotations, need_segmentation=False)
@@ -154,7 +157,7 @@ def segmentation_items(annotations, image_dir, label_dir, ids_file=None):
             for i in chosen]
 
 
-def eval_items(annotations, image_dir, ids_file=None):
+def eval_items(annotations: str, image_dir: str, ids_file: Optional[str] = None) -> list[EvalItem]:
     """(name, image path) of the images to evaluate: those of ids_file, or all the file lists."""
     instances = load_instances(annotations, need_segmentation=False)
     names = image_names(instances)
@@ -165,7 +168,7 @@ def eval_items(annotations, image_dir, ids_file=None):
     return [EvalItem(name, image_path(image_dir, instances, i)) for i, name in names.items()]
 
 
-def write_ground_truth(annotations, out_dir):
+def write_ground_truth(annotations: str, out_dir: str) -> str:
     """The file's masks as palette PNGs of class indices 1..K (0 = background, categories in order of first
     appearance overwrite earlier ones), one per image, in out_dir; for test.py to score against. Raises a
     ValueError when the file has no masks."""
@@ -185,7 +188,7 @@ def write_ground_truth(annotations, out_dir):
     return out_dir
 
 
-def target_class_names(annotations):
+def target_class_names(annotations: str) -> tuple[str, ...]:
     return ('background',) + tuple(name for _, name in target_classes(load_instances(annotations,
                                                                                      need_segmentation=False)))
 
@@ -197,12 +200,13 @@ class CustomLabels:
     {'annotations': the source json, 'classes': classes.json's table, 'images': {name: file_name},
      'boxes': {name: [[x1, y1, x2, y2, class], ...]}} for the kept categories."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str):
         self.folder = folder
         self.box_dir, self.mask_dir = os.path.join(folder, 'box'), os.path.join(folder, 'seg')
         self.boxes_path = os.path.join(folder, 'boxes.json')
 
-    def box_file_content(self, instances, classes, names, per_image):
+    def box_file_content(self, instances: Instances, classes: Sequence[tuple[int, str]], names: Mapping[int, str],
+                         per_image: Mapping[int, list[dict]]) -> dict:
         class_of = {cat_id: index for index, (cat_id, _) in enumerate(classes, 1)}
         boxes = {names[image_id]: [[*box_corners(a), class_of[a['category_id']]] for a in anns
                                    if a['category_id'] in class_of] for image_id, anns in per_image.items()}
@@ -210,16 +214,16 @@ class CustomLabels:
                 'images': {names[i]: instances.images[i]['file_name'] for i in per_image},
                 'boxes': {name: image_boxes for name, image_boxes in boxes.items() if image_boxes}}
 
-    def load(self):
+    def load(self) -> dict:
         if not os.path.isfile(self.boxes_path):
             raise MissingFile(f'auxiliary labels not found: {self.boxes_path}')
         with open(self.boxes_path) as handle:
             return json.load(handle)
 
-    def num_classes(self):
+    def num_classes(self) -> int:
         return len(self.load()['classes'])
 
-    def dataset(self, image_dir, **options):
+    def dataset(self, image_dir: str, **options: Any) -> LPGSampleDataset:
         """The LPG training samples of these labels (see LPGSampleDataset)."""
         content = self.load()
         boxes = {name: [(int(c), x1, y1, x2, y2) for x1, y1, x2, y2, c in image_boxes]

@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Callable, Collection, Iterable, Iterator, Optional, ParamSpec, TypeVar
 
 from .errors import MissingFile
 
@@ -22,7 +23,7 @@ from .errors import MissingFile
 _TEMPORARY = re.compile(r'^\..+\.[0-9a-f]{32}\.tmp$')
 
 
-def disk_full(error, directory):
+def disk_full(error: Optional[BaseException], directory: str) -> bool:
     """Whether `error` (or what caused it) is a full disk. torch.save reports a failed write as a RuntimeError
     ('unexpected pos ...'), so a write error with no space left in `directory` counts too."""
     while error is not None:
@@ -35,7 +36,7 @@ def disk_full(error, directory):
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode='wb'):
+def atomic_open(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
     """Open a temporary file beside `path` (parent folders created); on success it replaces `path`.
 
     mode is 'wb' or 'w'. The temporary file is created with open(..., 'x'), not mkstemp, so the result
@@ -61,13 +62,13 @@ def atomic_open(path, mode='wb'):
         raise
 
 
-def remove_files(paths):
+def remove_files(paths: Iterable[str]) -> None:
     for path in paths:
         if os.path.exists(path):
             os.remove(path)
 
 
-def replace_link(path):
+def replace_link(path: str) -> None:
     """Remove `path` if it is a symbolic link, so that what is written there next is a file of its own, never
     the file the link points to (atomic writes replace a link by themselves)."""
     if os.path.islink(path):
@@ -78,7 +79,7 @@ LOCK_NAME = '.lpg.lock'
 _HELD_LOCKS = {}  # folder -> the open lock file of a folder this process claimed
 
 
-def claim_folder(folder):
+def claim_folder(folder: str) -> int:
     """Claim an output folder for this run, then delete the temporary files that a killed earlier run left there
     (returns how many). A folder that a live run holds is refused, naming its process id, so that two runs
     never write (or clean up) one folder; the lock of a killed run is free again, since the OS releases a
@@ -117,7 +118,7 @@ def claim_folder(folder):
     return remove_stale_temporaries(folder)
 
 
-def release_folders(keep=()):
+def release_folders(keep: Collection[str] = ()) -> None:
     """Give back the folders this process claimed, but those in `keep` (their lock files are removed)."""
     for folder in [folder for folder in _HELD_LOCKS if folder not in keep]:
         handle = _HELD_LOCKS.pop(folder)
@@ -126,11 +127,16 @@ def release_folders(keep=()):
         handle.close()
 
 
-def releases_claims(function):
+# The arguments and result of a job that releases_claims wraps: the wrapper keeps its signature.
+_Params = ParamSpec('_Params')
+_Result = TypeVar('_Result')
+
+
+def releases_claims(function: Callable[_Params, _Result]) -> Callable[_Params, _Result]:
     """Decorator of a job (a script's main, a labelling run): the folders it claims are given back when it
     returns or raises, so a finished job leaves no lock behind, even when called from Python."""
     @functools.wraps(function)
-    def job(*args, **kwargs):
+    def job(*args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
         held = set(_HELD_LOCKS)
         try:
             return function(*args, **kwargs)
@@ -139,7 +145,7 @@ def releases_claims(function):
     return job
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder: str) -> int:
     """Delete the temporary files that writes killed mid-way left in `folder`; returns how many."""
     if not os.path.isdir(folder):
         return 0
@@ -149,13 +155,13 @@ def remove_stale_temporaries(folder):
     return len(stale)
 
 
-def write_json(path, data, indent=2):
+def write_json(path: str | os.PathLike, data: object, indent: Optional[int] = 2) -> None:
     """Write `data` as JSON to `path` atomically."""
     with atomic_open(path, 'w') as handle:
         json.dump(data, handle, indent=indent)
 
 
-def folder_in_root(root, folder):
+def folder_in_root(root: str, folder: str) -> str:
     """`folder` if absolute, else `root/folder`; it must exist."""
     directory = folder if os.path.isabs(folder) else os.path.join(root, folder)
     if not os.path.isdir(directory):
@@ -169,25 +175,25 @@ class BackgroundWriter:
     At most `4 * threads` writes wait at a time (a full queue makes submit wait for the oldest); a failed
     write raises in the caller at the next submit or at close. Use as a context manager."""
 
-    def __init__(self, threads=4):
+    def __init__(self, threads: int = 4):
         self.threads = max(1, int(threads))
         self.pool = ThreadPoolExecutor(self.threads)
         self.pending = deque()
 
-    def submit(self, write, *args):
+    def submit(self, write: Callable[..., object], *args: object) -> None:
         self.pending.append(self.pool.submit(write, *args))
         while len(self.pending) > 4 * self.threads or (self.pending and self.pending[0].done()):
             self.pending.popleft().result()
 
-    def close(self):
+    def close(self) -> None:
         try:
             while self.pending:
                 self.pending.popleft().result()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self):
+    def __enter__(self) -> 'BackgroundWriter':
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

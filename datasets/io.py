@@ -3,7 +3,7 @@ written atomically (through datasets.files).
 """
 import io
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ _TRANSPOSING = {5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
 _ORIENTATION_TAG = 0x0112
 
 
-def orientation_tag(data):
+def orientation_tag(data: bytes) -> int:
     """The EXIF orientation tag (1..8) of an encoded image; 1 when it has none or its EXIF cannot be read."""
     try:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
@@ -50,7 +50,7 @@ def orientation_tag(data):
     return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
 
 
-def decode_image(path, frame=None):
+def decode_image(path: str, frame: Optional[ImageFrame] = None) -> DecodedImage:
     """Image file -> DecodedImage: float32 HxWx3 BGR (not mean-subtracted) in the pixel frame its annotation
     declares, and its orientation tag.
 
@@ -87,13 +87,13 @@ def decode_image(path, frame=None):
     return DecodedImage(image.astype(np.float32), orientation)
 
 
-def read_image_bgr(path, frame=None):
+def read_image_bgr(path: str, frame: Optional[ImageFrame] = None) -> np.ndarray:
     """Image file -> float32 HxWx3 BGR array (not mean-subtracted), in the frame `frame` declares (see
     decode_image)."""
     return decode_image(path, frame).image
 
 
-def label_frame(path):
+def label_frame(path: str) -> ImageFrame:
     """The ImageFrame a label PNG declares for its image: its own size (read from the header)."""
     try:
         with Image.open(path) as label_image:
@@ -103,7 +103,7 @@ def label_frame(path):
     return ImageFrame(height, width, f'its label {path}')
 
 
-def read_label(path):
+def read_label(path: str) -> np.ndarray:
     """Single-channel label PNG -> HxW array of its index values (uint8 for 'P'/'L' PNGs).
 
     Palette PNGs are read as their indices, never as colours."""
@@ -139,25 +139,25 @@ def _as_uint8_label(label, path):
     return label
 
 
-def save_palette_png(path, label):
+def save_palette_png(path: str, label: np.ndarray) -> None:
     """Write an HxW label as a 'P'-mode PNG with the VOC palette (tmp file + os.replace)."""
     label_image = Image.fromarray(_as_uint8_label(label, path))  # uint8 HxW -> 'L'
     label_image.putpalette(VOC_PALETTE)  # turns the 'L' image into 'P', keeping the indices
     _save_png_atomic(path, label_image)
 
 
-def save_gray_png(path, label):
+def save_gray_png(path: str, label: np.ndarray) -> None:
     """Write an HxW uint8 label as an 8-bit 'L'-mode PNG (tmp file + os.replace)."""
     _save_png_atomic(path, Image.fromarray(_as_uint8_label(label, path)))  # uint8 HxW -> 'L'
 
 
-def to_tensor_image(image_bgr):
+def to_tensor_image(image_bgr: np.ndarray) -> torch.Tensor:
     """HxWx3 BGR float image -> 3xHxW float tensor minus MEAN_BGR (the released checkpoints' input)."""
     image = np.asarray(image_bgr, dtype=np.float32) - MEAN_BGR
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def chw_tensor(image_mean_subtracted):
+def chw_tensor(image_mean_subtracted: np.ndarray) -> torch.Tensor:
     """HxWx3 image that is already mean-subtracted -> 3xHxW float tensor."""
     image = np.asarray(image_mean_subtracted, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))

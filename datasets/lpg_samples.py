@@ -3,7 +3,7 @@
 A leaf of the data package: `datasets.coco.COCO60LPGDataset` (COCO-60) and `datasets.custom` (any
 COCO-format mask dataset) build it from their label files."""
 import os
-from typing import NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -46,8 +46,11 @@ class LPGSampleDataset(Dataset):
     Returns an LPGSample.
     """
 
-    def __init__(self, image_paths, boxes, mask_dir, num_classes, source, what, crop_size=512,
-                 scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, max_images=None, seed=0, round_size=round, shown=None):
+    def __init__(self, image_paths: Mapping[str, str], boxes: Mapping[str, Sequence[Sequence[float]]], mask_dir: str,
+                 num_classes: int, source: str, what: str, crop_size: int = 512,
+                 scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), flip: bool = True,
+                 max_images: Optional[int] = None, seed: Optional[int] = 0, round_size: Callable[[float], int] = round,
+                 shown: Optional[Mapping[str, str]] = None):
         if crop_size % LPG_OUTPUT_STRIDE:
             raise InputError(f'crop_size must be a multiple of {LPG_OUTPUT_STRIDE}, got {crop_size}')
         self.crop_size, self.mask_dir, self.num_classes = int(crop_size), mask_dir, num_classes
@@ -66,16 +69,16 @@ class LPGSampleDataset(Dataset):
         # Target and box mask rescaled with cv2.INTER_NEAREST, as the release's COCO LPG dataset does.
         self.augment = ScalePadCropFlip(crop_size, nearest_top_left, scales, flip, seed=seed, round_size=round_size)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.samples)
 
-    def num_images(self):
+    def num_images(self) -> int:
         return len(self.boxes)
 
-    def mask_path(self, name):
+    def mask_path(self, name: str) -> str:
         return os.path.join(self.mask_dir, f'{name}.png')
 
-    def problems(self, progress=True, tagged=None):
+    def problems(self, progress: bool = True, tagged: Optional[list[str]] = None) -> dict[str, list[str]]:
         """{image name: [problems]}: image or mask missing, undecodable or of another size, and boxes without
         area (a zero- or negative-width box would give an empty or 1-pixel sample); tagged (a list) collects the
         paths of the images that carry an EXIF orientation tag."""
@@ -90,7 +93,7 @@ class LPGSampleDataset(Dataset):
             found.setdefault(name, []).extend(problems)
         return found
 
-    def drop(self, names):
+    def drop(self, names: Iterable[str]) -> None:
         """Leave out the samples of these images."""
         names = set(names)
         self.samples = [sample for sample in self.samples if sample[0] not in names]
@@ -98,7 +101,7 @@ class LPGSampleDataset(Dataset):
         if not self.samples:
             raise InputError(f'no {self.what} training samples are left')
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> LPGSample:
         name, class_id = self.samples[index]
         image_path, mask_path = self.image_paths[name], self.mask_path(name)
         mask = read_label(mask_path)

@@ -9,6 +9,7 @@ choices follow from it.
 Every reader takes a `source`: {'root': ..., 'annotations': ..., 'image_dir': ...}, of which a dataset uses
 those in its `source_flags`.
 """
+import argparse
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ from .segmentation import EvalItem, SegmentationItem
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
 
 # What every reader takes: {'root': ..., 'annotations': ..., 'image_dir': ...}, the entries of its source_flags set.
-Source = dict
+Source = dict[str, Optional[str]]
 # An errors list, or None to raise: collects (image_id, message) of the images whose annotation cannot be read.
 Failures = Optional[list]
 BoxItemsReader = Callable[[Source, Optional[str], Optional[str], Failures], list[BoxItem]]
@@ -77,16 +78,16 @@ class DatasetSpec:
     root_help: str = ''
     class_reader: Optional[ClassReader] = None
 
-    def class_names(self, source=None):
+    def class_names(self, source: Optional[Source] = None) -> tuple[str, ...]:
         """Class names, background first: fixed, or read from the source."""
         return self.classes if self.classes is not None else self.class_reader(source)
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> Optional[int]:
         """The class count of a dataset with fixed classes (None when they come from the data)."""
         return None if self.classes is None else len(self.classes)
 
-    def check_source(self, source):
+    def check_source(self, source: Source) -> None:
         """SystemExit naming the missing flags when the source lacks what the dataset reads."""
         flags = {'root': '--root_path / --<dataset>_root_dir', 'annotations': '--annotations',
                  'image_dir': '--image_dir'}
@@ -95,10 +96,10 @@ class DatasetSpec:
             raise InputError(f'--dataset {self.name} needs {" and ".join(missing)}')
 
 
-DATASETS = {}
+DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(spec):
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     """Add a dataset to the scripts' `--dataset` choices. Returns the spec."""
     if spec.name in DATASETS:
         raise InputError(f'a dataset named {spec.name!r} is already registered')
@@ -106,23 +107,24 @@ def register_dataset(spec):
     return spec
 
 
-def dataset_names():
+def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
-def get_dataset(name):
+def get_dataset(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise InputError(f'unknown dataset {name!r}: expected one of {dataset_names()}')
     return DATASETS[name]
 
 
-def add_source_args(parser, annotations_help):
+def add_source_args(parser: argparse.ArgumentParser, annotations_help: str) -> None:
     """--annotations and --image_dir: the source of --dataset custom (annotations_help: what the json holds)."""
     parser.add_argument('--annotations', help=f'--dataset custom: {annotations_help}')
     parser.add_argument('--image_dir', help='--dataset custom: the folder its file_name entries are relative to')
 
 
-def dataset_source(name, root=None, annotations=None, image_dir=None):
+def dataset_source(name: str, root: Optional[str] = None, annotations: Optional[str] = None,
+                   image_dir: Optional[str] = None) -> tuple[DatasetSpec, Source]:
     """(the entry of dataset `name`, its source), the source checked for what the dataset reads."""
     spec = get_dataset(name)
     source = dict(root=root, annotations=annotations, image_dir=image_dir)

@@ -1,6 +1,6 @@
 """The segmentation dataset backbones train and test on: (image, label map) pairs of any format."""
 import os
-from typing import NamedTuple
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 from .constants import IGNORE_LABEL, MEAN_BGR
 from .errors import InputError, UnreadableImage
 from .io import ImageFrame, chw_tensor, decode_image, label_frame, read_image_bgr, read_label
+from .transforms import ScalePadCropFlip
 from .validate import find_problems, image_problems
 
 
@@ -50,18 +51,19 @@ class SegmentationDataset(Dataset):
     label values allowed besides 255, for `problems`.
     Returns a SegmentationSample."""
 
-    def __init__(self, items, augment=None, num_classes=None):
+    def __init__(self, items: Iterable[SegmentationItem | tuple[str, str, str]],
+                 augment: Optional[ScalePadCropFlip] = None, num_classes: Optional[int] = None):
         self.items = [SegmentationItem(*item) for item in items]
         self.augment = augment
         self.num_classes = num_classes
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
-    def num_images(self):
+    def num_images(self) -> int:
         return len(self.items)
 
-    def problems(self, progress=True, tagged=None):
+    def problems(self, progress: bool = True, tagged: Optional[list[str]] = None) -> dict[str, list[str]]:
         """{image_id: [problems]} of the pairs whose image or label is missing, undecodable, truncated, of
         another size, or holds values that are no class; tagged (a list) collects the paths of the images that
         carry an EXIF orientation tag."""
@@ -70,13 +72,13 @@ class SegmentationDataset(Dataset):
                                                 self.num_classes, tagged)
         return find_problems(list(by_id), check, 'training images and labels', progress=progress)
 
-    def drop(self, image_ids):
+    def drop(self, image_ids: Iterable[str]) -> None:
         image_ids = set(image_ids)
         self.items = [item for item in self.items if item.image_id not in image_ids]
         if not self.items:
             raise InputError('no training images are left')
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> SegmentationSample:
         image_id, image_path, label_path = self.items[index]
         label = read_label(label_path)
         # In the frame of its label: a size that contradicts it is an InputError naming both files.
@@ -92,14 +94,14 @@ class TestImageDataset(Dataset):
     frame of its ground-truth label when that exists. Returns a TestImage, or an UnreadableImage for an image
     that cannot be read or whose size contradicts its label."""
 
-    def __init__(self, items, pad_to=None):
+    def __init__(self, items: Iterable[EvalItem | SegmentationItem | tuple[str, ...]], pad_to: Optional[int] = None):
         self.items = [SegmentationItem(*item) if len(item) == 3 else EvalItem(*item) for item in items]
         self.pad_to = pad_to
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> TestImage | UnreadableImage:
         item = self.items[index]
         image_id, label_path = item.image_id, getattr(item, 'label_path', None)
         try:

@@ -1,14 +1,19 @@
 """The one training augmentation every dataset shares: random scale, pad, crop, flip.
 
 Image and masks go through the same geometric steps, so image, label and box mask stay aligned."""
+from typing import Callable, Optional, Sequence, TypeVar
+
 import cv2
 import numpy as np
 import torch
 
 from .errors import InputError
 
+# Label maps a NearestResize takes, and gives back of the same kind.
+_Labels = TypeVar('_Labels', np.ndarray, torch.Tensor)
 
-def centre_indices(in_size, out_size):
+
+def centre_indices(in_size: int, out_size: int) -> np.ndarray:
     """Source index of each output index when sampling cell centres, as PIL's `Image.resize(NEAREST)` does:
     (j + 0.5) * in / out, truncated. For 321 -> 41 that is 3, 11, 19, ...; 512 -> 128 gives 2, 6, 10, ...
 
@@ -20,7 +25,7 @@ def centre_indices(in_size, out_size):
     return np.minimum(centres.astype(np.int64), in_size - 1)
 
 
-def top_left_indices(in_size, out_size):
+def top_left_indices(in_size: int, out_size: int) -> np.ndarray:
     """Source index of each output index when sampling the top-left corner of each cell, as
     `cv2.resize(INTER_NEAREST)` does: floor(j * (1 / (out / in))), in double precision as OpenCV computes it.
     For 512 -> 128 that is 0, 4, 8, ...; `F.interpolate(mode='nearest')` samples the same corners."""
@@ -33,13 +38,13 @@ class NearestResize:
     source pixel that `source_indices(in_size, out_size)` names, per axis. Works on numpy arrays and torch
     tensors of any dtype and device; values are copied, never interpolated."""
 
-    def __init__(self, name, source_indices):
+    def __init__(self, name: str, source_indices: Callable[[int, int], np.ndarray]):
         self.name, self.source_indices = name, source_indices
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'NearestResize({self.name})'
 
-    def __call__(self, labels, size):
+    def __call__(self, labels: _Labels, size: Sequence[int]) -> _Labels:
         height, width = labels.shape[-2:]
         rows, cols = self.source_indices(height, size[0]), self.source_indices(width, size[1])
         if isinstance(labels, torch.Tensor):
@@ -89,8 +94,10 @@ class ScalePadCropFlip:
     start_sample(draw): the draws of the next sample come from a generator seeded by (seed, draw) instead, its
     place in a training run's stream (utils/engine/sample_stream.py), whichever process reads it."""
 
-    def __init__(self, crop_size, label_resize, scales=(0.5, 0.75, 1.0, 1.25, 1.5), flip=True, rng=None,
-                 seed=None, round_size=round):
+    def __init__(self, crop_size: int, label_resize: NearestResize,
+                 scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), flip: bool = True,
+                 rng: Optional[np.random.Generator | int] = None, seed: Optional[int] = None,
+                 round_size: Callable[[float], int] = round):
         if int(crop_size) <= 0:
             raise InputError(f'crop_size must be positive, got {crop_size}')
         if not scales or any(scale <= 0 for scale in scales):
@@ -114,12 +121,12 @@ class ScalePadCropFlip:
         self._process_key = None
         self._sample_rng = None
 
-    def start_sample(self, draw):
+    def start_sample(self, draw: int) -> None:
         """Seed the draws of the sample read next by its place in the run, (seed, draw)."""
         self._sample_rng = np.random.default_rng([int(self._seed or 0), int(draw)])
 
     @property
-    def rng(self):
+    def rng(self) -> np.random.Generator:
         """The generator of the sample being read (start_sample), else this process's own (re-created when
         torch's initial seed changes, i.e. in a new worker)."""
         if self._fixed_rng is not None:
@@ -133,7 +140,8 @@ class ScalePadCropFlip:
             self._process_key = key
         return self._process_rng
 
-    def __call__(self, image, masks, mask_pad_values, overlap_box=None):
+    def __call__(self, image: np.ndarray, masks: Sequence[np.ndarray], mask_pad_values: Sequence[int],
+                 overlap_box: Optional[Sequence[float]] = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """image: HxWx3 float32, already mean-subtracted (padding with 0 is padding with the mean).
         masks: list of HxW arrays, resized with label_resize and padded with the matching mask_pad_values.
         overlap_box: optional (x1, y1, x2, y2), inclusive pixel coordinates in the *input* image; it is

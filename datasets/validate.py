@@ -3,6 +3,7 @@ and values, and every box has an area. Run in threads (decoding releases the GIL
 reported all at once, so that a bad file stops a 20k-iteration run before it starts, not at a random
 iteration hours later."""
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -14,7 +15,8 @@ from .io import ImageFrame, decode_image, read_label
 SHOW = 10  # problems listed in a report; the rest are counted
 
 
-def image_problems(image_path, label_path=None, num_classes=None, tagged=None):
+def image_problems(image_path: str, label_path: Optional[str] = None, num_classes: Optional[int] = None,
+                   tagged: Optional[list[str]] = None) -> list[str]:
     """What is wrong with an image (and its label map): missing, undecodable, truncated, sizes that differ,
     label values that are no class (0..num_classes-1) and not 255. [] when all is well. tagged: a list that
     collects the image's path when it carries an EXIF orientation tag."""
@@ -41,25 +43,26 @@ def image_problems(image_path, label_path=None, num_classes=None, tagged=None):
     return problems
 
 
-def find_problems(keys, check, what, threads=8, progress=True):
+def find_problems(keys: Sequence[str], check: Callable[[str], list[str]], what: str, threads: int = 8,
+                  progress: bool = True) -> dict[str, list[str]]:
     """{key: [problems]} for the keys whose check(key) is not empty."""
     with ThreadPoolExecutor(threads) as pool:
         results = list(tqdm(pool.map(check, keys), total=len(keys), desc=f'checking {what}', disable=not progress))
     return {key: problems for key, problems in zip(keys, results) if problems}
 
 
-def listing(lines, show=SHOW):
+def listing(lines: Iterable[str], show: int = SHOW) -> str:
     """Lines of a report, indented: the first `show`, then how many more there are."""
     lines = list(lines)
     return '\n  '.join(lines[:show]) + (f'\n  ... and {len(lines) - show} more' if len(lines) > show else '')
 
 
-def failure_listing(failed, show=SHOW):
+def failure_listing(failed: Mapping[str, str], show: int = SHOW) -> str:
     """The listing of {image_id: reason} of a batch job's failed images."""
     return listing((f'{image_id}: {reason}' for image_id, reason in failed.items()), show)
 
 
-def report_problems(problems, total, what, skip_bad):
+def report_problems(problems: Mapping[str, list[str]], total: int, what: str, skip_bad: bool) -> None:
     """Nothing when there are none. Otherwise a ValueError listing them (the first SHOW, then a count), or,
     with skip_bad, a printed notice of how many are left out."""
     if not problems:

@@ -3,6 +3,7 @@ import os
 import warnings
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
+from typing import Iterable, Optional
 
 from .boxes import BoxItem
 from .constants import VOC_CLASS_TO_ID
@@ -11,8 +12,11 @@ from .files import folder_in_root
 from .io import ImageFrame
 from .segmentation import SegmentationItem
 
+# A box of an annotation XML: (class_id, x1, y1, x2, y2), 0-based inclusive pixel coordinates.
+VocBox = tuple[int, int, int, int, int]
 
-def resolve_voc_root(path):
+
+def resolve_voc_root(path: str) -> str:
     """Accept the VOC2012 folder itself, its parent, or the VOCdevkit's parent."""
     for candidate in (path, os.path.join(path, 'VOC2012'), os.path.join(path, 'VOCdevkit', 'VOC2012')):
         if os.path.isdir(os.path.join(candidate, 'JPEGImages')):
@@ -22,7 +26,7 @@ def resolve_voc_root(path):
         f'or in {path}/VOCdevkit/VOC2012')
 
 
-def check_image_id(image_id, where):
+def check_image_id(image_id: str, where: str) -> str:
     """Refuse ids that would name a file outside their folder: path separators, '..', absolute paths."""
     if (not image_id or '/' in image_id or '\\' in image_id or image_id in ('.', '..') or os.path.isabs(image_id)
             or '\0' in image_id):
@@ -31,7 +35,7 @@ def check_image_id(image_id, where):
     return image_id
 
 
-def read_split(path):
+def read_split(path: str) -> list[str]:
     """Split file -> list of image ids, one per line (blank lines skipped; a repeated id is kept once, with a
     warning). Ids that are not plain file names are refused, naming the line."""
     if not os.path.isfile(path):
@@ -49,7 +53,7 @@ def read_split(path):
     return unique
 
 
-def split_file(voc_root, split, split_file=None):
+def split_file(voc_root: str, split: str, split_file: Optional[str] = None) -> str:
     """The split list to read: split_file if given, else ImageSets/Segmentation/<split>.txt."""
     if split_file:
         return split_file
@@ -76,13 +80,14 @@ def _xml_size(root, path):
         raise InputError(f'{path}: <size> has no valid <width>/<height>') from None
 
 
-def parse_voc_xml(path, width=None, height=None):
+def parse_voc_xml(path: str, width: Optional[int] = None, height: Optional[int] = None) -> list[VocBox]:
     """VOC annotation XML -> [(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates (see
     read_voc_annotation)."""
     return read_voc_annotation(path, width, height)[0]
 
 
-def read_voc_annotation(path, width=None, height=None):
+def read_voc_annotation(path: str, width: Optional[int] = None,
+                        height: Optional[int] = None) -> tuple[list[VocBox], Optional[ImageFrame]]:
     """VOC annotation XML -> ([(class_id, x1, y1, x2, y2)], 0-based inclusive coordinates; the ImageFrame its
     <size> declares, or None when it has none).
 
@@ -124,7 +129,7 @@ def read_voc_annotation(path, width=None, height=None):
     return boxes, frame
 
 
-def voc_items(voc_root, ids, label_dir):
+def voc_items(voc_root: str, ids: Iterable[str], label_dir: str) -> list[SegmentationItem]:
     """Items for SegmentationDataset: JPEGImages/ID.jpg with <label_dir>/ID.png (label_dir absolute or under
     voc_root)."""
     directory = folder_in_root(voc_root, label_dir)
@@ -132,7 +137,7 @@ def voc_items(voc_root, ids, label_dir):
                              os.path.join(directory, f'{image_id}.png')) for image_id in ids]
 
 
-def voc_box_items(voc_root, ids, errors=None):
+def voc_box_items(voc_root: str, ids: Iterable[str], errors: Optional[list[tuple[str, str]]] = None) -> list[BoxItem]:
     """BoxItems for VOC ids, boxes from Annotations/ID.xml (VOC class ids 1..20), in the frame its <size>
     declares.
 

@@ -33,6 +33,7 @@ from .coco_format import (
     make_coco_like,
 )
 from .custom_format import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_custom_coco
+from .render import ImageSize
 from .voc_format import DEFAULT_VOC_CLASSES, VOC_SHAPE_FAMILIES, make_voc_like, voc_image_ids, voc_like_sample
 
 __all__ = [
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 
-def make_demo_data(out_dir, num_coco=400, num_voc_train=80, num_voc_val=40, image_size=128, seed=0):
+def make_demo_data(out_dir: str, num_coco: int = 400, num_voc_train: int = 80, num_voc_val: int = 40,
+                   image_size: ImageSize = 128, seed: int = 0) -> tuple[str, str]:
     """Both datasets under out_dir: `<out_dir>/coco` and `<out_dir>/VOCdevkit/VOC2012`.
     Returns (coco_root, voc_root) where voc_root is the directory holding JPEGImages."""
     coco_root = make_coco_like(os.path.join(out_dir, 'coco'), num_coco, image_size, seed)
@@ -51,7 +53,8 @@ def make_demo_data(out_dir, num_coco=400, num_voc_train=80, num_voc_val=40, imag
     return coco_root, voc_root
 
 
-def make_custom_data(out_dir, num_images=40, image_size=128, seed=0):
+def make_custom_data(out_dir: str, num_images: int = 40, image_size: ImageSize = 128,
+                     seed: int = 0) -> dict[str, tuple[str, str]]:
     """An auxiliary set (masks of AUXILIARY_CATEGORIES) and a target set (boxes and masks of TARGET_CATEGORIES)
     in COCO format under out_dir/custom_aux and out_dir/custom_target. Returns {'aux': (json, image folder),
     'target': (json, image folder)}."""

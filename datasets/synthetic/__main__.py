@@ -6,7 +6,7 @@ import os
 from . import make_custom_data, make_demo_data
 
 
-def get_args_parser():
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Generate small synthetic COCO-like and VOC-like datasets.')
     parser.add_argument('--out', required=True, help='output directory')
     parser.add_argument('--num_coco', type=int, default=400)
@@ -20,7 +20,7 @@ def get_args_parser():
     return parser
 
 
-def main(args):
+def main(args: argparse.Namespace) -> None:
     if args.custom:
         custom = make_custom_data(args.out, args.custom, args.image_size, args.seed)
         for side, (annotations, image_dir) in custom.items():

@@ -15,7 +15,17 @@ from pycocotools import mask as mask_utils
 
 from datasets.constants import COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, COCO_VOC_IDS
 
-from .render import _JPEG_QUALITY, _as_size, _background, _class_hues, _image_rng, _paint, _sample_box, _to_uint8
+from .render import (
+    _JPEG_QUALITY,
+    ImageSize,
+    _as_size,
+    _background,
+    _class_hues,
+    _image_rng,
+    _paint,
+    _sample_box,
+    _to_uint8,
+)
 from .shapes import _coco_polygon_mask, _convex_difference, _place_shape, _shape_mask
 
 _SUPERCATEGORY_BY_FIRST_ID = (  # (first id of the range, supercategory), as in COCO
@@ -58,7 +68,7 @@ def _round_polygon(polygon):
     return np.round(polygon, 2)
 
 
-def coco_like_sample(index: int, image_size: int | tuple[int, int] = 128,
+def coco_like_sample(index: int, image_size: ImageSize = 128,
                      seed: int = 0) -> tuple[np.ndarray, list[dict], np.ndarray]:
     """Draw COCO-like image `index`. Returns (image uint8 HxWx3 BGR, annotations, instance_map)
     where annotations are dicts with category_id, iscrowd and either 'polygons' (list of Nx2
@@ -205,12 +215,12 @@ def _coco_categories():
     return categories
 
 
-def coco_image_ids(num_images):
+def coco_image_ids(num_images: int) -> list[int]:
     """COCO ids are not contiguous; neither are ours, so index != id bugs show up."""
     return [9 + 7 * index for index in range(num_images)]
 
 
-def make_coco_like(root, num_images=400, image_size=128, seed=0):
+def make_coco_like(root: str, num_images: int = 400, image_size: ImageSize = 128, seed: int = 0) -> str:
     """Write `<root>/train2017/ID12.jpg` and `<root>/annotations/instances_train2017.json`.
     Returns root."""
     height, width = _as_size(image_size)

@@ -7,6 +7,7 @@ each object's visible region as a compressed RLE mask and its tight box.
 """
 import json
 import os
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -14,14 +15,15 @@ from pycocotools import mask as mask_utils
 
 from datasets.constants import VOC_CLASSES
 
-from .render import _JPEG_QUALITY
+from .render import _JPEG_QUALITY, ImageSize
 from .voc_format import voc_like_sample
 
 AUXILIARY_CATEGORIES = ((501, 'gizmo'), (502, 'sprocket'), (503, 'widget'), (504, 'doohickey'))
 TARGET_CATEGORIES = ((7001, 'quasar'), (7003, 'nebula'), (7002, 'pulsar'))
 
 
-def make_custom_coco(root, categories, num_images=40, image_size=128, seed=0, stream=10):
+def make_custom_coco(root: str, categories: Sequence[tuple[int, str]], num_images: int = 40,
+                     image_size: ImageSize = 128, seed: int = 0, stream: int = 10) -> tuple[str, str]:
     """Write a COCO-format dataset under root; returns (annotations json, image folder). categories:
     ((id, name), ...); stream separates the random draws of two datasets made with one seed."""
     image_dir = os.path.join(root, 'images')

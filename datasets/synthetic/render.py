@@ -7,6 +7,9 @@ import numpy as np
 
 _JPEG_QUALITY = 95  # both writers save JPEGs at this quality
 
+# What the generators take as image_size: a side (square images) or (height, width).
+ImageSize = int | tuple[int, int]
+
 
 def _hsv_to_bgr(hue, saturation, value):
     hsv = np.array([[[hue % 180, saturation, value]]], np.uint8)

@@ -7,6 +7,7 @@ in SegmentationClass (not in SegmentationClassAug), SegmentationObject instance 
 """
 import os
 import xml.etree.ElementTree as ET
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -14,7 +15,17 @@ import numpy as np
 from datasets.constants import VOC_CLASSES
 from datasets.io import save_palette_png
 
-from .render import _JPEG_QUALITY, _as_size, _background, _class_hues, _image_rng, _paint, _sample_box, _to_uint8
+from .render import (
+    _JPEG_QUALITY,
+    ImageSize,
+    _as_size,
+    _background,
+    _class_hues,
+    _image_rng,
+    _paint,
+    _sample_box,
+    _to_uint8,
+)
 from .shapes import _place_shape, _shape_mask
 
 # VOC side: the i-th used class gets the i-th family (cycled when more than 8 classes).
@@ -22,7 +33,9 @@ VOC_SHAPE_FAMILIES = ('star', 'crescent', 'ring', 'l_shape', 'disc_union', 'cros
 DEFAULT_VOC_CLASSES = ('aeroplane', 'cat', 'dog', 'person', 'train')
 
 
-def voc_like_sample(index, image_size=128, seed=0, classes=DEFAULT_VOC_CLASSES, split_offset=0):
+def voc_like_sample(index: int, image_size: ImageSize = 128, seed: int = 0,
+                    classes: Sequence[str] = DEFAULT_VOC_CLASSES,
+                    split_offset: int = 0) -> tuple[np.ndarray, list[dict], np.ndarray]:
     """Draw VOC-like image `index`. Returns (image uint8 HxWx3 BGR, objects, instance_map) where
     objects are dicts with class_id, box (x1, y1, x2, y2) 0-based inclusive tight bounds of the
     visible pixels, truncated, parts (list of (name, box)), and instance_map (uint8 HxW) holds
@@ -163,11 +176,12 @@ def _voc_xml(image_id, height, width, objects, rng):
     return ET.tostring(root, encoding='unicode') + '\n'
 
 
-def voc_image_ids(num_images, first_number=1):
+def voc_image_ids(num_images: int, first_number: int = 1) -> list[str]:
     return [f'{2007 + (number % 5)}_{number:06d}' for number in range(first_number, first_number + num_images)]
 
 
-def make_voc_like(root, num_train=80, num_val=40, image_size=128, seed=0, classes=DEFAULT_VOC_CLASSES):
+def make_voc_like(root: str, num_train: int = 80, num_val: int = 40, image_size: ImageSize = 128, seed: int = 0,
+                  classes: Sequence[str] = DEFAULT_VOC_CLASSES) -> str:
     """Write a VOC2012-like tree under `<root>/VOC2012` (JPEGImages, Annotations,
     SegmentationClass with void borders, SegmentationClassAug without, SegmentationObject,
     ImageSets/Segmentation/{train,val,train_aug}.txt; train_aug = train). Returns `<root>/VOC2012`."""
