@@ -42,11 +42,12 @@ from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
 from utils.engine.runtime import run_script, str2bool
 from utils.evaluation.visualize import comparison_grid, stack
+from utils.sam_masks import OFFICIAL_CHECKPOINTS, SAM_MODELS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')
 BASELINES = ('box', 'grabcut', 'crf')
-BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF'}
+BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF', 'sam': 'SAM (box prompts)'}
 GROUND_TRUTH = 'ground truth'
 UNIFORM = 'uniform probabilities'
 
@@ -72,6 +73,12 @@ def get_args_parser():
     parser.add_argument('--threads', type=int, default=2, help='CPU threads of every step (fixed: same results)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the data and of every step')
     parser.add_argument('--baselines', default=','.join(BASELINES), help='the baselines to compare (comma list)')
+    parser.add_argument('--sam_checkpoint',
+                        help='a Segment Anything weights file: adds SAM prompted with the boxes to the baselines (its '
+                        f'masks scored, a backbone trained on them); one of Meta\'s {OFFICIAL_CHECKPOINTS}; nothing '
+                        'is downloaded')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
+                        help='the SAM network the checkpoint holds (default: read from the file)')
     return parser
 
 
@@ -100,9 +107,16 @@ def pipeline_flags(args, voc_root, coco_root, work):
         lpg_iterations=args.lpg_iterations, lpg_lr=args.lpg_lr, lpg_batch_size=8, lpg_crop_size=128,
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
-        workers=1, n_jobs=2, from_scratch='kaiming', baselines=args.baselines, threads=args.threads,
+        workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_sam(args), sam_checkpoint=args.sam_checkpoint,
+        sam_model=args.sam_model, threads=args.threads,
         deterministic=True, compare_backbones=True, uniform_ablation=True,
         overwrite=True)  # the demo's own folder: steps whose data or settings changed are redone
+
+
+def with_sam(args):
+    """The baselines the demo runs: --baselines, and sam when a SAM checkpoint is given."""
+    baselines = [method for method in args.baselines.split(',') if method]
+    return ','.join(baselines + (['sam'] if args.sam_checkpoint and 'sam' not in baselines else []))
 
 
 def overlap_variants(runner, run, voc_root):
@@ -224,6 +238,9 @@ def main(args):
     device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
     precision = Precision('auto', device)
     print(precision.describe(), flush=True)
+    if not args.sam_checkpoint:
+        print('Segment Anything baseline: not run. To add SAM prompted with the boxes, pass --sam_checkpoint with '
+              f"one of Meta's segment-anything checkpoints: {OFFICIAL_CHECKPOINTS}; nothing is downloaded", flush=True)
     coco_root, voc_root = demo_data(os.path.join(args.out_dir, 'data'), args)
     data_seconds = round(time.time() - tic, 1)
     work = os.path.join(args.out_dir, 'work')

@@ -57,8 +57,9 @@ def get_args_parser():
                         'baselines')
     parser.add_argument('--sam_checkpoint', help='--method sam: the SAM weights file (e.g. Meta\'s '
                         f'{SAM_CHECKPOINTS["vit_h"][0]}); nothing is downloaded')
-    parser.add_argument('--sam_model', choices=list(SAM_MODELS), default='vit_h',
-                        help='--method sam: the SAM network the checkpoint holds (default %(default)s)')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
+                        help='--method sam: the SAM network the checkpoint holds (default: the one whose image '
+                        'encoder width the file holds)')
     parser.add_argument('--sam_output', choices=SAM_OUTPUTS, default='single',
                         help="--method sam: each box's mask is SAM's single-mask output (single), or the best of its "
                         'three multimask outputs by predicted IoU (best) (default %(default)s)')

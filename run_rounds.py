@@ -19,7 +19,8 @@ backbone_coco/Round_r/, summary.json.
 with uniform probabilities in place of the backbone's (lpg_uniform/, pseudo_voc/<model_type>_Round<r>_uniform/).
 
 On several GPUs every step that runs a network (trainLPG.py, genPseudoMasks.py with the generator, main.py,
-test.py --type test/crf) runs under torchrun; parsing COCO, the baselines and the scoring run as they are:
+test.py --type test/crf, and the sam baseline) runs under torchrun; parsing COCO, the other baselines and the
+scoring run as they are:
     python run_rounds.py ... --nproc_per_node 8                      # one node, 8 GPUs
     python run_rounds.py ... --launcher "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d \
         --rdzv_endpoint FIRST_NODE:29500 --rdzv_id lpg"               # on every node, one shared --work_dir
@@ -28,6 +29,7 @@ import argparse
 import os
 import shlex
 
+import genPseudoMasks
 from datasets.errors import InputError, MissingFile
 from datasets.files import write_json
 from datasets.voc import resolve_voc_root
@@ -39,6 +41,7 @@ from utils.engine.precision import AMP_CHOICES
 from utils.engine.runtime import comma_list, run_script, str2bool, with_values
 from utils.parseCOCO import instances_path
 from utils.rounds import run_baseline, run_round, voc_backbone
+from utils.sam_masks import SAM_MODELS, segment_anything
 from utils.step_runner import Runner
 
 GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervised upper bound
@@ -91,8 +94,11 @@ def add_experiment_args(parser):
     parser.add_argument('--score_masks', type=str2bool, default=True,
                         help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
     parser.add_argument('--baselines', type=comma_list, default=['box'],
-                        help='pseudo-mask baselines to make and score beside LPG, a comma list of box, grabcut, crf '
-                        '(default box; an empty string for none)')
+                        help='pseudo-mask baselines to make and score beside LPG, a comma list of box, grabcut, crf, '
+                        'sam (default box; an empty string for none; sam needs --sam_checkpoint)')
+    parser.add_argument('--sam_checkpoint', help='the SAM weights of the sam baseline (genPseudoMasks.py)')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
+                        help='the SAM network the checkpoint holds (default: read from the file)')
     parser.add_argument('--threads', type=int,
                         help='CPU threads of every step (OMP_NUM_THREADS): a fixed count keeps CPU results the same')
     parser.add_argument('--deterministic', action='store_true',
@@ -146,6 +152,18 @@ def per_round(kind):
     return parse
 
 
+def check_baselines(args):
+    """Refuse an unknown baseline, and the sam baseline without its package or weights, before the first step."""
+    unknown = [method for method in args.baselines if method not in genPseudoMasks.METHODS or method == 'lpg']
+    if unknown:
+        raise InputError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of box, grabcut, crf, sam)')
+    if 'sam' in args.baselines:
+        segment_anything()
+        if not args.sam_checkpoint or not os.path.isfile(args.sam_checkpoint):
+            raise MissingFile(f'the sam baseline needs its weights: --sam_checkpoint {args.sam_checkpoint or "FILE"}'
+                              ' (a SAM checkpoint file; nothing is downloaded)')
+
+
 def check_initialisations(args):
     """Refuse before hours of LPG training, not at the first backbone, when no initial weights are given."""
     missing = ['--voc_init_model_path'] if not args.voc_init_model_path else []
@@ -159,12 +177,13 @@ def check_initialisations(args):
 def absolute_inputs(args):
     """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
     to where run_rounds.py was started must still name the same files there."""
-    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path')
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path', 'sam_checkpoint')
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 
 
 def main(args):
     check_initialisations(args)
+    check_baselines(args)
     args = absolute_inputs(args)
     resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
     if not os.path.isfile(instances_path(args.coco_root_dir)):

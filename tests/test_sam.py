@@ -11,7 +11,9 @@ import segment_anything as segment_anything_module
 import torch
 from pycocotools import mask as mask_utils
 
+import demo
 import genPseudoMasks
+import run_rounds
 import test as test_backbone
 from datasets.io import read_label
 from datasets.synthetic import make_custom_data, make_voc_like
@@ -19,8 +21,19 @@ from datasets.voc import read_split, split_file, voc_box_items
 from tests.conftest import cli, parse
 from utils import sam_masks
 from utils.engine.checkpoint import save_checkpoint
+from utils.engine.layout import RunLayout
 from utils.engine.precision import Precision
-from utils.sam_masks import SAM_MODELS, SamArchitecture, SamImage, build_sam, sam_foregrounds, segment_anything
+from utils.rounds import run_baseline
+from utils.sam_masks import (
+    SAM_MODELS,
+    SamArchitecture,
+    SamImage,
+    build_sam,
+    load_sam,
+    sam_foregrounds,
+    segment_anything,
+)
+from utils.step_runner import Runner, runs_networks
 
 CPU = ['--cuda', 'false', '--workers', 0]
 # A SAM with the released models' structure, small enough for the CPU: 64-pixel inputs, two encoder blocks.
@@ -158,3 +171,41 @@ def test_the_released_architectures_are_the_packages_own():
         for name, arch in SAM_MODELS.items():
             ours, theirs = build_sam(arch).state_dict(), registry[name]().state_dict()
             assert [(k, v.shape) for k, v in ours.items()] == [(k, v.shape) for k, v in theirs.items()]
+
+
+def test_load_sam_reads_the_model_size_from_the_file(tiny_sam):
+    predictor = load_sam(None, tiny_sam, Precision('off', torch.device('cpu')))
+    assert predictor.model.image_encoder.patch_embed.proj.out_channels == TINY.embed_dim
+
+
+def test_run_rounds_runs_the_sam_baseline_as_a_network_step_with_its_weights(tiny_sam, tmp_path):
+    args = parse(run_rounds, '--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path,
+                 '--from_scratch', '--baselines', 'box,sam', '--sam_checkpoint', tiny_sam, '--sam_model', 'tiny')
+    runner, steps = Runner(args), []
+    runner.step = lambda name, script, step_flags: steps.append((script, [str(f) for f in step_flags]))
+    run_baseline(runner, RunLayout(tmp_path), 'sam')
+    (script, flags), = steps[:1]
+    sam = genPseudoMasks.get_args_parser().parse_args(flags)
+    assert (script, sam.method, sam.sam_checkpoint, sam.sam_model) == ('genPseudoMasks.py', 'sam', tiny_sam, 'tiny')
+    assert runs_networks(script, flags) and not runs_networks(script, ['--method', 'box'])
+
+
+def test_run_rounds_refuses_the_sam_baseline_without_weights_before_any_step(tmp_path, monkeypatch):
+    flags = ['--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w', '--from_scratch',
+             '--baselines', 'box,sam']
+    status, message = cli(run_rounds, *flags, monkeypatch=monkeypatch)
+    assert (status, message) == (1, 'error: the sam baseline needs its weights: --sam_checkpoint FILE (a SAM '
+                                 'checkpoint file; nothing is downloaded)')
+    status, message = cli(run_rounds, *flags[:-1], 'box,sma', monkeypatch=monkeypatch)
+    assert (status, message) == (1, 'error: --baselines: unknown sma (expected a comma list of box, grabcut, crf, '
+                                 'sam)')
+    assert not (tmp_path / 'w').exists()
+
+
+def test_the_demo_adds_sam_to_the_baselines_when_given_weights(tiny_sam):
+    args = demo.get_args_parser().parse_args(['--sam_checkpoint', tiny_sam])
+    pipeline = run_rounds.get_args_parser().parse_args(demo.pipeline_flags(args, 'voc', 'coco', 'work'))
+    assert pipeline.baselines == ['box', 'grabcut', 'crf', 'sam'] and pipeline.sam_checkpoint == tiny_sam
+    assert run_rounds.get_args_parser().parse_args(
+        demo.pipeline_flags(demo.get_args_parser().parse_args([]), 'voc', 'coco', 'work')).baselines == [
+        'box', 'grabcut', 'crf']

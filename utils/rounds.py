@@ -114,11 +114,12 @@ def run_round(runner, r, run, last_round):
 
 
 def run_baseline(runner, run, method):
-    """A baseline's VOC pseudo masks (box, grabcut, crf): what LPG has to beat. Returns its score file."""
+    """A baseline's VOC pseudo masks (box, grabcut, crf, sam): what LPG has to beat. Returns its score file."""
     a = runner.args
+    sam = dict(sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model) if method == 'sam' else {}
     runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', genPseudoMasks.command_line(
         dataset='voc', method=method, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
-        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **runner.common()))
+        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **sam, **runner.common()))
     if a.score_masks:
         score_step(runner, run, f'baseline: score {method} masks', run.pseudo_masks('voc', method, a.model_type, None))
     return run.mask_scores('voc', method, a.model_type, None)

@@ -27,7 +27,7 @@ from datasets.boxes import BoxItem, box_entries, box_mask, collate_boxes
 from datasets.errors import InputError, UnreadableImage
 from datasets.files import BackgroundWriter
 from datasets.io import decode_image
-from utils.engine.checkpoint import load_checkpoint, load_weights, unwrap_state_dict
+from utils.engine.checkpoint import load_checkpoint, load_state, unwrap_state_dict
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.pseudo_masks import compose_entries, write_outputs
 
@@ -67,6 +67,7 @@ SAM_MODELS = {
 # The official checkpoint file of each (from Meta's segment-anything release) and its size.
 SAM_CHECKPOINTS = {'vit_b': ('sam_vit_b_01ec64.pth', '375 MB'), 'vit_l': ('sam_vit_l_0b3195.pth', '1.25 GB'),
                    'vit_h': ('sam_vit_h_4b8939.pth', '2.6 GB')}
+OFFICIAL_CHECKPOINTS = ', '.join(f'{name} ({size})' for name, size in SAM_CHECKPOINTS.values())
 
 
 def build_sam(arch: SamArchitecture):
@@ -100,13 +101,19 @@ def fitting_model(checkpoint):
 
 
 def load_sam(model_name, checkpoint, precision):
-    """SamPredictor over the SAM network `model_name` with the weights of `checkpoint`, on the precision's
-    device. A file that holds another model's weights names the --sam_model it fits."""
+    """SamPredictor over the SAM network `model_name` (None: the one whose width the file holds) with the weights
+    of `checkpoint`, on the precision's device. A file that holds another model's weights names the --sam_model it
+    fits."""
+    state_dict = unwrap_state_dict(load_checkpoint(checkpoint), checkpoint)
+    fits = fitting_model(state_dict)
+    if model_name is None and fits is None:
+        raise InputError(f'{checkpoint} does not hold SAM weights of a known size ({", ".join(SAM_MODELS)}): pass '
+                         '--sam_model')
+    model_name = model_name or fits
     sam = build_sam(SAM_MODELS[model_name])
     try:
-        load_weights(sam, checkpoint, what=f'SAM {model_name}')
+        load_state(sam, state_dict, checkpoint, what=f'SAM {model_name}')
     except InputError as error:
-        fits = fitting_model(unwrap_state_dict(load_checkpoint(checkpoint), checkpoint))
         if fits and fits != model_name:
             raise InputError(f'{checkpoint} holds SAM {fits} weights: pass --sam_model {fits}') from error
         raise

@@ -16,12 +16,12 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # wh
 
 
 def runs_networks(script, flags):
-    """Whether a step runs a network, and so runs under the launcher: the generator's pseudo masks (not the
-    baselines), the trainings, and test.py's logits (not its scoring of masks)."""
+    """Whether a step runs a network, and so runs under the launcher: the generator's and SAM's pseudo masks (not
+    the other baselines), the trainings, and test.py's logits (not its scoring of masks)."""
     def value(name, default):
         return flags[flags.index(name) + 1] if name in flags else default
     if script == 'genPseudoMasks.py':
-        return value('--method', 'lpg') == 'lpg'
+        return value('--method', 'lpg') in ('lpg', 'sam')
     if script == 'test.py':
         return value('--type', 'test') in ('test', 'crf')
     return script in ('trainLPG.py', 'main.py')

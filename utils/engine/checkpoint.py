@@ -115,8 +115,12 @@ def load_weights(model, path, what=None):
     21-class VOC backbone given where the 61-class COCO-60 one is needed.
     """
     path = os.fspath(path)
+    return load_state(model, unwrap_state_dict(load_checkpoint(path), path), path, what)
+
+
+def load_state(model, state_dict, path, what=None):
+    """load_weights of a state dict already read from `path` (which the messages name)."""
     what = what or type(model).__name__
-    state_dict = unwrap_state_dict(load_checkpoint(path), path)
     problems = describe_mismatch(model.state_dict(), state_dict)
     if problems:
         raise InputError(f'{path} does not hold the weights of {what}:{problems}')
