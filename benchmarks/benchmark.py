@@ -39,7 +39,7 @@ from datasets.boxes import BoxImageDataset
 from datasets.coco import COCO60LPGDataset
 from datasets.io import read_label, save_palette_png
 from datasets.registry import get_dataset
-from datasets.segmentation import SegmentationDataset, TestImageDataset
+from datasets.segmentation import EvalItem, SegmentationDataset, TestImageDataset
 from datasets.synthetic import make_coco_like, make_voc_like
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from datasets.voc import read_split, split_file, voc_box_items, voc_items
@@ -410,7 +410,7 @@ def logits_release(ctx, model, dataset, out_dir):
 
 def bench_resnet_test(args, ctx):
     root = voc_tree(args, ctx, args.warmup + args.images, (args.test_size, args.test_size))
-    items = [(i, os.path.join(root, 'JPEGImages', f'{i}.jpg')) for i in read_split(split_file(root, 'train'))]
+    items = [EvalItem(i, os.path.join(root, 'JPEGImages', f'{i}.jpg')) for i in read_split(split_file(root, 'train'))]
     torch.manual_seed(args.seed)
     weights = build_backbone('resnet101', get_dataset('voc').num_classes).eval()
     out_dir = os.path.join(args.data_dir, 'logits')
