@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark import device_name
+from bench_measure import device_name
 
 from models.backbones import build_backbone
 from models.lpg import LPGNet

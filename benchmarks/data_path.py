@@ -28,6 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_data
+import bench_measure
 import benchmark
 
 from datasets.boxes import BoxImageDataset
@@ -76,7 +78,7 @@ def main():
     count, repeats = options.images, options.repeats
     rows = {}
     try:
-        gen_items = benchmark.generation_items(args, ctx, count)
+        gen_items = bench_data.generation_items(args, ctx, count)
         paths = [path for _, path, _ in gen_items]
         for name, decode in (('cv2.imdecode (read_image_bgr)', read_image_bgr), ('PIL', decode_pil),
                              ('torchvision.io.decode_jpeg', decode_torchvision)):
@@ -91,16 +93,16 @@ def main():
             lambda i: save_palette_png(os.path.join(out, f'{i}.png'), masks[i] * (masks[i] < 3)), count, repeats)
 
         args.lpg_batch = max(1, count // 2)  # coco_tree makes 2 x lpg_batch images
-        lpg = benchmark.lpg_dataset(args, ctx)
+        lpg = bench_data.lpg_dataset(args, ctx)
         rows['LPG training sample: COCO60LPGDataset, crop 512'] = per_second(lambda i: lpg[i % len(lpg)], count,
                                                                              repeats)
         args.vgg_batch = max(1, count // 2)
-        root = benchmark.voc_tree(args, ctx, 2 * args.vgg_batch, benchmark.VOC_SHAPES[0])
+        root = bench_data.voc_tree(args, ctx, 2 * args.vgg_batch, bench_data.VOC_SHAPES[0])
         seg = SegmentationDataset(voc_items(root, read_split(split_file(root, 'train')), 'SegmentationClassAug'),
                                   augment=ScalePadCropFlip(321, nearest_centres, seed=0, round_size=round))
         rows['VGG16 training sample: SegmentationDataset + ScalePadCropFlip, crop 321'] = per_second(
             lambda i: seg[i % len(seg)], count, repeats)
-        test_root = benchmark.voc_tree(args, ctx, count, (513, 513))
+        test_root = bench_data.voc_tree(args, ctx, count, (513, 513))
         test_items = [(i, os.path.join(test_root, 'JPEGImages', f'{i}.jpg'))
                       for i in read_split(split_file(test_root, 'train'))]
         test = TestImageDataset(test_items)
@@ -112,7 +114,7 @@ def main():
         shutil.rmtree(data_dir, ignore_errors=True)
     for name, rate in rows.items():
         print(f'{rate:9.1f} items/s on one core  ({1000 / rate:7.2f} ms)  {name}')
-    report = dict(device=benchmark.device_name(torch.device('cpu')),
+    report = dict(device=bench_measure.device_name(torch.device('cpu')),
                   date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                   command='python ' + shlex.join(sys.argv), torch=torch.__version__, opencv=cv2.__version__,
                   threads=1, images=count, repeats=repeats, load_average_at_end=os.getloadavg(),
