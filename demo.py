@@ -28,9 +28,7 @@ import time
 
 import torch
 
-import genPseudoMasks
 import run_rounds
-import test
 from datasets.constants import VOC_CLASSES
 from datasets.files import write_json
 from datasets.io import read_image_bgr, read_label
@@ -123,7 +121,7 @@ def overlap_variants(runner, run, voc_root):
     """The round-1 generator's VOC masks under the two other overlap rules. Returns their folders."""
     a, folders = runner.args, {}
     for rule in ('confidence', 'smaller'):
-        runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', genPseudoMasks.command_line(
+        runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', dict(
             dataset='voc', round=1, model_path_test=run.lpg(1), voc_root_dir=voc_root,
             voc_proposals_dir=run.pseudo_root('voc'), model_type=a.model_type, voc_test_size=128, overlap=rule,
             **runner.common()))
@@ -134,7 +132,7 @@ def overlap_variants(runner, run, voc_root):
 
 def comparison_report(runner, run, voc_root, folders):
     """One test.py --type masks report of every set of pseudo masks; returns it with the folders' labels."""
-    runner.step('compare pseudo masks', 'test.py', test.command_line(
+    runner.step('compare pseudo masks', 'test.py', dict(
         type='masks', root_path=voc_root, split='train_aug', save_path=run.pseudo_root('voc'),
         report='demo_masks_report', pred_dir=list(folders.values())))
     report = read_json(os.path.join(run.pseudo_root('voc'), 'demo_masks_report.json'))

@@ -34,7 +34,6 @@ from datasets.errors import InputError, MissingFile
 from datasets.files import write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
-from utils import parseCOCO
 from utils.engine import runtime
 from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
@@ -192,7 +191,7 @@ def main(args):
     os.makedirs(run.work_dir, exist_ok=True)
     runner = Runner(args)
     runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'),
-                parseCOCO.command_line(dataRoot=args.coco_root_dir))
+                dict(dataRoot=args.coco_root_dir))
     summary = {'rounds': {}}
     summary['baseline_scores'] = {method: run_baseline(runner, run, method) for method in args.baselines}
     if args.compare_backbones:

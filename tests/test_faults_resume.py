@@ -22,6 +22,7 @@ from utils import parseCOCO
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine.layout import RunLayout
+from utils.step_runner import step_argv
 
 
 # ---------------------------------------------------------------------------------------------- honest resume
@@ -46,7 +47,7 @@ def test_run_rounds_saves_lpg_snapshots_along_the_way(tmp_path):
                                                     str(tmp_path), '--lpg_iterations', '100', '--from_scratch'])
     runner = run_rounds.Runner(args)
     steps = []
-    runner.step = lambda name, script, flags: steps.append([str(f) for f in flags])
+    runner.step = lambda name, script, settings: steps.append(step_argv(script, settings))
     run_rounds.run_round(runner, 1, RunLayout(tmp_path), last_round=True)
     lpg = steps[0]
     assert lpg[lpg.index('--num_save_model') + 1] == '10' and '--resume' in lpg

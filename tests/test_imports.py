@@ -106,6 +106,14 @@ def test_packages_import_neither_scripts_nor_utils():
     assert bad == {}
 
 
+def test_utils_never_imports_the_scripts():
+    """The scripts build on utils/, never the reverse: the steps of run_rounds.py (utils/rounds.py) are settings
+    that utils/step_runner.py turns into argv through the script it runs."""
+    bad = {name: sorted(t for t in targets if t in SCRIPTS)
+           for name, targets in import_graph().items() if name.split('.')[0] == 'utils'}
+    assert {name: targets for name, targets in bad.items() if targets} == {}
+
+
 def test_test_modules_do_not_import_each_other():
     bad = {name: sorted(t for t in targets if t.startswith('tests.test_'))
            for name, targets in import_graph().items() if name.startswith('tests.')}

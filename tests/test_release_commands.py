@@ -17,6 +17,7 @@ from tests.conftest import cli, parse
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine.layout import RunLayout
+from utils.step_runner import step_argv
 
 
 # ---------------------------------------------------------------------------------------------- published flags
@@ -119,7 +120,7 @@ def recorded_round(tmp_path, *flags):
                  '--from_scratch', *flags)
     runner = run_rounds.Runner(args)
     steps = []
-    runner.step = lambda name, script, step_flags: steps.append((script, [str(f) for f in step_flags]))
+    runner.step = lambda name, script, settings: steps.append((script, step_argv(script, settings)))
     run_rounds.run_round(runner, 2, RunLayout(tmp_path), last_round=False)
     return steps
 

@@ -33,7 +33,7 @@ from utils.sam_masks import (
     sam_foregrounds,
     segment_anything,
 )
-from utils.step_runner import Runner, runs_networks
+from utils.step_runner import Runner, runs_networks, step_argv
 
 CPU = ['--cuda', 'false', '--workers', 0]
 # A SAM with the released models' structure, small enough for the CPU: 64-pixel inputs, two encoder blocks.
@@ -182,7 +182,7 @@ def test_run_rounds_runs_the_sam_baseline_as_a_network_step_with_its_weights(tin
     args = parse(run_rounds, '--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path,
                  '--from_scratch', '--baselines', 'box,sam', '--sam_checkpoint', tiny_sam, '--sam_model', 'tiny')
     runner, steps = Runner(args), []
-    runner.step = lambda name, script, step_flags: steps.append((script, [str(f) for f in step_flags]))
+    runner.step = lambda name, script, settings: steps.append((script, step_argv(script, settings)))
     run_baseline(runner, RunLayout(tmp_path), 'sam')
     (script, flags), = steps[:1]
     sam = genPseudoMasks.get_args_parser().parse_args(flags)

@@ -2,11 +2,8 @@
 VOC pseudo masks, train and test the VOC backbone on them and, unless the round is the last, make the COCO-60
 pseudo masks and train the COCO-60 backbone that the next round reads; the baselines' masks, the backbones trained on
 them and on the ground truth, and the uniform-probability ablation. Each step's argv comes from its script's own
-command_line; utils/step_runner.py runs it."""
-import genPseudoMasks
-import main as main_script
-import test
-import trainLPG
+command_line, which utils/step_runner.py calls: the steps are given as {flag dest: value} settings, so this
+module imports no script."""
 from utils.engine import layout
 
 
@@ -32,7 +29,7 @@ def train_lpg(runner, run, r, seg_probs='backbone'):
                         dict(init_seg_model_path=run.backbone('coco', a.coco_model_type, r - 1),
                              seg_model_type=a.coco_model_type))
     runner.step(f'round {r}: train LPG{ablation_suffix(seg_probs)}', 'trainLPG.py',
-                trainLPG.command_line(**settings, **runner.training(), **runner.common()))
+                dict(**settings, **runner.training(), **runner.common()))
 
 
 def ablation_suffix(seg_probs):
@@ -50,7 +47,7 @@ def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
                         dict(init_voc_model_path=run.backbone('voc', a.model_type, r - 1)))
     suffix = ablation_suffix(seg_probs)
     runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py',
-                genPseudoMasks.command_line(**settings, **runner.common()))
+                dict(**settings, **runner.common()))
     masks = run.pseudo_masks('voc', 'lpg', a.model_type, r, seg_probs)
     if not a.score_masks:
         return masks, None
@@ -61,7 +58,7 @@ def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
 def score_step(runner, run, name, masks):
     """test.py --type masks: a set of VOC pseudo masks against SegmentationClassAug."""
     a = runner.args
-    runner.step(name, 'test.py', test.command_line(type='masks', root_path=a.voc_root_dir, pred_dir=[masks],
+    runner.step(name, 'test.py', dict(type='masks', root_path=a.voc_root_dir, pred_dir=[masks],
                                                    split=a.voc_split, save_path=run.pseudo_root('voc')))
 
 
@@ -69,12 +66,12 @@ def voc_backbone(runner, run, key, labels, title):
     """Train the VOC backbone `key` (a round number, or the name of its masks) on the masks in `labels`, then test
     it on the val split without and with CRF. Returns the score file (both results)."""
     a = runner.args
-    runner.step(f'{title}: train VOC backbone', 'main.py', main_script.command_line(
+    runner.step(f'{title}: train VOC backbone', 'main.py', dict(
         dataset='voc', root_path=a.voc_root_dir, label_path_name=labels, model_type=a.model_type,
         save_path=run.backbone_dir('voc', key), split=a.voc_split, resume=True, init_model_path=a.voc_init_model_path,
         **backbone_schedule(a), **runner.scratch(a.voc_init_model_path), **runner.training(), **runner.common()))
     eval_dir = run.backbone_eval('voc', a.model_type, key, a.val_split)
-    runner.step(f'{title}: test VOC backbone + CRF', 'test.py', test.command_line(
+    runner.step(f'{title}: test VOC backbone + CRF', 'test.py', dict(
         type='crf', root_path=a.voc_root_dir, model_type=a.model_type,
         model_path=run.backbone('voc', a.model_type, key), split=a.val_split, save_path=eval_dir, n_jobs=a.n_jobs,
         test_size=a.eval_test_size, cuda=a.cuda, amp=a.amp))
@@ -101,11 +98,11 @@ def run_round(runner, r, run, last_round):
     result['backbone_scores'] = voc_backbone(runner, run, r, voc_masks, f'round {r}')
 
     if not last_round:
-        runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', genPseudoMasks.command_line(
+        runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', dict(
             dataset='coco', round=r, model_path_test=run.lpg(r), coco_root_dir=a.coco_root_dir,
             coco_proposals_dir=run.pseudo_root('coco'), model_type=cmt, coco_test_size=a.coco_test_size,
             init_coco_model_path=run.backbone('coco', cmt, r - 1) if r >= 2 else None, **runner.common()))
-        runner.step(f'round {r}: train COCO-60 backbone', 'main.py', main_script.command_line(
+        runner.step(f'round {r}: train COCO-60 backbone', 'main.py', dict(
             dataset='coco', root_path=a.coco_root_dir, label_path_name=run.pseudo_masks('coco', 'lpg', cmt, r),
             model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_init_model_path,
             **backbone_schedule(a), **runner.scratch(a.coco_init_model_path), **runner.training(),
@@ -117,7 +114,7 @@ def run_baseline(runner, run, method):
     """A baseline's VOC pseudo masks (box, grabcut, crf, sam): what LPG has to beat. Returns its score file."""
     a = runner.args
     sam = dict(sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model) if method == 'sam' else {}
-    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', genPseudoMasks.command_line(
+    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', dict(
         dataset='voc', method=method, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
         voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **sam, **runner.common()))
     if a.score_masks:

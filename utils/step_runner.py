@@ -15,6 +15,17 @@ from utils.engine.layout import RunLayout
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the scripts are, and run
 
 
+def script_module(script):
+    """The module of a project script path ('main.py', 'utils/parseCOCO.py')."""
+    return importlib.import_module(script[:-3].replace(os.sep, '.'))
+
+
+def step_argv(script, settings):
+    """A step's argv: its settings ({flag dest: value}) through the script's own command_line, which refuses a
+    setting the script has no flag for."""
+    return [str(flag) for flag in script_module(script).command_line(**settings)]
+
+
 def runs_networks(script, flags):
     """Whether a step runs a network, and so runs under the launcher: the generator's and SAM's pseudo masks (not
     the other baselines), the trainings, and test.py's logits (not its scoring of masks)."""
@@ -56,11 +67,12 @@ class Runner:
         """main.py's --from_scratch, passed on only when asked for and there are no initial weights."""
         return dict(from_scratch=self.args.from_scratch if not init_model_path else None)
 
-    def step(self, name, script, flags):
-        """Run `script flags`, unless the script's completion record says that these flags and the same
-        inputs have already produced its outputs (its `step_done`)."""
-        flags = [str(f) for f in flags] + (['--overwrite'] if self.args.overwrite else [])
-        module = importlib.import_module(script[:-3].replace(os.sep, '.'))
+    def step(self, name, script, settings):
+        """Run `script` with `settings` ({flag dest: value}, made into its argv by step_argv), unless the script's
+        completion record says that these flags and the same inputs have already produced its outputs (its
+        `step_done`)."""
+        module = script_module(script)
+        flags = step_argv(script, settings) + (['--overwrite'] if self.args.overwrite else [])
         if module.step_done(module.get_args_parser().parse_args(flags)):
             print(f'[skip] {name}: done with the same settings and inputs', flush=True)
             return
