@@ -12,7 +12,7 @@ those in its `source_flags`.
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from . import custom
 from .boxes import BoxItem
@@ -27,7 +27,14 @@ from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_it
 Source = dict[str, Optional[str]]
 # An errors list, or None to raise: collects (image_id, message) of the images whose annotation cannot be read.
 Failures = Optional[list]
-BoxItemsReader = Callable[[Source, Optional[str], Optional[str], Failures], list[BoxItem]]
+
+
+class BoxItemsReader(Protocol):
+    """(source, split, split_file, errors=None) -> the box items; callers pass errors by keyword."""
+    def __call__(self, source: Source, split: Optional[str], split_file: Optional[str] = None,
+                 errors: Failures = None) -> list[BoxItem]: ...
+
+
 InputsReader = Callable[[Source, Optional[str], Optional[str]], dict[str, Optional[str]]]
 SegmentationItemsReader = Callable[[Source, str, Optional[str], Optional[str]], list[SegmentationItem]]
 EvalItemsReader = Callable[[Source, Optional[str], Optional[str]], list[EvalItem]]
