@@ -80,7 +80,7 @@ def test_logs_and_locks_replace_a_symlink_instead_of_writing_through_it(data, tm
     os.makedirs(os.path.dirname(log))
     os.symlink(outside, log)
     os.symlink(outside, os.path.join(data['coco'], 'annotations', file_io.LOCK_NAME))
-    run_rounds.Runner(args).step('parse COCO', os.path.join('utils', 'parseCOCO.py'), ['--dataRoot', data['coco']])
+    run_rounds.Runner(args).step('parse COCO', os.path.join('utils', 'parseCOCO.py'), dict(dataRoot=data['coco']))
     assert outside.read_text() == 'keep me'
     assert not os.path.islink(log) and 'labelling' in open(log).read()
 
