@@ -40,7 +40,7 @@ from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
 from utils.engine.runtime import run_script, str2bool
 from utils.evaluation.visualize import comparison_grid, stack
-from utils.sam_masks import OFFICIAL_CHECKPOINTS, SAM_MODELS
+from utils.pseudo_masks import OFFICIAL_CHECKPOINTS, SAM_MODELS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')

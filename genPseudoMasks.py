@@ -24,20 +24,22 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from datasets.custom import write_target_outputs
-from datasets.errors import InputError, MissingFile
+from datasets.errors import InputError
 from datasets.files import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
-from models.backbones import backbone_names, build_backbone
-from models.lpg import SEG_PROBS, LPGNet, UniformProbabilities, lpg_in_channels
+from models.backbones import backbone_names
+from models.lpg import SEG_PROBS
 from utils.engine import layout, runtime
-from utils.engine.checkpoint import load_weights
 from utils.engine.distributed import init_distributed
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script
-from utils.pseudo_masks import INSTANCES, OVERLAP_RULES, baseline_image, generate_lpg, mask_files, output_files
-from utils.sam_masks import SAM_CHECKPOINTS, SAM_MODELS, SAM_OUTPUTS, generate_sam, load_sam, segment_anything
+from utils.pseudo_masks.baselines import baseline_image
+from utils.pseudo_masks.compose import OVERLAP_RULES
+from utils.pseudo_masks.generator import generate_lpg, load_generator
+from utils.pseudo_masks.outputs import INSTANCES, mask_files, output_files
+from utils.pseudo_masks.sam import SAM_CHECKPOINTS, SAM_MODELS, SAM_OUTPUTS, check_sam_inputs, generate_sam, load_sam
 
 
 def get_args_parser():
@@ -55,14 +57,7 @@ def get_args_parser():
                         'Other than the default, the output folder gets the rule as a suffix')
     parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the box, grabcut and crf '
                         'baselines')
-    parser.add_argument('--sam_checkpoint', help='--method sam: the SAM weights file (e.g. Meta\'s '
-                        f'{SAM_CHECKPOINTS["vit_h"][0]}); nothing is downloaded')
-    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
-                        help='--method sam: the SAM network the checkpoint holds (default: the one whose image '
-                        'encoder width the file holds)')
-    parser.add_argument('--sam_output', choices=SAM_OUTPUTS, default='single',
-                        help="--method sam: each box's mask is SAM's single-mask output (single), or the best of its "
-                        'three multimask outputs by predicted IoU (best) (default %(default)s)')
+    add_sam_args(parser)
     parser.add_argument('--model_path_test', help='LPG checkpoint of this round')
     parser.add_argument('--seg_probs', choices=SEG_PROBS, default='backbone',
                         help='round >= 2: where the probability channel comes from: backbone (the method: the '
@@ -71,19 +66,7 @@ def get_args_parser():
                         'gets _uniform)')
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16',
                         help='backbone architecture of the round R-1 segmentation model (and the output folder name)')
-    for spec in DATASETS.values():
-        name = spec.name
-        if 'root' in spec.source_flags:
-            parser.add_argument(f'--{name}_root_dir', help=spec.root_help)
-        parser.add_argument(f'--{name}_proposals_dir', help=f'output folder for {spec.title} pseudo masks')
-        classes = f'{spec.num_classes} classes' if spec.num_classes else 'a class per category of the file'
-        parser.add_argument(f'--init_{name}_model_path',
-                            help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
-        parser.add_argument(f'--{name}_test_size', type=int, default=spec.test_size,
-                            help='images are padded (bottom/right) to this size, or to a multiple of 128 above it '
-                            '(default %(default)s)')
-        parser.add_argument(f'--{name}_split', default=spec.default_split,
-                            help=f'{spec.title} split (default %(default)s)')
+    add_per_dataset_args(parser)
     add_source_args(parser, 'a COCO-format json with the boxes (any categories)')
     parser.add_argument('--instances', action='store_true',
                         help='--dataset custom: one mask per box annotation, the generator run on that box alone '
@@ -106,6 +89,35 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
+
+
+def add_sam_args(parser):
+    """--method sam: the weights, the network and which of its outputs a box takes."""
+    parser.add_argument('--sam_checkpoint', help='--method sam: the SAM weights file (e.g. Meta\'s '
+                        f'{SAM_CHECKPOINTS["vit_h"][0]}); nothing is downloaded')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
+                        help='--method sam: the SAM network the checkpoint holds (default: the one whose image '
+                        'encoder width the file holds)')
+    parser.add_argument('--sam_output', choices=SAM_OUTPUTS, default='single',
+                        help="--method sam: each box's mask is SAM's single-mask output (single), or the best of its "
+                        'three multimask outputs by predicted IoU (best) (default %(default)s)')
+
+
+def add_per_dataset_args(parser):
+    """Every dataset's own flags: its root, output folder, round R-1 backbone, test size and split."""
+    for spec in DATASETS.values():
+        name = spec.name
+        if 'root' in spec.source_flags:
+            parser.add_argument(f'--{name}_root_dir', help=spec.root_help)
+        parser.add_argument(f'--{name}_proposals_dir', help=f'output folder for {spec.title} pseudo masks')
+        classes = f'{spec.num_classes} classes' if spec.num_classes else 'a class per category of the file'
+        parser.add_argument(f'--init_{name}_model_path',
+                            help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
+        parser.add_argument(f'--{name}_test_size', type=int, default=spec.test_size,
+                            help='images are padded (bottom/right) to this size, or to a multiple of 128 above it '
+                            '(default %(default)s)')
+        parser.add_argument(f'--{name}_split', default=spec.default_split,
+                            help=f'{spec.title} split (default %(default)s)')
 
 
 def command_line(**settings):
@@ -142,38 +154,17 @@ def dataset_flags(args) -> DatasetFlags:
     return flags
 
 
-def check_sam(args):
-    """--method sam: the package and the checkpoint are there, before any work."""
-    if args.method != 'sam':
-        return
-    segment_anything()
-    if not args.sam_checkpoint:
-        raise InputError('--method sam needs --sam_checkpoint (a SAM weights file; nothing is downloaded)')
-    if not os.path.isfile(args.sam_checkpoint):
-        raise MissingFile(f'SAM checkpoint not found: {args.sam_checkpoint}')
-
-
 def overlap_rule(args):
     return args.overlap or METHODS[args.method]
 
 
-def load_generators(args, backbone_path, num_classes, precision):
-    """The LPG of this round and, from round 2 on, the round R-1 backbone it reads."""
+def check_generator_flags(args, backbone_path):
+    """--method lpg: the generator's checkpoint and, from round 2 on, the backbone it reads are given."""
     if not args.model_path_test:
         raise InputError('--model_path_test (the LPG checkpoint) is required with --method lpg')
-    in_channels = lpg_in_channels(args.round)
-    lpg = load_weights(LPGNet(in_channels=in_channels), args.model_path_test, what=f'LPGNet(in_channels={in_channels})')
-    lpg = precision.prepare_model(lpg).eval()
-    if args.round < 2:
-        return lpg, None
-    if args.seg_probs == 'uniform':
-        return lpg, UniformProbabilities(num_classes)
-    if not backbone_path:
+    if args.round >= 2 and args.seg_probs != 'uniform' and not backbone_path:
         raise InputError(f'round {args.round} reads the round {args.round - 1} backbone: '
                          f'pass --init_{args.dataset}_model_path')
-    backbone = build_backbone(args.model_type, num_classes)
-    load_weights(backbone, backbone_path, what=f'{args.model_type} backbone with {num_classes} classes')
-    return lpg, precision.prepare_model(backbone).eval()
 
 
 # The methods and the overlap rule each uses unless told otherwise.
@@ -217,12 +208,15 @@ def masks_done(record):
 
 @releases_claims
 def main(args):
-    check_sam(args)
+    if args.method == 'sam':
+        check_sam_inputs(args.sam_checkpoint)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
     spec = get_dataset(args.dataset)
     flags = dataset_flags(args)
+    if args.method == 'lpg':
+        check_generator_flags(args, flags.backbone_path)
     record = step_record(args, flags)
     out_dir = record.folder
     if masks_done(record):
@@ -285,7 +279,8 @@ def generate(args, ctx, precision, spec, flags, todo, out_dir):
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
         return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)
-    lpg, backbone = load_generators(args, flags.backbone_path, len(spec.class_names(flags.source)), precision)
+    lpg, backbone = load_generator(args.model_path_test, args.round, precision, args.seg_probs, flags.backbone_path,
+                                   args.model_type, len(spec.class_names(flags.source)))
     return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags.test_size,
                         max_side=args.max_side,
                         rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,

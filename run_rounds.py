@@ -39,8 +39,8 @@ from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
 from utils.engine.runtime import comma_list, run_script, str2bool, with_values
 from utils.parseCOCO import instances_path
+from utils.pseudo_masks import SAM_MODELS, check_sam_inputs
 from utils.rounds import run_baseline, run_round, voc_backbone
-from utils.sam_masks import SAM_MODELS, segment_anything
 from utils.step_runner import Runner
 
 GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervised upper bound
@@ -157,10 +157,7 @@ def check_baselines(args):
     if unknown:
         raise InputError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of box, grabcut, crf, sam)')
     if 'sam' in args.baselines:
-        segment_anything()
-        if not args.sam_checkpoint or not os.path.isfile(args.sam_checkpoint):
-            raise MissingFile(f'the sam baseline needs its weights: --sam_checkpoint {args.sam_checkpoint or "FILE"}'
-                              ' (a SAM checkpoint file; nothing is downloaded)')
+        check_sam_inputs(args.sam_checkpoint, what='the sam baseline')
 
 
 def check_initialisations(args):

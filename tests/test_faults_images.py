@@ -17,9 +17,9 @@ from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV
 from tests.conftest import cli
 from tests.faults import CPU, backbone_flags, generation_flags, pngs
-from utils import pseudo_masks
 from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
+from utils.pseudo_masks import generator as pseudo_mask_generator
 
 
 # ---------------------------------------------------------------------------------------------- up-front validation
@@ -151,13 +151,13 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
 
 def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_path, monkeypatch, capsys):
     ids = read_split(split_file(data['voc'], 'train_aug'))
-    real = pseudo_masks.generate_foregrounds
+    real = pseudo_mask_generator.generate_foregrounds
 
     def short_of_memory(lpg, samples, *args, **kwargs):
         if any(sample.image_id == ids[1] for sample in samples):
             raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
         return real(lpg, samples, *args, **kwargs)
-    monkeypatch.setattr(pseudo_masks, 'generate_foregrounds', short_of_memory)
+    monkeypatch.setattr(pseudo_mask_generator, 'generate_foregrounds', short_of_memory)
     status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out', '--image_batch_size', 2),
                           monkeypatch=monkeypatch)
     assert status == 1 and f'{ids[1]}: out of memory at 64x64 pixels: pass --max_side' in message

@@ -19,12 +19,11 @@ from datasets.io import read_label
 from datasets.synthetic import make_custom_data, make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from tests.conftest import cli, parse
-from utils import sam_masks
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.layout import RunLayout
 from utils.engine.precision import Precision
-from utils.rounds import run_baseline
-from utils.sam_masks import (
+from utils.pseudo_masks import (
+    MISSING_PACKAGE,
     SAM_MODELS,
     SamArchitecture,
     SamImage,
@@ -33,6 +32,7 @@ from utils.sam_masks import (
     sam_foregrounds,
     segment_anything,
 )
+from utils.rounds import run_baseline
 from utils.step_runner import Runner, runs_networks, step_argv
 
 CPU = ['--cuda', 'false', '--workers', 0]
@@ -147,7 +147,7 @@ def test_instances_on_a_custom_dataset_give_one_mask_per_box(tiny_sam, tmp_path)
 def test_without_the_package_sam_stops_in_one_line_before_any_work(voc_root, tiny_sam, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'segment_anything', None)  # import segment_anything raises ImportError
     status, message = cli(genPseudoMasks, *sam_flags(voc_root, tmp_path / 'out', tiny_sam), monkeypatch=monkeypatch)
-    assert (status, message) == (1, f'error: {sam_masks.MISSING_PACKAGE}')
+    assert (status, message) == (1, f'error: {MISSING_PACKAGE}')
     assert not os.path.exists(tmp_path / 'out')
 
 
@@ -194,8 +194,8 @@ def test_run_rounds_refuses_the_sam_baseline_without_weights_before_any_step(tmp
     flags = ['--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w', '--from_scratch',
              '--baselines', 'box,sam']
     status, message = cli(run_rounds, *flags, monkeypatch=monkeypatch)
-    assert (status, message) == (1, 'error: the sam baseline needs its weights: --sam_checkpoint FILE (a SAM '
-                                 'checkpoint file; nothing is downloaded)')
+    assert (status, message) == (1, 'error: the sam baseline needs --sam_checkpoint (a SAM weights file; nothing is '
+                                 'downloaded)')
     status, message = cli(run_rounds, *flags[:-1], 'box,sma', monkeypatch=monkeypatch)
     assert (status, message) == (1, 'error: --baselines: unknown sma (expected a comma list of box, grabcut, crf, '
                                  'sam)')

@@ -15,6 +15,7 @@ The package is imported only here, and only when --method sam is chosen; the wei
 gives (nothing is downloaded).
 """
 import importlib
+import os
 from functools import partial
 from typing import NamedTuple
 
@@ -24,12 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets.boxes import BoxItem, box_entries, box_mask, collate_boxes
-from datasets.errors import InputError, UnreadableImage
+from datasets.errors import InputError, MissingFile, UnreadableImage
 from datasets.files import BackgroundWriter
 from datasets.io import decode_image
 from utils.engine.checkpoint import load_checkpoint, load_state, unwrap_state_dict
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
-from utils.pseudo_masks import compose_entries, write_outputs
+
+from .compose import compose_entries
+from .outputs import write_outputs
 
 MISSING_PACKAGE = ("--method sam needs Meta's segment-anything package, which is not installed: "
                    'pip install segment-anything')
@@ -42,6 +45,15 @@ def segment_anything():
         return importlib.import_module('segment_anything')
     except ImportError as error:
         raise InputError(MISSING_PACKAGE) from error
+
+
+def check_sam_inputs(checkpoint, what='--method sam'):
+    """The package and the weights file are there: checked before any work, naming what needs them."""
+    segment_anything()
+    if not checkpoint:
+        raise InputError(f'{what} needs --sam_checkpoint (a SAM weights file; nothing is downloaded)')
+    if not os.path.isfile(checkpoint):
+        raise MissingFile(f'SAM checkpoint not found: {checkpoint}')
 
 
 class SamArchitecture(NamedTuple):

@@ -1,0 +1,93 @@
+"""The baselines that need no training, each giving the foreground of every box entry of an image:
+- box: the boxes themselves;
+- grabcut: OpenCV's GrabCut initialised from each box (its inside "probably foreground", outside background);
+- crf: the DenseCRF of utils/crf.py with a unary built from the boxes: inside an entry's boxes the entry is
+  likely (BOX_CRF_INSIDE), outside every box the background is.
+They run on the CPU, one image per job (baseline_image; genPseudoMasks.py runs them in parallel over images).
+"""
+import cv2
+import numpy as np
+import torch
+
+from datasets.boxes import BoxItem, box_entries, box_mask
+from datasets.io import decode_image
+from utils.crf import DenseCRF
+
+from .compose import compose_entries
+from .outputs import write_outputs
+
+GRABCUT_ITERATIONS = 5
+GRABCUT_RNG_SEED = 0  # GrabCut's k-means draws from OpenCV's per-thread RNG: seeded per box, a mask does not
+# depend on which worker ran which images before it
+BOX_CRF_INSIDE = 0.6  # probability of the entry inside its boxes; the background gets the rest
+BOX_CRF_PARAMS = dict(iter_max=10, pos_w=3, pos_xy_std=3, bi_w=10, bi_xy_std=40, bi_rgb_std=10)
+
+
+def box_foreground(entry_boxes, height, width):
+    """(K, H, W) bool: each entry's boxes, filled."""
+    return np.stack([box_mask(boxes, height, width).astype(bool) for boxes in entry_boxes]) if entry_boxes \
+        else np.zeros((0, height, width), bool)
+
+
+def grabcut_foreground(image_bgr, entry_boxes):
+    """(K, H, W) bool: per entry, the union of GrabCut's foreground in each of its boxes (a box too small for
+    GrabCut stays filled)."""
+    height, width = image_bgr.shape[:2]
+    image = np.ascontiguousarray(image_bgr, dtype=np.uint8)
+    masks = np.zeros((len(entry_boxes), height, width), bool)
+    for k, boxes in enumerate(entry_boxes):
+        for box in boxes:
+            inside = box_mask([box], height, width).astype(bool)
+            ys, xs = np.nonzero(inside)
+            if not len(xs) or np.ptp(xs) < 2 or np.ptp(ys) < 2 or inside.all():
+                masks[k] |= inside  # GrabCut needs a box with some outside around it and some area
+                continue
+            rect = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+            labels = np.zeros((height, width), np.uint8)
+            cv2.setRNGSeed(GRABCUT_RNG_SEED)
+            cv2.grabCut(image, labels, rect, np.zeros((1, 65)), np.zeros((1, 65)), GRABCUT_ITERATIONS,
+                        cv2.GC_INIT_WITH_RECT)
+            masks[k] |= inside & ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD))
+    return masks
+
+
+def crf_foreground(image_bgr, entry_boxes, params=None):
+    """((K, H, W) bool foreground, (K, H, W) float probability): DenseCRF on a unary built from the boxes,
+    each entry's foreground kept inside its boxes."""
+    height, width = image_bgr.shape[:2]
+    boxes = box_foreground(entry_boxes, height, width)
+    weight = np.concatenate([np.ones((1, height, width), np.float32),
+                             boxes.astype(np.float32) * BOX_CRF_INSIDE])
+    weight[0] = np.where(boxes.any(0), 1.0 - BOX_CRF_INSIDE, 1.0)
+    prob = weight / weight.sum(0, keepdims=True)
+    refined = DenseCRF(**(params or BOX_CRF_PARAMS))(np.ascontiguousarray(image_bgr, dtype=np.uint8),
+                                                     np.clip(prob, 1e-5, 1.0))
+    choice = refined.argmax(0)
+    foreground = np.stack([(choice == k + 1) for k in range(len(entry_boxes))]) & boxes if len(entry_boxes) \
+        else boxes
+    return foreground, refined[1:]
+
+
+def baseline_image(method, item, out_dir, rule, per_box):
+    """One image of a baseline (a job of its own): writes its mask. Returns (its EXIF orientation tag, None), or
+    (None, (image_id, reason)) if it failed."""
+    image_id, image_path, boxes, frame = BoxItem(*item)
+    try:
+        image, orientation = decode_image(image_path, frame)
+        image = image.astype(np.uint8)
+    except (OSError, ValueError) as error:
+        return None, (image_id, str(error))
+    class_ids, entry_boxes = box_entries(boxes, per_box)
+    scores = None
+    if method == 'box':
+        foreground = box_foreground(entry_boxes, *image.shape[:2])
+    elif method == 'grabcut':
+        foreground = grabcut_foreground(image, entry_boxes)
+    else:
+        foreground, scores = crf_foreground(image, entry_boxes)
+        scores = torch.from_numpy(scores)
+    foreground = torch.from_numpy(foreground)
+    label = compose_entries(foreground, class_ids, rule, scores, entry_boxes).numpy()
+    write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
+                  foreground.numpy() if per_box else None)
+    return orientation, None
