@@ -13,17 +13,20 @@ from datasets.errors import InputError
 from datasets.synthetic import make_demo_data
 from models.lpg import LPGNet
 from tests.conftest import ROOT, run
+from tests.tiny_sam_generation import TINY
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.parseCOCO import parse_coco
+from utils.pseudo_masks import build_sam
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
 
 def torchrun(script, *flags, processes=2):
-    """Run a project script under torchrun with `processes` CPU processes; returns its output."""
+    """Run a project script (or ['-m', module]) under torchrun with `processes` CPU processes; returns its output."""
+    target = script if isinstance(script, list) else [os.path.join(ROOT, script)]
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}',
-               os.path.join(ROOT, script)] + [str(f) for f in flags]
+               *target] + [str(f) for f in flags]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert proc.returncode == 0, f'{script}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
@@ -73,6 +76,25 @@ def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
         os.remove(os.path.join(folder, name))
     log = torchrun('genPseudoMasks.py', *flags, '--voc_proposals_dir', data['root'] / 'two')
     assert '6 images, 4 already done' in log and read_masks(folder).keys() == one.keys()
+
+
+@pytest.mark.slow
+def test_sam_generation_sharded_over_two_processes_equals_one(data):
+    """--method sam under torchrun: each process prompts SAM with the boxes of its shard of the images; the masks
+    are those of one process, and the summary is printed once."""
+    torch.manual_seed(0)
+    checkpoint = str(save_checkpoint(data['root'] / 'sam_tiny.pth', **build_sam(TINY).state_dict()))
+    flags = ['--dataset', 'voc', '--method', 'sam', '--sam_model', 'tiny', '--sam_checkpoint', checkpoint,
+             '--voc_root_dir', data['voc'], *CPU]
+    module = ['-m', 'tests.tiny_sam_generation']
+    one = subprocess.run([sys.executable, *module, *map(str, flags), '--voc_proposals_dir', data['root'] / 'sam1'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    log = torchrun(module, *flags, '--voc_proposals_dir', data['root'] / 'sam2')
+    one, two = (read_masks(os.path.join(data['root'], name, 'sam')) for name in ('sam1', 'sam2'))
+    assert len(one) == 6 and one.keys() == two.keys()
+    assert all(np.array_equal(one[name], two[name]) for name in one)
+    assert log.count('6 images: 6 written') == 1
 
 
 @pytest.mark.slow

@@ -19,13 +19,13 @@ from datasets.io import read_label
 from datasets.synthetic import make_custom_data, make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from tests.conftest import cli, parse
+from tests.tiny_sam_generation import TINY
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.layout import RunLayout
 from utils.engine.precision import Precision
 from utils.pseudo_masks import (
     MISSING_PACKAGE,
     SAM_MODELS,
-    SamArchitecture,
     SamImage,
     build_sam,
     load_sam,
@@ -36,9 +36,8 @@ from utils.rounds import run_baseline
 from utils.step_runner import Runner, runs_networks, step_argv
 
 CPU = ['--cuda', 'false', '--workers', 0]
-# A SAM with the released models' structure, small enough for the CPU: 64-pixel inputs, two encoder blocks.
-TINY = SamArchitecture(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), image_size=64, window_size=2,
-                       prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
+# TINY (tests/tiny_sam_generation.py): a SAM with the released models' structure, small enough for the CPU;
+# WIDER: the same with another encoder width.
 WIDER = TINY._replace(embed_dim=48)
 
 
