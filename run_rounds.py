@@ -153,9 +153,10 @@ def per_round(kind):
 
 def check_baselines(args):
     """Refuse an unknown baseline, and the sam baseline without its package or weights, before the first step."""
-    unknown = [method for method in args.baselines if method not in genPseudoMasks.METHODS or method == 'lpg']
+    known = [method for method in genPseudoMasks.METHODS if method != 'lpg']
+    unknown = [method for method in args.baselines if method not in known]
     if unknown:
-        raise InputError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of box, grabcut, crf, sam)')
+        raise InputError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of {", ".join(known)})')
     if 'sam' in args.baselines:
         check_sam_inputs(args.sam_checkpoint, what='the sam baseline')
 

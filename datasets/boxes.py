@@ -62,15 +62,23 @@ def pad_size(height: int, width: int, test_size: int) -> tuple[int, int]:
     return side(height), side(width)
 
 
-def box_mask(boxes: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """uint8 HxW union of boxes (x1, y1, x2, y2): rows int(y1)..int(y2), columns int(x1)..int(x2), inclusive.
+def pixel_box(x1: float, y1: float, x2: float, y2: float, height: int,
+              width: int) -> Optional[tuple[int, int, int, int]]:
+    """The pixels a box (x1, y1, x2, y2) covers in an HxW array: (left, top, right, bottom), rows int(y1)..int(y2)
+    and columns int(x1)..int(x2) inclusive, clipped to the array (COCO's x1 + w can reach the image width, and
+    numpy would wrap a negative index); None when no pixel is left."""
+    left, top = max(int(x1), 0), max(int(y1), 0)
+    right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
+    return (left, top, right, bottom) if right >= left and bottom >= top else None
 
-    Coordinates are clipped to the array (COCO's x1 + w can reach the image width)."""
+
+def box_mask(boxes: Iterable[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """uint8 HxW union of boxes (x1, y1, x2, y2), each covering its pixel_box."""
     mask = np.zeros((height, width), np.uint8)
-    for x1, y1, x2, y2 in boxes:
-        left, top = max(int(x1), 0), max(int(y1), 0)
-        right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
-        if right >= left and bottom >= top:
+    for box in boxes:
+        pixels = pixel_box(*box, height, width)
+        if pixels:
+            left, top, right, bottom = pixels
             mask[top:bottom + 1, left:right + 1] = 1
     return mask
 

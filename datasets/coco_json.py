@@ -9,6 +9,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .boxes import pixel_box
 from .errors import InputError, MissingFile
 
 
@@ -111,11 +112,10 @@ def bbox_label(boxes: Iterable[Sequence[float]], height: int, width: int) -> np.
     """Each (class, x1, y1, x2, y2) box filled with its class, rows int(y1)..int(y2) and columns
     int(x1)..int(x2) inclusive, later boxes overwriting earlier ones."""
     label = np.zeros((height, width), np.uint8)
-    for class_id, x1, y1, x2, y2 in boxes:
-        # x1 + w can reach the image width: clip to the image (numpy would wrap a negative index).
-        left, top = max(int(x1), 0), max(int(y1), 0)
-        right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
-        if right >= left and bottom >= top:
+    for class_id, *box in boxes:
+        pixels = pixel_box(*box, height, width)  # clipped: x1 + w can reach the image width
+        if pixels:
+            left, top, right, bottom = pixels
             label[top:bottom + 1, left:right + 1] = class_id
     return label
 

@@ -2,6 +2,7 @@
 where several entries claim a pixel."""
 import torch
 
+from datasets.boxes import pixel_box
 from datasets.errors import InputError
 
 
@@ -26,12 +27,11 @@ def covering_box_area(entry_boxes, height, width, device=None):
     areas = torch.full((len(entry_boxes), height, width), float('inf'), device=device)
     for k, boxes in enumerate(entry_boxes):
         for x1, y1, x2, y2 in boxes:
-            left, top = max(int(x1), 0), max(int(y1), 0)
-            right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
-            if right >= left and bottom >= top:
-                area = float((int(x2) - int(x1) + 1) * (int(y2) - int(y1) + 1))
-                region = areas[k, top:bottom + 1, left:right + 1]
-                region.clamp_(max=area)
+            pixels = pixel_box(x1, y1, x2, y2, height, width)
+            if pixels:
+                left, top, right, bottom = pixels
+                area = float((int(x2) - int(x1) + 1) * (int(y2) - int(y1) + 1))  # the whole box, not its clipped part
+                areas[k, top:bottom + 1, left:right + 1].clamp_(max=area)
     return areas
 
 

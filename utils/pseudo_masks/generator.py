@@ -17,7 +17,7 @@ from utils.engine.checkpoint import load_weights
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 from .compose import compose_entries, compose_label
-from .outputs import write_outputs
+from .outputs import interrupted_message, write_outputs
 
 
 def load_generator(lpg_path, round_, precision, seg_probs='backbone', backbone_path=None, model_type='vgg16',
@@ -80,8 +80,7 @@ def generate_lpg(lpg, backbone, items, out_dir, device, precision, test_size, ru
                     label, entries = result
                     write_outputs(writer.submit, out_dir, sample.image_id, label.cpu().numpy(),
                                   entries.cpu().numpy() if per_box else None)
-    stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
-                        'the same command to make the others (the written ones are skipped)')
+    stop_if_interrupted(interrupted_message)
     return failed, oriented
 
 

@@ -31,3 +31,9 @@ def write_outputs(write, out_dir, image_id, label, instance_masks=None):
     if instance_masks is not None:
         write(write_json, os.path.join(out_dir, INSTANCES, f'{image_id}.json'),
               [rle_annotation(0, None, None, mask) for mask in instance_masks])
+
+
+def interrupted_message(signal_name):
+    """What a generation stopped by SIGTERM / SIGINT says: every method finishes the images in flight first."""
+    return (f'interrupted by {signal_name}: the masks written so far are complete and kept; rerun the same command to '
+            'make the others (the written ones are skipped)')

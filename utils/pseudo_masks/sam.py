@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from datasets.boxes import BoxItem, box_entries, box_mask, collate_boxes
+from datasets.boxes import BoxItem, box_entries, collate_boxes, pixel_box
 from datasets.errors import InputError, MissingFile, UnreadableImage
 from datasets.files import BackgroundWriter
 from datasets.io import decode_image
@@ -32,7 +32,7 @@ from utils.engine.checkpoint import load_checkpoint, load_state, unwrap_state_di
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 from .compose import compose_entries
-from .outputs import write_outputs
+from .outputs import interrupted_message, write_outputs
 
 MISSING_PACKAGE = ("--method sam needs Meta's segment-anything package, which is not installed: "
                    'pip install segment-anything')
@@ -169,12 +169,12 @@ def box_prompts(entry_boxes, height, width):
     that lies wholly outside the image gives no prompt."""
     prompts, pixel_boxes, owners = [], [], []
     for k, boxes in enumerate(entry_boxes):
-        for x1, y1, x2, y2 in boxes:
-            left, top = max(int(x1), 0), max(int(y1), 0)
-            right, bottom = min(int(x2), width - 1), min(int(y2), height - 1)
-            if right >= left and bottom >= top:
+        for box in boxes:
+            pixels = pixel_box(*box, height, width)
+            if pixels:
+                left, top, right, bottom = pixels
                 prompts.append([left, top, right + 1, bottom + 1])
-                pixel_boxes.append((left, top, right, bottom))
+                pixel_boxes.append(pixels)
                 owners.append(k)
     return torch.tensor(prompts, dtype=torch.float32).reshape(-1, 4), pixel_boxes, owners
 
@@ -196,10 +196,10 @@ def sam_foregrounds(predictor, sample, precision, output='single'):
                                                            return_logits=True)
     choice = predicted_iou.float().argmax(1)  # always 0 with the single-mask output
     logits = logits[torch.arange(len(owners)), choice].float().cpu()
-    for box, owner, box_logits in zip(pixel_boxes, owners, logits):
-        inside = torch.from_numpy(box_mask([box], height, width)).bool()
-        foreground[owner] |= inside & (box_logits > predictor.model.mask_threshold)
-        scores[owner] = torch.maximum(scores[owner], torch.where(inside, box_logits.sigmoid(), 0.0))
+    for (left, top, right, bottom), owner, box_logits in zip(pixel_boxes, owners, logits):
+        inside = (slice(top, bottom + 1), slice(left, right + 1))  # the mask is kept inside its box
+        foreground[owner][inside] |= box_logits[inside] > predictor.model.mask_threshold
+        scores[owner][inside] = torch.maximum(scores[owner][inside], box_logits[inside].sigmoid())
     return foreground, scores
 
 
@@ -223,6 +223,5 @@ def generate_sam(predictor, items, out_dir, precision, rule='smaller', output='s
             foreground, scores = sam_foregrounds(predictor, sample, precision, output)
             label = compose_entries(foreground, sample.class_ids, rule, scores, sample.entry_boxes).numpy()
             write_outputs(writer.submit, out_dir, sample.image_id, label, foreground.numpy() if per_box else None)
-    stop_if_interrupted(lambda name: f'interrupted by {name}: the masks written so far are complete and kept; rerun '
-                        'the same command to make the others (the written ones are skipped)')
+    stop_if_interrupted(interrupted_message)
     return failed, oriented
