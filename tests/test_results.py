@@ -152,6 +152,17 @@ def test_figures_have_the_expected_size_and_content(voc_root, baselines):
     assert curve.shape == (220, 360, 3) and ((curve == [31, 119, 180]).all(-1)).sum() > 100  # the drawn line
 
 
+def test_long_titles_wrap_within_their_panel():
+    """A title wider than its panel goes on several lines under it, so that it never runs into the next one."""
+    label = np.zeros((96, 96), np.uint8)
+    masks = {'LPG round 2, uniform probabilities': label, 'box': label}
+    grid = np.asarray(comparison_grid(np.zeros((96, 96, 3), np.uint8), [], masks, None, VOC_CLASSES))
+    one_line = np.asarray(comparison_grid(np.zeros((96, 96, 3), np.uint8), [], {'box': label}, None, VOC_CLASSES))
+    assert grid.shape[0] > one_line.shape[0]  # the title area grew by a line
+    gap = grid[:30, 4 + 2 * (96 + 4) - 4:4 + 2 * (96 + 4)]  # the white gap between the second and third panels
+    assert (gap == 255).all()
+
+
 def test_training_writes_a_loss_log_and_curve(voc_root, tmp_path):
     flags = ['--root_path', voc_root, '--label_path_name', 'SegmentationClassAug', '--save_path', tmp_path,
              '--from_scratch', '--batch_size', 2, '--crop_size', 33, '--num_print_log', 1, *CPU]

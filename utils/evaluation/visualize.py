@@ -46,15 +46,32 @@ def _with_boxes(image_bgr, boxes):
     return image.permute(1, 2, 0).numpy()
 
 
+def _wrapped(title, width, draw, font):
+    """The title's words in lines no wider than width pixels (a word longer than that has a line of its own)."""
+    lines = []
+    for word in title.split():
+        if lines and draw.textlength(f'{lines[-1]} {word}', font=font) <= width:
+            lines[-1] = f'{lines[-1]} {word}'
+        else:
+            lines.append(word)
+    return lines or ['']
+
+
 def _titled_row(panels, titles):
-    """Panels (HxWx3 RGB arrays of one height) side by side, each under its title."""
+    """Panels (HxWx3 RGB arrays of one height) side by side, each under its title, wrapped to the panel's width so
+    that neighbouring titles never overlap."""
     height = max(panel.shape[0] for panel in panels)
     width = sum(panel.shape[1] + BORDER for panel in panels) + BORDER
-    canvas = Image.new('RGB', (width, height + TITLE + 2 * BORDER), 'white')
-    draw, font, x = ImageDraw.Draw(canvas), ImageFont.load_default(), BORDER
-    for panel, title in zip(panels, titles):
-        draw.text((x, 2), title, fill='black', font=font)
-        canvas.paste(Image.fromarray(panel), (x, TITLE + BORDER))
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+    lines = [_wrapped(title, panel.shape[1], measure, font) for panel, title in zip(panels, titles)]
+    title_height = TITLE * max(len(title_lines) for title_lines in lines)
+    canvas = Image.new('RGB', (width, height + title_height + 2 * BORDER), 'white')
+    draw, x = ImageDraw.Draw(canvas), BORDER
+    for panel, title_lines in zip(panels, lines):
+        for k, line in enumerate(title_lines):
+            draw.text((x, 2 + TITLE * k), line, fill='black', font=font)
+        canvas.paste(Image.fromarray(panel), (x, title_height + BORDER))
         x += panel.shape[1] + BORDER
     return canvas
 
