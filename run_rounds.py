@@ -111,6 +111,10 @@ def add_scaled_down_args(parser):
     parser.add_argument('--lpg_batch_size', type=int)
     parser.add_argument('--lpg_crop_size', type=int)
     parser.add_argument('--lpg_lr', type=per_round(float), help='LPG lr, one number or one per round')
+    parser.add_argument('--lpg_box_loss_weight', type=per_round(float),
+                        help='trainLPG.py --box_loss_weight, one number or one per round (default 1, the release\'s '
+                        'plain cross entropy; the small-budget recipe uses 5)')
+    parser.add_argument('--lpg_warmup_iterations', type=int, help='trainLPG.py --warmup_iterations (default 0)')
     parser.add_argument('--backbone_iterations', type=int)
     parser.add_argument('--backbone_batch_size', type=int)
     parser.add_argument('--backbone_crop_size', type=int)

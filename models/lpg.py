@@ -86,6 +86,22 @@ def lpg_input(images: torch.Tensor, box_masks: torch.Tensor, seg_probs: Optional
     return torch.cat(parts, dim=1)
 
 
+def box_weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, box_masks: torch.Tensor,
+                               box_loss_weight: float = 1.0) -> torch.Tensor:
+    """The generator's training loss: the 2-class cross entropy of its (N, 2, h, w) logits against (N, h, w)
+    targets, each pixel inside the sample's boxes ((N, 1, H, W) box masks, H = 4h) weighted box_loss_weight against
+    1 outside, as a weighted mean; at 1, the release's plain mean. Most of a crop lies outside the boxes, where the
+    box channel alone says background, and only the pixels inside are ever kept: weighting them stops a short run
+    from settling on background everywhere (trainLPG.py --box_loss_weight)."""
+    if box_loss_weight == 1.0:
+        return F.cross_entropy(logits, targets)
+    # The box mask at the output's cells, sampled as the target is: the top-left pixel of each cell.
+    stride = box_masks.shape[-1] // targets.shape[-1]
+    inside = box_masks[:, 0, ::stride, ::stride].to(logits.device) > 0.5
+    weights = torch.where(inside, box_loss_weight, 1.0)
+    return (F.cross_entropy(logits, targets, reduction='none') * weights).sum() / weights.sum()
+
+
 # Where the round >= 2 generator's probability channel comes from: the previous round's backbone (the method),
 # or `UniformProbabilities` (the ablation that isolates what the alternation adds).
 SEG_PROBS = ('backbone', 'uniform')

@@ -20,6 +20,7 @@ def train_lpg(runner, run, r, seg_probs='backbone'):
     # is every 5000 of 100k iterations).
     settings = dict(coco_root_dir=a.coco_root_dir, round=r, model_save_path=run.lpg_root(seg_probs), resume=True,
                     batch_size=a.lpg_batch_size, crop_size=a.lpg_crop_size, lr=for_round(a.lpg_lr, r),
+                    box_loss_weight=for_round(a.lpg_box_loss_weight, r), warmup_iterations=a.lpg_warmup_iterations,
                     num_max_iterations=iterations,
                     num_save_model=None if iterations is None else max(1, iterations // 10))
     if r >= 2:
