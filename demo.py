@@ -64,6 +64,8 @@ def get_args_parser():
     parser.add_argument('--lpg_lr', default='1e-3,1e-4',
                         help='Adam lr of LPG per round: round 1 learns from scratch in few iterations, round 2 '
                         'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
+    parser.add_argument('--allow_empty', action='store_true',
+                        help='go on when a generator labels no foreground at all (by default the demo stops there)')
     parser.add_argument('--backbone_iterations', type=int, default=300,
                         help='iterations of every backbone (VGG16 from random weights: 200 reached 30 val mIoU on '
                         'the ground truth, 300 reached 51)')
@@ -103,6 +105,7 @@ def pipeline_flags(args, voc_root, coco_root, work):
     return run_rounds.command_line(
         voc_root_dir=voc_root, coco_root_dir=coco_root, work_dir=work, rounds=args.rounds,
         lpg_iterations=args.lpg_iterations, lpg_lr=args.lpg_lr, lpg_batch_size=8, lpg_crop_size=128,
+        allow_empty=args.allow_empty,
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
         workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_sam(args), sam_checkpoint=args.sam_checkpoint,
@@ -124,7 +127,7 @@ def overlap_variants(runner, run, voc_root):
         runner.step(f'round 1: VOC pseudo masks, overlap {rule}', 'genPseudoMasks.py', dict(
             dataset='voc', round=1, model_path_test=run.lpg(1), voc_root_dir=voc_root,
             voc_proposals_dir=run.pseudo_root('voc'), model_type=a.model_type, voc_test_size=128, overlap=rule,
-            **runner.common()))
+            **runner.generation(), **runner.common()))
         folders[f'LPG round 1, overlap {rule}'] = layout.pseudo_mask_dir(run.pseudo_root('voc'), 'lpg', a.model_type,
                                                                          1, rule)
     return folders

@@ -38,7 +38,7 @@ from utils.engine.runtime import add_device_args, run_script
 from utils.pseudo_masks.baselines import baseline_image
 from utils.pseudo_masks.compose import OVERLAP_RULES
 from utils.pseudo_masks.generator import generate_lpg, load_generator
-from utils.pseudo_masks.outputs import INSTANCES, mask_files, output_files
+from utils.pseudo_masks.outputs import INSTANCES, mask_files, nothing_learned, output_files
 from utils.pseudo_masks.sam import SAM_CHECKPOINTS, SAM_MODELS, SAM_OUTPUTS, check_sam_inputs, generate_sam, load_sam
 
 
@@ -82,6 +82,9 @@ def get_args_parser():
                         'with it), and its masks are brought back to the image size with nearest resizing, inside '
                         'the boxes; memory grows with the padded image area (default: every image at its own size, '
                         'as in the release)')
+    parser.add_argument('--allow_empty', action='store_true',
+                        help='lpg and sam: finish even when no image gets a foreground pixel (by default such a run '
+                        'ends with an error: the generator learned nothing)')
     parser.add_argument('--writer_threads', type=int, default=4, help='threads encoding and writing the PNGs')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the masks already in the output folder when they were made from other '
@@ -179,7 +182,8 @@ OUTPUT_FLAGS = frozenset({
     'init_custom_model_path', 'init_voc_model_path', 'instances', 'max_side', 'method', 'model_path_test',
     'model_type', 'overlap', 'round', 'sam_checkpoint', 'sam_model', 'sam_output', 'seg_probs', 'split_file',
     'voc_proposals_dir', 'voc_root_dir', 'voc_split', 'voc_test_size'})
-RUNTIME_FLAGS = frozenset({'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite', 'n_jobs'})
+RUNTIME_FLAGS = frozenset({'allow_empty', 'workers', 'writer_threads', 'batch_size', 'image_batch_size', 'overwrite',
+                           'n_jobs'})
 
 
 def step_record(args, flags):
@@ -247,7 +251,7 @@ def main(args):
 
 def finish(args, flags, record, summary):
     """The summary line, for --dataset custom the class table and COCO-format json, the completion record
-    (written last), and a non-zero exit if any image failed."""
+    (written last), and a non-zero exit if any image failed or a learned method labelled no foreground at all."""
     failed, oriented = summary['failed'], summary['with an EXIF orientation tag']
     print(f'{summary["images"]} images: {summary["written"]} written, {summary["already done"]} already done, '
           f'{len(failed)} failed')
@@ -258,7 +262,10 @@ def finish(args, flags, record, summary):
     if args.dataset == 'custom':
         instances = os.path.join(record.folder, INSTANCES) if args.instances else None
         print(f'wrote {write_target_outputs(flags.source["annotations"], record.folder, instances)}')
-    record.write('incomplete' if failed else 'done', summary)
+    empty = None if failed or args.allow_empty else nothing_learned(record.folder, args.method, summary['images'])
+    record.write('incomplete' if failed or empty else 'done', summary)
+    if empty:
+        raise SystemExit(f'error: {empty}')
     if failed:
         raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  '
                          f'{failure_listing(failed)}')

@@ -98,6 +98,9 @@ def add_experiment_args(parser):
     parser.add_argument('--sam_checkpoint', help='the SAM weights of the sam baseline (genPseudoMasks.py)')
     parser.add_argument('--sam_model', choices=list(SAM_MODELS),
                         help='the SAM network the checkpoint holds (default: read from the file)')
+    parser.add_argument('--allow_empty', action='store_true',
+                        help='go on when a generator (LPG or SAM) labels no foreground in any image (by default the '
+                        'run stops there, before training backbones on empty masks)')
     parser.add_argument('--threads', type=int,
                         help='CPU threads of every step (OMP_NUM_THREADS): a fixed count keeps CPU results the same')
     parser.add_argument('--deterministic', action='store_true',

@@ -169,7 +169,7 @@ def test_run_rounds_runs_every_network_step_under_torchrun(data, tmp_path):
               '--rounds', 1, '--from_scratch', '--nproc_per_node', 2, '--threads', 1, '--lpg_iterations', 2,
               '--lpg_batch_size', 4, '--lpg_crop_size', 128, '--backbone_iterations', 2, '--backbone_batch_size', 2,
               '--backbone_crop_size', 33, '--voc_test_size', 128, '--eval_test_size', 65, '--n_jobs', 1,
-              '--cuda', 'false', '--workers', 0, '--amp', 'off')
+              '--cuda', 'false', '--workers', 0, '--amp', 'off', '--allow_empty')
     launched = [line for line in log.splitlines() if line.startswith('[run] ')]
     under_torchrun = {line[len('[run] '):].split(f': {sys.executable}')[0] for line in launched
                       if 'torch.distributed.run' in line}

@@ -48,7 +48,7 @@ def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
                         dict(init_voc_model_path=run.backbone('voc', a.model_type, r - 1)))
     suffix = ablation_suffix(seg_probs)
     runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py',
-                dict(**settings, **runner.common()))
+                dict(**settings, **runner.generation(), **runner.common()))
     masks = run.pseudo_masks('voc', 'lpg', a.model_type, r, seg_probs)
     if not a.score_masks:
         return masks, None
@@ -102,7 +102,8 @@ def run_round(runner, r, run, last_round):
         runner.step(f'round {r}: COCO-60 pseudo masks', 'genPseudoMasks.py', dict(
             dataset='coco', round=r, model_path_test=run.lpg(r), coco_root_dir=a.coco_root_dir,
             coco_proposals_dir=run.pseudo_root('coco'), model_type=cmt, coco_test_size=a.coco_test_size,
-            init_coco_model_path=run.backbone('coco', cmt, r - 1) if r >= 2 else None, **runner.common()))
+            init_coco_model_path=run.backbone('coco', cmt, r - 1) if r >= 2 else None, **runner.generation(),
+            **runner.common()))
         runner.step(f'round {r}: train COCO-60 backbone', 'main.py', dict(
             dataset='coco', root_path=a.coco_root_dir, label_path_name=run.pseudo_masks('coco', 'lpg', cmt, r),
             model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_init_model_path,
@@ -117,7 +118,8 @@ def run_baseline(runner, run, method):
     sam = dict(sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model) if method == 'sam' else {}
     runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', dict(
         dataset='voc', method=method, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
-        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **sam, **runner.common()))
+        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **sam, **runner.generation(),
+        **runner.common()))
     if a.score_masks:
         score_step(runner, run, f'baseline: score {method} masks', run.pseudo_masks('voc', method, a.model_type, None))
     return run.mask_scores('voc', method, a.model_type, None)

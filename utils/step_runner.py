@@ -59,6 +59,10 @@ class Runner:
                     f'--nproc_per_node={self.args.nproc_per_node}']
         return [sys.executable]
 
+    def generation(self):
+        """Settings of the pseudo-mask steps: whether masks with no foreground at all end the run."""
+        return dict(allow_empty=self.args.allow_empty)
+
     def training(self):
         """Settings of the training steps."""
         return dict(deterministic=self.args.deterministic)

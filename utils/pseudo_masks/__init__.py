@@ -21,7 +21,15 @@ from .baselines import (
 )
 from .compose import OVERLAP_RULES, compose_entries, compose_label, covering_box_area
 from .generator import batch_labels, foregrounds_or_failures, generate_labels_per_class, generate_lpg, load_generator
-from .outputs import INSTANCES, mask_files, output_files, write_outputs
+from .outputs import (
+                        INSTANCES,
+                        LEARNED_METHODS,
+                        any_foreground,
+                        mask_files,
+                        nothing_learned,
+                        output_files,
+                        write_outputs,
+)
 from .sam import (
                         MISSING_PACKAGE,
                         OFFICIAL_CHECKPOINTS,
@@ -44,5 +52,5 @@ __all__ = [
     'batch_labels', 'box_foreground', 'build_sam', 'check_sam_inputs', 'compose_entries', 'compose_label',
     'covering_box_area', 'crf_foreground', 'foregrounds_or_failures', 'generate_labels_per_class', 'generate_lpg',
     'generate_sam', 'grabcut_foreground', 'load_generator', 'load_sam', 'mask_files', 'output_files',
-    'sam_foregrounds', 'segment_anything', 'write_outputs',
+    'sam_foregrounds', 'segment_anything', 'write_outputs', 'LEARNED_METHODS', 'any_foreground', 'nothing_learned',
 ]

@@ -2,9 +2,11 @@
 --instances, the RLE of each box's mask (merged into pseudo_masks.json at the end)."""
 import os
 
+import numpy as np
+
 from datasets.custom import rle_annotation
 from datasets.files import write_json
-from datasets.io import save_palette_png
+from datasets.io import read_label, save_palette_png
 
 # --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
 INSTANCES = 'instances'
@@ -23,6 +25,26 @@ def output_files(folder):
     instances = os.path.join(folder, INSTANCES)
     extra += [os.path.join(instances, name) for name in os.listdir(instances)] if os.path.isdir(instances) else []
     return mask_files(folder) + extra
+
+
+def any_foreground(folder):
+    """Whether any mask of a pseudo-mask folder labels a pixel with a class (not background, not void). Stops at
+    the first such mask, so a folder of working masks costs a file or two; an empty one is read in full."""
+    return any(np.any((label > 0) & (label < 255)) for label in map(read_label, sorted(mask_files(folder))))
+
+
+# The methods that learned their masks: one that labels nothing anywhere learned nothing, which no later step can
+# repair (a backbone trained on empty masks predicts background everywhere).
+LEARNED_METHODS = ('lpg', 'sam')
+
+
+def nothing_learned(folder, method, images):
+    """The one line that stops a run whose learned method labelled no foreground pixel in any box, or None."""
+    if method not in LEARNED_METHODS or not images or any_foreground(folder):
+        return None
+    return (f'{folder}: the {method} masks of all {images} images are empty (no foreground pixel inside any box): '
+            'the generator learned nothing, so nothing downstream could learn from them; check its training '
+            '(loss_log.csv, and the README on small training budgets), or pass --allow_empty to keep them')
 
 
 def write_outputs(write, out_dir, image_id, label, instance_masks=None):
