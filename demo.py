@@ -13,7 +13,11 @@ set of pseudo masks, and the figures.
 
 The backbones (DeepLab-LargeFOV VGG16) start from random weights, since no ImageNet file is available offline:
 main.py --from_scratch kaiming, lr 3e-3 with a 50-iteration warm-up, batch 8, crop 97, 300 iterations (the
-published defaults are ImageNet weights, lr 1e-3, no warm-up, batch 30, crop 321, 20k iterations).
+published defaults are ImageNet weights, lr 1e-3, no warm-up, batch 30, crop 321, 20k iterations). LPG trains with
+the small-budget recipe: Adam lr 1e-3 for 400 iterations in round 1, batch 8, crop 128, and the pixels inside the
+boxes weighted 5 times those outside in its loss (trainLPG.py --box_loss_weight 5; the release: a plain cross
+entropy, with which so short a run can settle on background everywhere). A generator that labels no foreground in
+any image stops the demo there (--allow_empty goes on).
 
 It prints the report (pseudo-mask quality on the VOC training images), round 2 against its ablation, the
 backbones' val mIoU without and with CRF and the time per step, writes them to demo_output/demo_results.json,
@@ -64,6 +68,10 @@ def get_args_parser():
     parser.add_argument('--lpg_lr', default='1e-3,1e-4',
                         help='Adam lr of LPG per round: round 1 learns from scratch in few iterations, round 2 '
                         'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
+    parser.add_argument('--lpg_box_loss_weight', default='5',
+                        help='trainLPG.py --box_loss_weight per round: the pixels inside the boxes weigh 5 times those '
+                        'outside (the release: 1, a plain cross entropy, with which a 400-iteration round 1 can settle '
+                        'on background everywhere)')
     parser.add_argument('--allow_empty', action='store_true',
                         help='go on when a generator labels no foreground at all (by default the demo stops there)')
     parser.add_argument('--backbone_iterations', type=int, default=300,
@@ -105,7 +113,7 @@ def pipeline_flags(args, voc_root, coco_root, work):
     return run_rounds.command_line(
         voc_root_dir=voc_root, coco_root_dir=coco_root, work_dir=work, rounds=args.rounds,
         lpg_iterations=args.lpg_iterations, lpg_lr=args.lpg_lr, lpg_batch_size=8, lpg_crop_size=128,
-        allow_empty=args.allow_empty,
+        lpg_box_loss_weight=args.lpg_box_loss_weight, allow_empty=args.allow_empty,
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
         workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_sam(args), sam_checkpoint=args.sam_checkpoint,
