@@ -169,15 +169,17 @@ def write_figures(args, run, voc_root, folders, rounds):
 
 def backbone_results(summary, baselines):
     """{masks the backbone was trained on: {'without CRF': val mIoU, 'with CRF': val mIoU}}, in the paper's order:
-    the baselines, the rounds, the ground truth."""
+    the baselines, the rounds, the ground truth; and a line for each backbone that predicts one class everywhere."""
     score_files = {BASELINE_NAMES[method]: summary['other_backbones'][method] for method in baselines}
     score_files.update({f'LPG round {r}': paths['backbone_scores'] for r, paths in summary['rounds'].items()})
     score_files[GROUND_TRUTH] = summary['other_backbones'][run_rounds.GROUND_TRUTH]
-    results = {}
+    results, collapsed = {}, []
     for masks, path in score_files.items():
         scores = read_json(path)
         results[masks] = {key: scores[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
-    return results
+        collapsed += [f'the backbone trained on {masks} predicts {name} at every val pixel ({key}): it learned nothing'
+                      for key, name in scores.get('one class everywhere', {}).items()]
+    return results, collapsed
 
 
 def result_rows(results):
@@ -264,8 +266,9 @@ def main(args):
     folders.update({f'LPG round {r}, {UNIFORM}': run.pseudo_masks('voc', 'lpg', model_type, r, 'uniform')
                     for r in rounds if r >= 2})
     folders.update(overlap_variants(runner, run, voc_root))
-    results = {'pseudo masks': comparison_report(runner, run, voc_root, folders),
-               'backbones': backbone_results(summary, pipeline_args.baselines), 'precision': precision.label}
+    backbones, collapsed = backbone_results(summary, pipeline_args.baselines)
+    results = {'pseudo masks': comparison_report(runner, run, voc_root, folders), 'backbones': backbones,
+               'collapsed backbones': collapsed, 'precision': precision.label}
     results['step_seconds'] = dict(summary['step_seconds'], **runner.times, **{'make demo data': data_seconds})
     figures = write_figures(args, run, voc_root, folders, rounds)
     results['total_seconds'] = round(time.time() - tic, 1)
@@ -282,6 +285,7 @@ def main(args):
     for masks, row in results['backbones'].items():
         print(f'| {masks} | {percent(row["without CRF"])} | {percent(row["with CRF"])} |')
     print(f'({GROUND_TRUTH}: the fully supervised upper bound, trained on the true masks instead of boxes)')
+    print(''.join(f'warning: {line}\n' for line in collapsed), end='')
     print('\n| step | seconds |\n|---|---|')
     for step, seconds in results['step_seconds'].items():
         print(f'| {step} | {seconds} |')

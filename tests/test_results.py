@@ -23,6 +23,7 @@ from models import DeepLabLargeFOV
 from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.loss_curve import training_curve
+from utils.evaluation.backbone_eval import one_class_everywhere
 from utils.evaluation.logits import augmented_logits
 from utils.evaluation.metric import scores
 from utils.evaluation.visualize import comparison_grid, overlay
@@ -150,6 +151,15 @@ def test_figures_have_the_expected_size_and_content(voc_root, baselines):
     assert painted.shape == (96, 96, 3) and (painted[truth > 0] != image[truth > 0][:, ::-1]).any()
     curve = np.asarray(training_curve([10, 20, 30, 40], [2.0, 1.2, 0.9, 0.8], 'loss'))
     assert curve.shape == (220, 360, 3) and ((curve == [31, 119, 180]).all(-1)).sum() > 100  # the drawn line
+
+
+def test_a_backbone_that_predicts_one_class_everywhere_is_named():
+    names = ('background', 'cat', 'dog')
+    collapsed = [[5, 0, 0], [3, 0, 0], [2, 0, 0]]  # rows: truth, columns: prediction; all predicted background
+    learned = [[5, 1, 0], [1, 2, 0], [2, 0, 0]]
+    assert one_class_everywhere({'without CRF': collapsed, 'with CRF': learned}, names) == \
+        {'without CRF': 'background'}
+    assert one_class_everywhere({'without CRF': learned}, names) == {}
 
 
 def test_long_titles_wrap_within_their_panel():

@@ -95,7 +95,11 @@ def score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on
         if ctx.is_main:
             print_scores(f'{args.model_type} on {split}, {key}', results[key])
     results['confusion'] = confusion
+    results['one class everywhere'] = one_class_everywhere(confusion, class_names)
     if ctx.is_main:
+        for key, name in results['one class everywhere'].items():
+            print(f'warning: the backbone predicts {name} at every pixel of the {split} images ({key}): it learned '
+                  'nothing from its training masks')
         out = layout.scores_file(run.save_path, args.type)
         write_json(out, results)
         print(f'\n{len(items)} images: {len(items) - len(failed)} scored, {len(failed)} failed\nwrote {out}')
@@ -103,6 +107,19 @@ def score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on
         raise SystemExit(f'{len(failed)} images could not be scored (the scores cover the others):\n  '
                          f'{failure_listing(failed)}')
     return results
+
+
+def one_class_everywhere(confusion, class_names):
+    """{'without CRF' / 'with CRF': the class name} where a backbone's predictions over the whole split are one
+    class (a backbone that learned nothing). The scores of such a backbone are still a result, the comparison's
+    worst, so test.py says so and goes on (an empty set of pseudo masks, which nothing later can learn from, stops
+    genPseudoMasks.py instead)."""
+    found = {}
+    for key, hist in confusion.items():
+        predicted = np.flatnonzero(np.asarray(hist).sum(axis=0))
+        if len(predicted) == 1:
+            found[key] = class_names[int(predicted[0])]
+    return found
 
 
 def predict(args, ctx, items, logits_dir, out_dir, crf_params, crf_on_padded):
