@@ -145,6 +145,9 @@ def check_flags(args):
     if args.crop_size <= 0 or args.crop_size % LPG_STRIDE:
         raise InputError(f'--crop_size {args.crop_size}: the generator reads crops whose sides are multiples of '
                          f'{LPG_STRIDE} (the release trains at 512)')
+    if not args.box_loss_weight > 0 or args.warmup_iterations < 0:
+        raise InputError(f'--box_loss_weight must be positive (got {args.box_loss_weight}) and --warmup_iterations '
+                         f'0 or more (got {args.warmup_iterations})')
     if args.round == 1 and args.init_seg_model_path:
         raise InputError('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
                          'ignored: drop --init_seg_model_path, or pass --round 2 or later')

@@ -36,6 +36,15 @@ def test_box_loss_weight_and_warmup_are_recorded_and_default_to_the_release():
     assert {'box_loss_weight', 'warmup_iterations'} <= trainLPG.OUTPUT_FLAGS
 
 
+@pytest.mark.parametrize('flags', [['--box_loss_weight', '0'], ['--box_loss_weight', '-1'],
+                                   ['--warmup_iterations', '-5']])
+def test_bad_recipe_values_are_refused_in_one_line(flags, tmp_path, monkeypatch):
+    code, message = cli(trainLPG, '--coco_root_dir', tmp_path, '--round', 1, '--model_save_path', tmp_path / 'out',
+                        *flags, monkeypatch=monkeypatch)
+    assert code == 1 and message.startswith('error: --box_loss_weight must be positive')
+    assert not os.path.exists(tmp_path / 'out')
+
+
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp('recipe')
