@@ -186,7 +186,8 @@ def test_run_rounds_runs_every_network_step_under_torchrun(data, tmp_path):
 
     generated = layout.pseudo_mask_dir(run_layout.pseudo_root('voc'), 'lpg', 'vgg16', 1)
     run('genPseudoMasks.py', '--dataset', 'voc', '--round', 1, '--model_path_test', run_layout.lpg(1),
-        '--voc_root_dir', data['voc'], '--voc_proposals_dir', tmp_path / 'one', '--voc_test_size', 128, *CPU)
+        '--voc_root_dir', data['voc'], '--voc_proposals_dir', tmp_path / 'one', '--voc_test_size', 128, *CPU,
+        '--allow_empty')
     one, two = read_masks(layout.pseudo_mask_dir(str(tmp_path / 'one'), 'lpg', 'vgg16', 1)), read_masks(generated)
     assert len(one) == 6 and one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
 

@@ -187,7 +187,7 @@ def test_uniform_probability_ablation_runs_beside_the_method(demo, tmp_path, mon
     lpg2 = tmp_path / 'lpg' / 'Round_2' / 'LPG_Round2.pth'
     gen = ['--dataset', 'voc', '--round', 2, '--seg_probs', 'uniform', '--model_path_test', lpg2, '--voc_root_dir',
            demo['voc_root'], '--voc_proposals_dir', tmp_path / 'pseudo', '--voc_test_size', 128,
-           '--cuda', 'false', '--workers', 0]
+           '--cuda', 'false', '--workers', 0, '--allow_empty']  # 2 + 2 iterations learn no foreground
     assert cli(genPseudoMasks, *gen, monkeypatch=monkeypatch)[0] == 0
     folder = tmp_path / 'pseudo' / 'vgg16_Round2_uniform'
     ids = read_split(split_file(demo['voc_root'], 'train_aug'))
@@ -205,7 +205,7 @@ def test_test_py_plain_and_cuda_false(demo, tmp_path):
         '--save_path', tmp_path, '--cuda', 'false', cwd=tmp_path)  # it records the run in ./.lpg/
     scores = json.load(open(tmp_path / 'scores_test.json'))
     assert list(scores) == ['model_path', 'model_type', 'split', 'num_images', 'num_scored', 'failed', 'without CRF',
-                            'confusion']
+                            'confusion', 'one class everywhere']
     assert scores['num_scored'] == 4 and scores['failed'] == {}
     assert len(os.listdir(tmp_path / 'pred')) == 4
     assert sorted(name[-4:] for name in os.listdir(tmp_path / 'logits')) == ['.npz'] * 4 + ['json']  # + record.json
