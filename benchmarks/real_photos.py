@@ -65,8 +65,8 @@ def get_args_parser():
     data.add_argument('--max_aux', type=int, help='--coco_json: at most N auxiliary images (seeded choice)')
     data.add_argument('--out', required=True, help='output folder (DIR/real_photos.json, the masks, the logs)')
     recipe = parser.add_argument_group('the generator\'s training (defaults: the small-budget recipe)')
-    recipe.add_argument('--iterations', type=int, default=1500)
-    recipe.add_argument('--curve_points', type=int, default=4, help='snapshots scored along the run')
+    recipe.add_argument('--iterations', type=int, default=3000)
+    recipe.add_argument('--curve_points', type=int, default=6, help='snapshots scored along the run')
     recipe.add_argument('--batch_size', type=int, default=8)
     recipe.add_argument('--crop_size', type=int, default=256)
     recipe.add_argument('--lr', type=float, default=1e-3)
@@ -167,7 +167,10 @@ def main(args):
         raise InputError('--iterations and --curve_points must be 1 or more')
     if bool(args.aux_backbone) != bool(args.target_backbone):
         raise InputError('round 2 needs both --aux_backbone and --target_backbone')
-    args.out = os.path.abspath(args.out)
+    # The steps run in the project folder: paths given relative to where this was started must name the same files.
+    for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'sam_checkpoint', 'aux_backbone', 'target_backbone'):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     os.makedirs(args.out, exist_ok=True)
     sides = Sides(args)
     print(f'real photos: {sides.sizes}', flush=True)
