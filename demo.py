@@ -26,7 +26,6 @@ The run is deterministic on a given machine (seeds, deterministic algorithms, a 
 skips finished steps.
 """
 import argparse
-import json
 import os
 import time
 
@@ -34,7 +33,7 @@ import torch
 
 import run_rounds
 from datasets.constants import VOC_CLASSES
-from datasets.files import write_json
+from datasets.files import read_json, write_json
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
@@ -88,11 +87,6 @@ def get_args_parser():
     parser.add_argument('--sam_model', choices=list(SAM_MODELS),
                         help='the SAM network the checkpoint holds (default: read from the file)')
     return parser
-
-
-def read_json(path):
-    with open(path) as handle:
-        return json.load(handle)
 
 
 def demo_data(data_dir, args):

@@ -22,7 +22,6 @@ Writes DIR/real_photos.json: per method its pseudo-mask mIoU and foreground prec
 the curve, the settings, the machine and the time of each step; and prints the table.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -36,7 +35,7 @@ from datasets.coco_json import load_instances  # noqa: E402
 from datasets.coco_split import split_json  # noqa: E402
 from datasets.constants import COCO_VOC_IDS  # noqa: E402
 from datasets.errors import InputError, MissingFile  # noqa: E402
-from datasets.files import write_json  # noqa: E402
+from datasets.files import read_json, write_json  # noqa: E402
 from datasets.voc import resolve_voc_root  # noqa: E402
 from utils.engine import layout  # noqa: E402
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
@@ -139,11 +138,6 @@ class Sides:
         scores = read_json(layout.mask_scores_file(folder, masks))['pseudo masks']
         return {'mIoU': scores['Mean IoU'], 'fg precision in boxes': scores['box foreground']['precision'],
                 'fg recall in boxes': scores['box foreground']['recall']}
-
-
-def read_json(path):
-    with open(path) as handle:
-        return json.load(handle)
 
 
 def train_generator(runner, sides, round_, **settings):

@@ -9,7 +9,6 @@ their scores. A generator that labels nothing is scored too (--allow_empty). Wri
 (per run: mIoU, foreground precision and recall inside the boxes, training seconds) and prints the table.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -18,7 +17,7 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from datasets.files import write_json  # noqa: E402
+from datasets.files import read_json, write_json  # noqa: E402
 from datasets.synthetic import make_demo_data  # noqa: E402
 from utils.engine import layout  # noqa: E402
 from utils.engine.precision import cpu_description  # noqa: E402
@@ -53,8 +52,7 @@ def main():
                 voc_proposals_dir=out, voc_test_size=128, allow_empty=True, **runner.common()))
             masks = layout.pseudo_mask_dir(out, 'lpg', 'vgg16', 1)
             runner.step(f'{name}: score', 'test.py', dict(type='masks', root_path=voc, pred_dir=[masks], save_path=out))
-            with open(layout.mask_scores_file(out, masks)) as handle:
-                scores = json.load(handle)['pseudo masks']
+            scores = read_json(layout.mask_scores_file(out, masks))['pseudo masks']
             runs.append(dict(seed=seed, box_loss_weight=weight, mIoU=scores['Mean IoU'],
                              fg_precision=scores['box foreground']['precision'],
                              fg_recall=scores['box foreground']['recall'],

@@ -15,7 +15,7 @@ import shutil
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Callable, Collection, Iterable, Iterator, Optional, ParamSpec, TypeVar
+from typing import IO, Any, Callable, Collection, Iterable, Iterator, Optional, ParamSpec, TypeVar
 
 from .errors import MissingFile
 
@@ -153,6 +153,12 @@ def remove_stale_temporaries(folder: str) -> int:
     for name in stale:
         os.remove(os.path.join(folder, name))
     return len(stale)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON content of a file the project wrote (a score file, a report, a record)."""
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def write_json(path: str | os.PathLike, data: object, indent: Optional[int] = 2) -> None:
