@@ -25,7 +25,6 @@ and says whether the result falls inside the spread measured over three seeds (b
 The run is deterministic on a given machine (seeds, deterministic algorithms, a fixed thread count); rerunning
 skips finished steps.
 """
-import argparse
 import os
 import time
 
@@ -38,6 +37,7 @@ from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from utils.engine import layout
+from utils.engine.flags import ITERATIONS, JOBS, POSITIVE, SEED, ScriptParser, count, per_round
 from utils.engine.layout import RunLayout
 from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
@@ -51,34 +51,36 @@ BASELINES = ('box', 'grabcut', 'crf')
 BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF', 'sam': 'SAM (box prompts)'}
 GROUND_TRUTH = 'ground truth'
 UNIFORM = 'uniform probabilities'
+MAX_IMAGES = 100_000  # the most images of each generated set
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--out_dir', default=os.path.join(HERE, 'demo_output'))
     parser.add_argument('--figs_dir', default=os.path.join(HERE, 'Figs'))
-    parser.add_argument('--rounds', type=int, default=2)
-    parser.add_argument('--num_coco', type=int, default=300, help='generated COCO-format images')
-    parser.add_argument('--num_voc_train', type=int, default=80, help='generated VOC training images (boxes only)')
-    parser.add_argument('--num_voc_val', type=int, default=40)
-    parser.add_argument('--image_size', type=int, default=128)
-    parser.add_argument('--lpg_iterations', default='400,100',
+    parser.add_argument('--rounds', type=count(1), default=2)
+    parser.add_argument('--num_coco', type=count(1, MAX_IMAGES), default=300, help='generated COCO-format images')
+    parser.add_argument('--num_voc_train', type=count(1, MAX_IMAGES), default=80,
+                        help='generated VOC training images (boxes only)')
+    parser.add_argument('--num_voc_val', type=count(1, MAX_IMAGES), default=40)
+    parser.add_argument('--image_size', type=count(16, 1024), default=128, help='side of the generated images')
+    parser.add_argument('--lpg_iterations', type=per_round(ITERATIONS), default='400,100',
                         help='LPG iterations per round (round 2 starts from the round-1 generator)')
-    parser.add_argument('--lpg_lr', default='1e-3,1e-4',
+    parser.add_argument('--lpg_lr', type=per_round(POSITIVE), default='1e-3,1e-4',
                         help='Adam lr of LPG per round: round 1 learns from scratch in few iterations, round 2 '
                         'fine-tunes the round-1 generator (the original uses 1e-4 for 100k iterations)')
-    parser.add_argument('--lpg_box_loss_weight', default='5',
+    parser.add_argument('--lpg_box_loss_weight', type=per_round(POSITIVE), default='5',
                         help='trainLPG.py --box_loss_weight per round: the pixels inside the boxes weigh 5 times those '
                         'outside (the release: 1, a plain cross entropy, with which a 400-iteration round 1 can settle '
                         'on background everywhere)')
     parser.add_argument('--allow_empty', action='store_true',
                         help='go on when a generator labels no foreground at all (by default the demo stops there)')
-    parser.add_argument('--backbone_iterations', type=int, default=300,
+    parser.add_argument('--backbone_iterations', type=ITERATIONS, default=300,
                         help='iterations of every backbone (VGG16 from random weights: 200 reached 30 val mIoU on '
                         'the ground truth, 300 reached 51)')
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
-    parser.add_argument('--threads', type=int, default=2, help='CPU threads of every step (fixed: same results)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the data and of every step')
+    parser.add_argument('--threads', type=JOBS, default=2, help='CPU threads of every step (fixed: same results)')
+    parser.add_argument('--seed', type=SEED, default=0, help='seed of the data and of every step')
     parser.add_argument('--baselines', default=','.join(BASELINES), help='the baselines to compare (comma list)')
     parser.add_argument('--sam_checkpoint',
                         help='a Segment Anything weights file: adds SAM prompted with the boxes to the baselines (its '

@@ -16,15 +16,15 @@ run then exits non-zero.
 Every dataset has its own flags: `--<dataset>_root_dir`, `--<dataset>_proposals_dir`,
 `--init_<dataset>_model_path`, `--<dataset>_test_size` and `--<dataset>_split`.
 """
-import argparse
 import os
 from typing import NamedTuple, Optional
 
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
+from datasets.boxes import LPG_SIZE_MULTIPLE, lpg_side
 from datasets.custom import write_target_outputs
-from datasets.errors import InputError
+from datasets.errors import FlagError
 from datasets.files import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
 from datasets.validate import failure_listing
@@ -32,6 +32,7 @@ from models.backbones import backbone_names
 from models.lpg import SEG_PROBS
 from utils.engine import layout, runtime
 from utils.engine.distributed import init_distributed
+from utils.engine.flags import BATCH, JOBS, MAX_SIDE, TEST_SIZE, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script
@@ -43,9 +44,9 @@ from utils.pseudo_masks.sam import SAM_CHECKPOINTS, SAM_MODELS, SAM_OUTPUTS, che
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--dataset', choices=list(DATASETS), default='voc')
-    parser.add_argument('--round', type=int, default=1, help='LPG round; round >= 2 reads the round R-1 backbone')
+    parser.add_argument('--round', type=count(1), default=1, help='LPG round; round >= 2 reads the round R-1 backbone')
     parser.add_argument('--method', choices=list(METHODS), default='lpg',
                         help='lpg: the learned generator; baselines: box (filled boxes), grabcut (OpenCV GrabCut from '
                         'each box), crf (DenseCRF on a unary built from the boxes), sam (Segment Anything prompted '
@@ -55,7 +56,7 @@ def get_args_parser():
                         "release's rule and the default of lpg), confidence (the class with the highest foreground "
                         'probability; lpg, crf and sam), smaller (the smaller box; the default of the baselines). '
                         'Other than the default, the output folder gets the rule as a suffix')
-    parser.add_argument('--n_jobs', type=int, default=2, help='parallel image jobs of the box, grabcut and crf '
+    parser.add_argument('--n_jobs', type=JOBS, default=2, help='parallel image jobs of the box, grabcut and crf '
                         'baselines')
     add_sam_args(parser)
     parser.add_argument('--model_path_test', help='LPG checkpoint of this round')
@@ -73,19 +74,19 @@ def get_args_parser():
                         '(touching objects of a class stay apart), in pseudo_masks.json; a crowd box (iscrowd 1) '
                         'gets its mask too and keeps iscrowd 1 there; the PNGs still hold classes')
     parser.add_argument('--split_file', help='image id list to use instead of the dataset split')
-    parser.add_argument('--batch_size', type=int, default=16, help='(image, class) pairs per generator forward')
-    parser.add_argument('--image_batch_size', type=int, default=8,
+    parser.add_argument('--batch_size', type=BATCH, default=16, help='(image, class) pairs per generator forward')
+    parser.add_argument('--image_batch_size', type=BATCH, default=8,
                         help='images per loader batch: one backbone forward for all of them; their (image, class) '
                         'pairs fill the generator batches')
-    parser.add_argument('--max_side', type=int,
+    parser.add_argument('--max_side', type=count(MIN_MAX_SIDE, MAX_SIDE),
                         help='the generator reads an image whose longer side exceeds N downscaled to N (its boxes '
                         'with it), and its masks are brought back to the image size with nearest resizing, inside '
                         'the boxes; memory grows with the padded image area (default: every image at its own size, '
-                        'as in the release)')
+                        'as in the release). Not with sam, which reads every image at 1024 on its longer side')
     parser.add_argument('--allow_empty', action='store_true',
                         help='lpg and sam: finish even when no image gets a foreground pixel (by default such a run '
                         'ends with an error: the generator learned nothing)')
-    parser.add_argument('--writer_threads', type=int, default=4, help='threads encoding and writing the PNGs')
+    parser.add_argument('--writer_threads', type=JOBS, default=4, help='threads encoding and writing the PNGs')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace the masks already in the output folder when they were made from other '
                         'settings or inputs (without it such a folder is refused)')
@@ -116,9 +117,10 @@ def add_per_dataset_args(parser):
         classes = f'{spec.num_classes} classes' if spec.num_classes else 'a class per category of the file'
         parser.add_argument(f'--init_{name}_model_path',
                             help=f'round R-1 {spec.title} backbone ({classes}), round >= 2')
-        parser.add_argument(f'--{name}_test_size', type=int, default=spec.test_size,
-                            help='images are padded (bottom/right) to this size, or to a multiple of 128 above it '
-                            '(default %(default)s)')
+        parser.add_argument(f'--{name}_test_size', type=TEST_SIZE, default=spec.test_size,
+                            help='images are padded (bottom/right) to this size, or to the image\'s side where it '
+                            'is longer, rounded up to a multiple of 128: the generator reads sides that are multiples '
+                            'of 128, so 320 pads as 384 (default %(default)s)')
         parser.add_argument(f'--{name}_split', default=spec.default_split,
                             help=f'{spec.title} split (default %(default)s)')
 
@@ -140,21 +142,33 @@ class DatasetFlags(NamedTuple):
 
 
 def dataset_flags(args) -> DatasetFlags:
-    """The chosen dataset's flags, after checking them and the flag combinations they allow."""
+    """The chosen dataset's flags, after checking them (check_flags) and its source."""
+    check_flags(args)
     name = args.dataset
     _, source = dataset_source(name, getattr(args, f'{name}_root_dir', None), args.annotations, args.image_dir)
-    flags = DatasetFlags(source, getattr(args, f'{name}_proposals_dir'), getattr(args, f'init_{name}_model_path'),
-                         getattr(args, f'{name}_test_size'), getattr(args, f'{name}_split'))
-    if not flags.proposals_dir:
-        raise InputError(f'--dataset {name} needs --{name}_proposals_dir')
+    return DatasetFlags(source, getattr(args, f'{name}_proposals_dir'), getattr(args, f'init_{name}_model_path'),
+                        getattr(args, f'{name}_test_size'), getattr(args, f'{name}_split'))
+
+
+def check_flags(args):
+    """The flag combinations (each value is checked where it is parsed), before anything is read or written."""
+    name = args.dataset
+    backbone_path = getattr(args, f'init_{name}_model_path')
+    if not getattr(args, f'{name}_proposals_dir'):
+        raise FlagError(f'--dataset {name} needs --{name}_proposals_dir')
     if args.instances and name != 'custom':
-        raise InputError('--instances writes COCO-format instance masks: it goes with --dataset custom')
-    if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or flags.backbone_path):
-        raise InputError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
-                         f'--method lpg, --round 2 or later, and without --init_{name}_model_path')
+        raise FlagError('--instances writes COCO-format instance masks: it goes with --dataset custom')
+    if args.seg_probs == 'uniform' and (args.method != 'lpg' or args.round < 2 or backbone_path):
+        raise FlagError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: use it with '
+                        f'--method lpg, --round 2 or later, and without --init_{name}_model_path')
     if args.overlap == 'confidence' and args.method not in ('lpg', 'crf', 'sam'):
-        raise InputError(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
-    return flags
+        raise FlagError(f'--overlap confidence needs foreground probabilities, which --method {args.method} has not')
+    if args.max_side and args.method == 'sam':
+        raise FlagError('--max_side does not apply to --method sam: SAM reads every image at 1024 on its longer side '
+                        'whatever its size (its memory grows with the image only through the masks, one image-sized '
+                        'mask per box)')
+    if args.method == 'lpg':
+        check_generator_flags(args, backbone_path)
 
 
 def overlap_rule(args):
@@ -164,14 +178,17 @@ def overlap_rule(args):
 def check_generator_flags(args, backbone_path):
     """--method lpg: the generator's checkpoint and, from round 2 on, the backbone it reads are given."""
     if not args.model_path_test:
-        raise InputError('--model_path_test (the LPG checkpoint) is required with --method lpg')
+        raise FlagError('--model_path_test (the LPG checkpoint) is required with --method lpg')
     if args.round >= 2 and args.seg_probs != 'uniform' and not backbone_path:
-        raise InputError(f'round {args.round} reads the round {args.round - 1} backbone: '
-                         f'pass --init_{args.dataset}_model_path')
+        raise FlagError(f'--round {args.round} reads the round {args.round - 1} backbone: '
+                        f'pass --init_{args.dataset}_model_path')
 
 
 # The methods and the overlap rule each uses unless told otherwise.
 METHODS = {'lpg': 'first', 'box': 'smaller', 'grabcut': 'smaller', 'crf': 'smaller', 'sam': 'smaller'}
+
+# The smallest --max_side: a box of a downscaled image should still cover a few pixels.
+MIN_MAX_SIDE = 32
 
 # Which flags shape the masks (the completion record holds them: the precision and the device too, since they
 # round differently), and which only change how generation runs. tests/test_records.py fails on a flag that is in
@@ -212,20 +229,25 @@ def masks_done(record):
 
 @releases_claims
 def main(args):
+    flags = dataset_flags(args)
     if args.method == 'sam':
         check_sam_inputs(args.sam_checkpoint)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
     spec = get_dataset(args.dataset)
-    flags = dataset_flags(args)
-    if args.method == 'lpg':
-        check_generator_flags(args, flags.backbone_path)
     record = step_record(args, flags)
     out_dir = record.folder
     if masks_done(record):
         ctx.print(f'{out_dir}: already made from the same settings and inputs')
         return out_dir
+    if args.method == 'lpg' and flags.test_size != lpg_side(flags.test_size):
+        ctx.print(f'--{args.dataset}_test_size {flags.test_size}: the generator reads sides that are multiples of '
+                  f'{LPG_SIZE_MULTIPLE}, so images are padded to {lpg_side(flags.test_size)} at least')
+    # What the run reads is checked before its folder is claimed: a refused run leaves nothing behind.
+    networks = load_networks(args, precision, spec, flags)
+    unreadable = []
+    items = spec.box_items(flags.source, flags.split, args.split_file, errors=unreadable)
 
     def begin():
         claim_folder(out_dir)
@@ -233,14 +255,12 @@ def main(args):
                      clear=lambda: remove_files(output_files(out_dir) + [record.path]))
     ctx.on_main(begin)
     ctx.barrier()
-    unreadable = []
-    items = spec.box_items(flags.source, flags.split, args.split_file, errors=unreadable)
     # Each process takes its shard first and then skips what exists, so no process sees another's new files.
     todo = [item for item in ctx.shard(items) if not os.path.exists(os.path.join(out_dir, f'{item.image_id}.png'))]
     remaining = sum(ctx.all_gather_objects(len(todo)))
     ctx.print(f'{len(items) + len(unreadable)} images, {len(items) - remaining} already done, writing to {out_dir}'
               + (f' ({ctx.world_size} processes)' if ctx.distributed else ''))
-    failed, oriented = generate(args, ctx, precision, spec, flags, todo, out_dir) if todo else ([], 0)
+    failed, oriented = generate(args, ctx, precision, flags, networks, todo, out_dir) if todo else ([], 0)
     failed = [failure for failures in ctx.all_gather_objects(failed) for failure in failures]
     summary = {'images': len(items) + len(unreadable), 'written': remaining - len(failed),
                'already done': len(items) - remaining, 'failed': dict(failed + unreadable),
@@ -271,23 +291,32 @@ def finish(args, flags, record, summary):
                          f'{failure_listing(failed)}')
 
 
-def generate(args, ctx, precision, spec, flags, todo, out_dir):
+def load_networks(args, precision, spec, flags):
+    """The networks of the method, their checkpoints checked: (generator, backbone or None) for lpg, the SAM
+    predictor for sam, None for the other baselines."""
+    if args.method == 'sam':
+        return load_sam(args.sam_model, args.sam_checkpoint, precision)
+    if args.method == 'lpg':
+        return load_generator(args.model_path_test, args.round, precision, args.seg_probs, flags.backbone_path,
+                              args.model_type, len(spec.class_names(flags.source)))
+    return None
+
+
+def generate(args, ctx, precision, flags, networks, todo, out_dir):
     """Pseudo masks of this process's images. Returns the (image_id, reason) of the images that failed, and how
     many of those written carry an EXIF orientation tag.
 
     The generator: generate_lpg. SAM: generate_sam, an image at a time on the device. The other baselines: one job
     per image, --n_jobs in parallel."""
     if args.method == 'sam':
-        predictor = load_sam(args.sam_model, args.sam_checkpoint, precision)
-        return generate_sam(predictor, todo, out_dir, precision, overlap_rule(args), args.sam_output, args.instances,
+        return generate_sam(networks, todo, out_dir, precision, overlap_rule(args), args.sam_output, args.instances,
                             args.workers, args.writer_threads, progress=ctx.is_main)
     if args.method != 'lpg':
         jobs = Parallel(n_jobs=args.n_jobs)(
             delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
         return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)
-    lpg, backbone = load_generator(args.model_path_test, args.round, precision, args.seg_probs, flags.backbone_path,
-                                   args.model_type, len(spec.class_names(flags.source)))
+    lpg, backbone = networks
     return generate_lpg(lpg, backbone, todo, out_dir, ctx.device, precision, test_size=flags.test_size,
                         max_side=args.max_side,
                         rule=overlap_rule(args), pair_batch=args.batch_size, image_batch=args.image_batch_size,

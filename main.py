@@ -13,7 +13,6 @@ is the plain state dict, `<model_type>_iter<N>.pth` the periodic snapshots (--ke
 On several GPUs: `torchrun --nproc_per_node N main.py ...` (DistributedDataParallel); --batch_size stays the
 global batch, so the schedule and learning rates hold at any GPU count.
 """
-import argparse
 import contextlib
 import os
 
@@ -21,15 +20,25 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
-from datasets.errors import InputError
+from datasets.errors import FlagError
 from datasets.files import releases_claims
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
 from utils.engine import layout, runtime
-from utils.engine.checkpoint import load_weights
+from utils.engine.checkpoint import check_weights, load_weights
 from utils.engine.distributed import init_distributed
+from utils.engine.flags import (
+    BACKBONE_CROP,
+    BATCH,
+    ITERATIONS,
+    NON_NEGATIVE,
+    POSITIVE,
+    Number,
+    ScriptParser,
+    count,
+)
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script, with_values
@@ -53,7 +62,7 @@ def schedule_default(key):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--dataset', choices=dataset_names(), default='voc',
                         help='voc: 21-class VOC backbone; coco: 61-class COCO-60 backbone for the next LPG round; '
                         'custom: a backbone with a class per category of --annotations')
@@ -78,20 +87,21 @@ def get_args_parser():
     parser.add_argument('--split', help='training split: a list under ImageSets/Segmentation for VOC (default '
                         'train_aug), the image folder for COCO (default train2017)')
     parser.add_argument('--split_file', help='image id list (default: the VOC split; for COCO the masks present)')
-    parser.add_argument('--num_iterations', type=int, help=f'updates; {schedule_default("num_iterations")}')
-    parser.add_argument('--batch_size', type=int, help=f'images per step; {schedule_default("batch_size")}')
-    parser.add_argument('--iter_size', type=int,
+    parser.add_argument('--num_iterations', type=ITERATIONS, help=f'updates; {schedule_default("num_iterations")}')
+    parser.add_argument('--batch_size', type=BATCH, help=f'images per step; {schedule_default("batch_size")}')
+    parser.add_argument('--iter_size', type=count(1),
                         help=f'accumulated steps per update; {schedule_default("iter_size")}')
-    parser.add_argument('--lr', type=float, help=f'base lr; {schedule_default("lr")}')
-    parser.add_argument('--warmup_iterations', type=int, default=0,
+    parser.add_argument('--lr', type=POSITIVE, help=f'base lr; {schedule_default("lr")}')
+    parser.add_argument('--warmup_iterations', type=count(0), default=0,
                         help='ramp the lr linearly over the first N iterations before the poly decay (default 0: '
                         'none, as in the release); training from random weights (--from_scratch) tolerates a '
                         'larger --lr with it')
-    parser.add_argument('--momentum', type=float, default=0.9)
-    parser.add_argument('--weight_decay', type=float, default=5e-4)
-    parser.add_argument('--crop_size', type=int, default=321)
-    parser.add_argument('--num_print_log', type=int, default=20)
-    parser.add_argument('--num_save_model', type=int,
+    parser.add_argument('--momentum', type=Number(float, low=0, high=1), default=0.9)
+    parser.add_argument('--weight_decay', type=NON_NEGATIVE, default=5e-4)
+    parser.add_argument('--crop_size', type=BACKBONE_CROP, default=321,
+                        help='side of the square training crop (smaller ones leave the stride-8 output 1 cell wide)')
+    parser.add_argument('--num_print_log', type=count(1), default=20)
+    parser.add_argument('--num_save_model', type=count(1),
                         help=f'save a snapshot every N iterations; {schedule_default("num_save_model")}')
     add_training_args(parser)
     add_amp_arg(parser)
@@ -113,11 +123,12 @@ def fill_schedule_defaults(args):
     return with_values(args, **{key: getattr(schedule, key) for key in keys if getattr(args, key) is None})
 
 
-def check_start(args):
-    """Refuse a silent random start; say so when the training masks are ground truth."""
+def check_flags(args):
+    """The flag combinations (each value is checked where it is parsed): refuse a silent random start; say so
+    when the training masks are ground truth."""
     if not args.init_model_path and not args.from_scratch:
-        raise InputError('main.py needs --init_model_path (e.g. an ImageNet initialisation made by '
-                         'utils/imagenet_init.py); pass --from_scratch to train from random weights on purpose')
+        raise FlagError('main.py needs --init_model_path (e.g. an ImageNet initialisation made by '
+                        'utils/imagenet_init.py); pass --from_scratch to train from random weights on purpose')
     spec = get_dataset(args.dataset)
     if os.path.basename(os.path.normpath(args.label_path_name)) in spec.ground_truth_dirs:
         print(f'notice: --label_path_name {args.label_path_name} holds the ground-truth masks of {spec.title}: '
@@ -195,8 +206,7 @@ def accumulated_step(args, precision, ctx):
 def build_network(args, ctx, precision):
     """The backbone (from --init_model_path, or from random weights with --from_scratch), prepared for its
     precision, in train mode, its SGD optimiser with the backbone's learning-rate groups, and its step."""
-    spec, source = data_source(args)
-    num_classes = len(spec.class_names(source))
+    num_classes = class_count(args)
     backbone = get_backbone(args.model_type)
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:
@@ -209,10 +219,26 @@ def build_network(args, ctx, precision):
     return model, optimizer, accumulated_step(args, precision, ctx)
 
 
+def class_count(args):
+    spec, source = data_source(args)
+    return len(spec.class_names(source))
+
+
+def check_init_weights(args):
+    """--init_model_path, checked before the run writes anything, on a network built on the meta device (no
+    memory taken, no random number drawn)."""
+    if args.init_model_path:
+        num_classes = class_count(args)
+        with torch.device('meta'):
+            check_weights(build_backbone(args.model_type, num_classes), args.init_model_path,
+                          what=f'{args.model_type} with {num_classes} classes')
+
+
 @releases_claims
 def main(args):
     args = fill_schedule_defaults(args)
-    check_start(args)
+    check_flags(args)
+    check_init_weights(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device, training=True)
     ctx.print(precision.describe())

@@ -25,16 +25,29 @@ scoring run as they are:
     python run_rounds.py ... --launcher "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d \
         --rdzv_endpoint FIRST_NODE:29500 --rdzv_id lpg"               # on every node, one shared --work_dir
 """
-import argparse
 import os
 import shlex
 
 import genPseudoMasks
-from datasets.errors import InputError, MissingFile
+from datasets.errors import FlagError, MissingFile
 from datasets.files import write_json
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
 from utils.engine import runtime
+from utils.engine.flags import (
+    BACKBONE_CROP,
+    BATCH,
+    ITERATIONS,
+    JOBS,
+    LPG_CROP,
+    MAX_BATCH,
+    POSITIVE,
+    TEST_SIZE,
+    WORKERS,
+    ScriptParser,
+    count,
+    per_round,
+)
 from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
 from utils.engine.runtime import comma_list, run_script, str2bool, with_values
@@ -47,7 +60,7 @@ GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervise
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     add_input_args(parser)
     add_experiment_args(parser)
     add_scaled_down_args(parser)
@@ -60,7 +73,7 @@ def add_input_args(parser):
     parser.add_argument('--voc_root_dir', required=True)
     parser.add_argument('--coco_root_dir', required=True)
     parser.add_argument('--work_dir', required=True)
-    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--rounds', type=count(1), default=3)
     parser.add_argument('--model_type', choices=backbone_names(), default='vgg16', help='the VOC backbone')
     parser.add_argument('--coco_model_type', choices=backbone_names(), default='vgg16',
                         help='the COCO-60 backbone that the round-2+ generators read: VGG16 in the release on both '
@@ -101,7 +114,7 @@ def add_experiment_args(parser):
     parser.add_argument('--allow_empty', action='store_true',
                         help='go on when a generator (LPG or SAM) labels no foreground in any image (by default the '
                         'run stops there, before training backbones on empty masks)')
-    parser.add_argument('--threads', type=int,
+    parser.add_argument('--threads', type=JOBS,
                         help='CPU threads of every step (OMP_NUM_THREADS): a fixed count keeps CPU results the same')
     parser.add_argument('--deterministic', action='store_true',
                         help='training steps use deterministic algorithms (torch.use_deterministic_algorithms)')
@@ -109,33 +122,33 @@ def add_experiment_args(parser):
 
 def add_scaled_down_args(parser):
     """Scaled-down settings (the demo and the tests use these); unset means each script's own default."""
-    parser.add_argument('--lpg_iterations', type=per_round(int),
-                        help='LPG iterations, one number or one per round (N1,N2,...; the last one repeats)')
-    parser.add_argument('--lpg_batch_size', type=int)
-    parser.add_argument('--lpg_crop_size', type=int)
-    parser.add_argument('--lpg_lr', type=per_round(float), help='LPG lr, one number or one per round')
-    parser.add_argument('--lpg_box_loss_weight', type=per_round(float),
+    parser.add_argument('--lpg_iterations', type=per_round(ITERATIONS), help='LPG iterations')
+    parser.add_argument('--lpg_batch_size', type=count(2, MAX_BATCH))
+    parser.add_argument('--lpg_crop_size', type=LPG_CROP)
+    parser.add_argument('--lpg_lr', type=per_round(POSITIVE), help='LPG lr')
+    parser.add_argument('--lpg_box_loss_weight', type=per_round(POSITIVE),
                         help='trainLPG.py --box_loss_weight, one number or one per round (default 1, the release\'s '
                         'plain cross entropy; the small-budget recipe uses 5)')
-    parser.add_argument('--lpg_warmup_iterations', type=int, help='trainLPG.py --warmup_iterations (default 0)')
-    parser.add_argument('--backbone_iterations', type=int)
-    parser.add_argument('--backbone_batch_size', type=int)
-    parser.add_argument('--backbone_crop_size', type=int)
-    parser.add_argument('--backbone_lr', type=float)
-    parser.add_argument('--backbone_warmup_iterations', type=int, help="main.py --warmup_iterations (default 0)")
-    parser.add_argument('--voc_test_size', type=int)
-    parser.add_argument('--coco_test_size', type=int)
-    parser.add_argument('--eval_test_size', type=int, help='test.py --test_size (VGG16 padding, default 513)')
+    parser.add_argument('--lpg_warmup_iterations', type=count(0), help='trainLPG.py --warmup_iterations (default 0)')
+    parser.add_argument('--backbone_iterations', type=ITERATIONS)
+    parser.add_argument('--backbone_batch_size', type=BATCH)
+    parser.add_argument('--backbone_crop_size', type=BACKBONE_CROP)
+    parser.add_argument('--backbone_lr', type=POSITIVE)
+    parser.add_argument('--backbone_warmup_iterations', type=count(0), help="main.py --warmup_iterations (default 0)")
+    parser.add_argument('--voc_test_size', type=TEST_SIZE, help='genPseudoMasks.py --voc_test_size (padded up to a '
+                        'multiple of 128)')
+    parser.add_argument('--coco_test_size', type=TEST_SIZE, help='genPseudoMasks.py --coco_test_size')
+    parser.add_argument('--eval_test_size', type=TEST_SIZE, help='test.py --test_size (VGG16 padding, default 513)')
 
 
 def add_process_args(parser):
     """Devices, parallel jobs, loader workers, precision, and how the network steps are launched."""
-    parser.add_argument('--n_jobs', type=int, default=2)
+    parser.add_argument('--n_jobs', type=JOBS, default=2)
     parser.add_argument('--cuda', type=str2bool, default=None)
-    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--workers', type=WORKERS, default=2)
     parser.add_argument('--amp', choices=AMP_CHOICES, help="every network step's --amp (default: each script's, auto)")
     launch = parser.add_mutually_exclusive_group()
-    launch.add_argument('--nproc_per_node', type=int,
+    launch.add_argument('--nproc_per_node', type=JOBS,
                         help='run every network step under torchrun with N processes on this node (one per GPU)')
     launch.add_argument('--launcher', type=shlex.split,
                         help='the command that starts every network step, e.g. "torchrun --nproc_per_node 8" or a '
@@ -148,25 +161,6 @@ def command_line(**settings):
     return runtime.command_line(get_args_parser(), **settings)
 
 
-def per_round(kind):
-    """Flag type: one value for every round, or a comma list with one per round (the last one repeats)."""
-    def parse(text):
-        try:
-            return [kind(value) for value in text.split(',')]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'expected V or V1,V2,..., got {text!r}') from None
-    return parse
-
-
-def check_baselines(args):
-    """Refuse an unknown baseline, and the sam baseline without its package or weights, before the first step."""
-    known = [method for method in genPseudoMasks.METHODS if method != 'lpg']
-    unknown = [method for method in args.baselines if method not in known]
-    if unknown:
-        raise InputError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of {", ".join(known)})')
-    if 'sam' in args.baselines:
-        check_sam_inputs(args.sam_checkpoint, what='the sam baseline')
-
 
 def check_initialisations(args):
     """Refuse before hours of LPG training, not at the first backbone, when no initial weights are given."""
@@ -174,7 +168,7 @@ def check_initialisations(args):
     if args.rounds > 1 and not args.coco_init_model_path:
         missing.append('--coco_init_model_path')
     if missing and not args.from_scratch:
-        raise InputError(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
+        raise FlagError(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
                          'utils/imagenet_init.py); pass --from_scratch to train those backbones from random weights')
 
 
@@ -185,9 +179,19 @@ def absolute_inputs(args):
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 
 
-def main(args):
+def check_flags(args):
+    """The flag combinations (each value is checked where it is parsed)."""
     check_initialisations(args)
-    check_baselines(args)
+    known = [method for method in genPseudoMasks.METHODS if method != 'lpg']
+    unknown = [method for method in args.baselines if method not in known]
+    if unknown:
+        raise FlagError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of {", ".join(known)})')
+
+
+def main(args):
+    check_flags(args)
+    if 'sam' in args.baselines:
+        check_sam_inputs(args.sam_checkpoint, what='the sam baseline')
     args = absolute_inputs(args)
     resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
     if not os.path.isfile(instances_path(args.coco_root_dir)):

@@ -13,21 +13,21 @@ last `--type test` run of --model_type started from the same working directory, 
 `masks` scores pseudo masks against the ground truth (default `SegmentationClassAug`), the pseudo-mask quality
 table, and writes `scores_masks_<folder>.json`. With --dataset custom the ground truth is the json's own masks.
 """
-import argparse
 import json
 import os
 from dataclasses import asdict
 
-from datasets.errors import InputError
+from datasets.errors import FlagError, InputError
 from datasets.files import releases_claims, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from models.backbones import backbone_names, get_backbone
 from utils.engine import layout, runtime
 from utils.engine.distributed import init_distributed
+from utils.engine.flags import BATCH, JOBS, MAX_SIDE, Number, NumberList, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script, with_values
-from utils.evaluation.backbone_eval import logits_of_split, predict, score_backbone
+from utils.evaluation.backbone_eval import load_backbone, logits_of_split, predict, score_backbone
 from utils.evaluation.mask_report import masks_record, masks_save_path, score_pseudo_masks
 from utils.evaluation.visualize import write_overlays
 
@@ -35,7 +35,7 @@ DEFAULT_TEST_SIZE = 513
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--type', choices=['test', 'crf', 'masks', 'predict'], default='test',
                         help='test: scores; crf: scores without and with DenseCRF; masks: score pseudo-mask folders; '
                         'predict: label maps of images without ground truth, in the VOC evaluation-server layout')
@@ -53,8 +53,8 @@ def get_args_parser():
     parser.add_argument('--gt_dir', help='ground-truth folder (relative to --root_path or absolute); '
                         'default SegmentationClass (SegmentationClassAug for masks)')
     parser.add_argument('--save_path', help='output folder; default <model dir>/eval_<split> or <pred_dir>/..')
-    parser.add_argument('--n_jobs', type=int, default=4, help='parallel DenseCRF processes')
-    parser.add_argument('--test_size', type=int,
+    parser.add_argument('--n_jobs', type=JOBS, default=4, help='parallel DenseCRF processes')
+    parser.add_argument('--test_size', type=count(1, MAX_SIDE),
                         help='inputs of the backbones that are tested padded (VGG16) are padded (bottom/right) to '
                         f'this size, default {DEFAULT_TEST_SIZE} as in the original (with --type crf and no '
                         '--model_path: that of the last --type test run); the others (ResNet-101) are not padded')
@@ -67,13 +67,13 @@ def get_args_parser():
     parser.add_argument('--crf', action='store_true', help='--type predict: refine the predictions with DenseCRF')
     parser.add_argument('--overlays', action='store_true',
                         help='also write each prediction over its image in class colours (<save_path>/overlays/)')
-    parser.add_argument('--scales', type=lambda text: tuple(float(v) for v in text.split(',')),
-                        help='test-time scales whose logits are averaged (before the CRF), e.g. 0.75,1,1.25; must '
-                        'hold 1; default 1, the release\'s single scale')
+    parser.add_argument('--scales', type=NumberList(Number(float, low=0.25, high=4), holding=1),
+                        help='test-time scales whose logits are averaged (before the CRF) at the size of scale 1, '
+                        'e.g. 0.75,1,1.25; default 1, the release\'s single scale')
     parser.add_argument('--flip', action='store_true', default=None,
                         help='also average the logits of the mirrored images (test-time augmentation)')
-    parser.add_argument('--batch_size', type=int, default=8, help='images per forward (those of one input size)')
-    parser.add_argument('--writer_threads', type=int, default=4, help='threads writing logits')
+    parser.add_argument('--batch_size', type=BATCH, default=8, help='images per forward (those of one input size)')
+    parser.add_argument('--writer_threads', type=JOBS, default=4, help='threads writing logits')
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
     return parser
@@ -106,11 +106,8 @@ def default_split(args):
 def resolve_defaults(args):
     """A copy of args with the defaults that --type crf without --model_path takes from the last --type test run
     instead (args itself is left as it is)."""
-    args = with_values(args, test_size=args.test_size or DEFAULT_TEST_SIZE, scales=args.scales or (1.0,),
+    return with_values(args, test_size=args.test_size or DEFAULT_TEST_SIZE, scales=tuple(args.scales or (1.0,)),
                        flip=bool(args.flip))
-    if 1 not in args.scales:
-        raise InputError(f'--scales {",".join(map(str, args.scales))} must hold 1: the logits are averaged at its size')
-    return args
 
 
 def logits_record(args, split):
@@ -176,11 +173,18 @@ def remember_test_run(args, save_path, split):
         'test_size': args.test_size, 'amp': args.amp, 'cuda': args.cuda, 'scales': args.scales, 'flip': args.flip})
 
 
+def check_flags(args):
+    """The flag combinations (each value is checked where it is parsed)."""
+    if args.type in ('test', 'predict') and not args.model_path:
+        raise FlagError(f'--type {args.type} needs --model_path')
+    if args.type == 'masks' and not args.pred_dir:
+        raise FlagError('--type masks needs --pred_dir, the folders of pseudo masks to score')
+
+
 @releases_claims
 def main(args):
-    if args.type in ('test', 'crf', 'predict') and not args.model_path:
-        if args.type != 'crf':
-            raise InputError(f'--type {args.type} needs --model_path')
+    check_flags(args)
+    if args.type == 'crf' and not args.model_path:
         args = last_test_run(args)
     args = resolve_defaults(args)
     spec, source = data_source(args)
@@ -200,10 +204,11 @@ def evaluate_backbone(args, ctx, spec, source, split, items, class_names):
     reads; then the label maps for the evaluation server (predict) or the scores without and with DenseCRF."""
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
+    model = load_backbone(args, precision, class_names)  # checked before anything is written
     record = logits_record(args, split)
     save_path = os.path.dirname(record.folder)
     gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
-    run = logits_of_split(args, ctx, precision, record, gt_dir, items, class_names)
+    run = logits_of_split(args, ctx, precision, model, record, gt_dir, items)
     if args.type == 'test' and ctx.is_main:
         remember_test_run(args, save_path, split)
     crf_params = asdict(run.backbone.crf_params) if args.type == 'crf' or args.crf else None

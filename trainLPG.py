@@ -23,13 +23,13 @@ iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume cont
 On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataParallel); --batch_size stays the
 global batch, so the schedule and learning rate hold at any GPU count.
 """
-import argparse
-
 import torch
 
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
+from datasets.coco_json import load_instances
 from datasets.custom import CustomLabels
-from datasets.errors import InputError
+from datasets.custom import auxiliary_classes as custom_classes
+from datasets.errors import FlagError, InputError
 from datasets.files import releases_claims
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
@@ -45,8 +45,9 @@ from models.lpg import (
     widen_to_five_channels,
 )
 from utils.engine import layout, runtime
-from utils.engine.checkpoint import describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
+from utils.engine.checkpoint import check_weights, describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.engine.distributed import init_distributed
+from utils.engine.flags import ITERATIONS, LPG_CROP, MAX_BATCH, NON_NEGATIVE, POSITIVE, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, comma_list, run_script, with_values
@@ -66,7 +67,7 @@ RUNTIME_FLAGS = TRAINING_RUNTIME_FLAGS | {'num_max_iterations', 'model_save_path
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--dataset', choices=['coco', 'custom'], default='coco',
                         help='the auxiliary set: coco (COCO-60, after utils/parseCOCO.py) or custom (any COCO-format '
                         'mask dataset: --annotations, --image_dir, --exclude_categories)')
@@ -77,7 +78,7 @@ def get_args_parser():
                         'leaves out the 20 VOC classes')
     parser.add_argument('--labels_dir', help='--dataset custom: where the labelling step writes (default '
                         '<model_save_path>/auxiliary_labels)')
-    parser.add_argument('--round', type=int, default=2,
+    parser.add_argument('--round', type=count(1), default=2,
                         help='the round to train (default 2, as in the release): 1 trains the box + image generator '
                         '(4 channels, no backbone); R >= 2 the 5-channel one that reads the round R-1 backbone')
     parser.add_argument('--init_seg_model_path', help='round R-1 backbone of the auxiliary set (COCO-60: 61 classes; '
@@ -93,23 +94,25 @@ def get_args_parser():
     parser.add_argument('--model_save_path', default='LPG_checkpoints',
                         help='where Round_<R>/ is written (default ./LPG_checkpoints, relative to the working '
                         'directory: the release\'s published command names no folder)')
-    parser.add_argument('--batch_size', type=int, default=32)
-    parser.add_argument('--lr', type=float, default=1e-4)
-    parser.add_argument('--weight_decay', type=float, default=5e-4)
-    parser.add_argument('--coco_train_size', '--crop_size', dest='crop_size', type=int, default=512,
-                        help='side of the square training crop, a multiple of 128 (the release\'s flag name; '
-                        '--crop_size is the same flag)')
-    parser.add_argument('--max_images', type=int, default=None, help='use only the first N COCO-60 images')
+    parser.add_argument('--batch_size', type=count(2, MAX_BATCH), default=32,
+                        help='the global batch (the generator trains batch norm: 2 samples per process at least)')
+    parser.add_argument('--lr', type=POSITIVE, default=1e-4)
+    parser.add_argument('--weight_decay', type=NON_NEGATIVE, default=5e-4)
+    parser.add_argument('--coco_train_size', '--crop_size', dest='crop_size', type=LPG_CROP, default=512,
+                        help='side of the square training crop: the generator reads sides that are multiples of '
+                        f'{LPG_STRIDE} (the release\'s flag name; --crop_size is the same flag)')
+    parser.add_argument('--max_images', type=count(1), default=None, help='use only the first N COCO-60 images')
     parser.add_argument('--match_release', action='store_true',
                         help='truncate scaled crop sides with int() as the release does, instead of rounding')
     parser.add_argument('--coco_split', default='train2017')
-    parser.add_argument('--num_print_log', type=int, default=10, help='log every N iterations')
-    parser.add_argument('--num_update_lr', type=int, default=50, help='apply the poly learning rate every N iterations')
-    parser.add_argument('--num_save_model', type=int, default=5000, help='save a checkpoint every N iterations')
-    parser.add_argument('--num_max_iterations', type=int, default=100000)
-    parser.add_argument('--warmup_iterations', type=int, default=0,
+    parser.add_argument('--num_print_log', type=count(1), default=10, help='log every N iterations')
+    parser.add_argument('--num_update_lr', type=count(1), default=50,
+                        help='apply the poly learning rate every N iterations')
+    parser.add_argument('--num_save_model', type=count(1), default=5000, help='save a checkpoint every N iterations')
+    parser.add_argument('--num_max_iterations', type=ITERATIONS, default=100000)
+    parser.add_argument('--warmup_iterations', type=count(0), default=0,
                         help='ramp the lr linearly over the first N iterations (default 0: none, as in the release)')
-    parser.add_argument('--box_loss_weight', type=float, default=1.0,
+    parser.add_argument('--box_loss_weight', type=POSITIVE, default=1.0,
                         help='weight of the pixels inside the sample\'s boxes in the cross entropy, against 1 outside '
                         '(default 1: the release\'s plain cross entropy); the small-budget recipe uses 5, without '
                         'which a short round-1 run can settle on background everywhere')
@@ -125,50 +128,57 @@ def command_line(**settings):
     return runtime.command_line(get_args_parser(), **settings)
 
 
-def init_generator(lpg, path):
+def init_generator(lpg, path, load=True):
     """Load a generator checkpoint; a round-1 (4-channel) one seeds a 5-channel generator
-    (`models.lpg.widen_to_five_channels`)."""
+    (`models.lpg.widen_to_five_channels`). load=False: only check that it would load."""
     state = unwrap_state_dict(load_checkpoint(path), path)
     if lpg.in_channels == 5:
         state = widen_to_five_channels(state)
     problems = describe_mismatch(lpg.state_dict(), state)
     if problems:
         raise InputError(f'{path} cannot initialise LPGNet(in_channels={lpg.in_channels}):{problems}')
-    lpg.load_state_dict(state)
+    if load:
+        lpg.load_state_dict(state)
     return lpg
 
 
+def check_checkpoints(args):
+    """The checkpoints the run reads, checked before it writes anything (the labels of a custom set included):
+    the generator it starts from and, from round 2 on, the round R-1 backbone. The networks are built on the meta
+    device, so no memory is taken and no random number drawn (the run's initialisation is unchanged)."""
+    with torch.device('meta'):
+        if args.init_lpg_model_path:
+            init_generator(LPGNet(in_channels=lpg_in_channels(args.round)), args.init_lpg_model_path, load=False)
+        if args.round >= 2 and args.seg_probs != 'uniform':
+            num_classes = auxiliary_classes(args, before_labelling=True)
+            check_weights(build_backbone(args.seg_model_type, num_classes), args.init_seg_model_path,
+                          what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
+
+
 def check_flags(args):
-    """A round-1 generator reads no backbone; later rounds cannot train without one."""
-    if args.round < 1:
-        raise InputError(f'--round must be 1 or more, got {args.round}')
-    if args.crop_size <= 0 or args.crop_size % LPG_STRIDE:
-        raise InputError(f'--crop_size {args.crop_size}: the generator reads crops whose sides are multiples of '
-                         f'{LPG_STRIDE} (the release trains at 512)')
-    if not args.box_loss_weight > 0 or args.warmup_iterations < 0:
-        raise InputError(f'--box_loss_weight must be positive (got {args.box_loss_weight}) and --warmup_iterations '
-                         f'0 or more (got {args.warmup_iterations})')
-    if args.round == 1 and args.init_seg_model_path:
-        raise InputError('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
-                         'ignored: drop --init_seg_model_path, or pass --round 2 or later')
-    if args.seg_probs == 'uniform':
-        if args.round < 2 or args.init_seg_model_path:
-            raise InputError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: pass '
-                             '--round 2 or later, without --init_seg_model_path')
-        return
-    if args.round >= 2 and not args.init_seg_model_path:
-        raise InputError(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
-                         f'the round {args.round - 1} backbone of the auxiliary set; --round 1 trains the box + image '
-                         'generator, which reads none')
-
-
-def resolved_source(args):
-    """A copy of args with the auxiliary set's flags checked and, for --dataset custom, --labels_dir defaulted
-    to <model_save_path>/auxiliary_labels (args itself is left as it is)."""
+    """The flag combinations (each value is checked where it is parsed): the auxiliary set's flags; a round-1
+    generator reads no backbone, later rounds cannot train without one."""
     needed = ['--coco_root_dir'] if args.dataset == 'coco' else ['--annotations', '--image_dir']
     missing = [flag for flag in needed if not getattr(args, flag[2:])]
     if missing:
-        raise InputError(f'--dataset {args.dataset} needs {" and ".join(missing)}')
+        raise FlagError(f'--dataset {args.dataset} needs {" and ".join(missing)}')
+    if args.round == 1 and args.init_seg_model_path:
+        raise FlagError('--round 1 trains a generator that reads no backbone, so --init_seg_model_path would be '
+                         'ignored: drop --init_seg_model_path, or pass --round 2 or later')
+    if args.seg_probs == 'uniform':
+        if args.round < 2 or args.init_seg_model_path:
+            raise FlagError('--seg_probs uniform replaces the backbone that a round >= 2 generator reads: pass '
+                            '--round 2 or later, without --init_seg_model_path')
+        return
+    if args.round >= 2 and not args.init_seg_model_path:
+        raise FlagError(f'--round {args.round} (the default is 2, as in the release) needs --init_seg_model_path, '
+                        f'the round {args.round - 1} backbone of the auxiliary set; --round 1 trains the box + image '
+                        'generator, which reads none')
+
+
+def resolved_source(args):
+    """A copy of args in which, for --dataset custom, --labels_dir defaults to <model_save_path>/auxiliary_labels
+    (args itself is left as it is)."""
     labels_dir = args.labels_dir
     if args.dataset == 'custom' and not labels_dir:
         labels_dir = layout.auxiliary_labels(args.model_save_path)
@@ -186,10 +196,13 @@ def build_dataset(args, ctx=None):
     return CustomLabels(args.labels_dir).dataset(args.image_dir, **options)
 
 
-def auxiliary_classes(args):
-    """The class count of the auxiliary set's backbone: 61 for COCO-60, kept categories + 1 for a custom set."""
+def auxiliary_classes(args, before_labelling=False):
+    """The class count of the auxiliary set's backbone: 61 for COCO-60, kept categories + 1 for a custom set
+    (read from its labels, or before_labelling from its annotations)."""
     if args.dataset == 'coco':
         return get_dataset('coco').num_classes
+    if before_labelling:
+        return len(custom_classes(load_instances(args.annotations), args.exclude_categories)) + 1
     return CustomLabels(args.labels_dir).num_classes()
 
 
@@ -270,6 +283,7 @@ def build_training(args, ctx, precision):
 def main(args):
     check_flags(args)
     args = resolved_source(args)
+    check_checkpoints(args)
     ctx = init_distributed(args.cuda)
     precision = Precision(args.amp, ctx.device, training=True)
     ctx.print(precision.describe())

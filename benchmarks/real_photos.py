@@ -21,7 +21,6 @@ A generator that labels nothing is reported (its recall is 0), not refused as ge
 Writes DIR/real_photos.json: per method its pseudo-mask mIoU and foreground precision and recall inside the boxes,
 the curve, the settings, the machine and the time of each step; and prints the table.
 """
-import argparse
 import os
 import platform
 import sys
@@ -34,10 +33,21 @@ sys.path.insert(0, HERE)
 from datasets.coco_json import load_instances  # noqa: E402
 from datasets.coco_split import split_json  # noqa: E402
 from datasets.constants import COCO_VOC_IDS  # noqa: E402
-from datasets.errors import InputError, MissingFile  # noqa: E402
+from datasets.errors import FlagError, MissingFile  # noqa: E402
 from datasets.files import read_json, write_json  # noqa: E402
 from datasets.voc import resolve_voc_root  # noqa: E402
 from utils.engine import layout  # noqa: E402
+from utils.engine.flags import (  # noqa: E402
+    ITERATIONS,
+    JOBS,
+    LPG_CROP,
+    MAX_BATCH,
+    POSITIVE,
+    SEED,
+    TEST_SIZE,
+    ScriptParser,
+    count,
+)
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
 from utils.engine.runtime import add_device_args, run_script  # noqa: E402
 from utils.step_runner import Runner  # noqa: E402
@@ -49,7 +59,7 @@ MODEL_TYPE = 'vgg16'  # only names the generator's output folder (and the round-
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     data = parser.add_argument_group('data')
     data.add_argument('--aux', help='auxiliary set in the COCO layout (annotations/instances_<aux_split>.json, '
                       '<aux_split>/ images)')
@@ -59,31 +69,33 @@ def get_args_parser():
     data.add_argument('--coco_json', help='one COCO-format json with masks, split into target and auxiliary sides '
                       '(instead of --aux and --target)')
     data.add_argument('--image_dir', help='--coco_json: the folder its file_name entries are relative to')
-    data.add_argument('--split_seed', type=int, default=0, help='--coco_json: the seed of the split')
-    data.add_argument('--max_target', type=int, help='--coco_json: at most N target images (seeded choice)')
-    data.add_argument('--max_aux', type=int, help='--coco_json: at most N auxiliary images (seeded choice)')
+    data.add_argument('--split_seed', type=SEED, default=0, help='--coco_json: the seed of the split')
+    data.add_argument('--max_target', type=count(1), help='--coco_json: at most N target images (seeded choice)')
+    data.add_argument('--max_aux', type=count(1), help='--coco_json: at most N auxiliary images (seeded choice)')
     data.add_argument('--out', required=True, help='output folder (DIR/real_photos.json, the masks, the logs)')
     recipe = parser.add_argument_group('the generator\'s training (defaults: the small-budget recipe)')
-    recipe.add_argument('--iterations', type=int, default=3000)
-    recipe.add_argument('--curve_points', type=int, default=6, help='snapshots scored along the run')
-    recipe.add_argument('--batch_size', type=int, default=8)
-    recipe.add_argument('--crop_size', type=int, default=256)
-    recipe.add_argument('--lr', type=float, default=1e-3)
-    recipe.add_argument('--warmup_iterations', type=int, default=0)
-    recipe.add_argument('--box_loss_weight', type=float, default=5.0)
-    recipe.add_argument('--seed', type=int, default=0)
+    recipe.add_argument('--iterations', type=ITERATIONS, default=3000)
+    recipe.add_argument('--curve_points', type=count(1), default=6,
+                        help='snapshots scored along the run (at most one per iteration)')
+    recipe.add_argument('--batch_size', type=count(2, MAX_BATCH), default=8)
+    recipe.add_argument('--crop_size', type=LPG_CROP, default=256)
+    recipe.add_argument('--lr', type=POSITIVE, default=1e-3)
+    recipe.add_argument('--warmup_iterations', type=count(0), default=0)
+    recipe.add_argument('--box_loss_weight', type=POSITIVE, default=5.0)
+    recipe.add_argument('--seed', type=SEED, default=0)
     recipe.add_argument('--aux_backbone', help='round-1 backbone of the auxiliary set (VGG16, one class per kept '
                         'category + background): with --target_backbone, adds round 2')
     recipe.add_argument('--target_backbone', help='round-1 VOC backbone of the target set (VGG16, 21 classes)')
-    recipe.add_argument('--round2_iterations', type=int, default=500)
-    recipe.add_argument('--round2_lr', type=float, default=1e-4)
+    recipe.add_argument('--round2_iterations', type=ITERATIONS, default=500)
+    recipe.add_argument('--round2_lr', type=POSITIVE, default=1e-4)
     run = parser.add_argument_group('methods and running')
-    run.add_argument('--test_size', type=int, default=384, help='images padded to this size for the generator')
+    run.add_argument('--test_size', type=TEST_SIZE, default=384,
+                     help='images padded to this size for the generator (rounded up to a multiple of 128)')
     run.add_argument('--baselines', default=','.join(BASELINES))
     run.add_argument('--sam_checkpoint', help='adds Segment Anything prompted with the boxes (`sam`)')
     run.add_argument('--sam_model', help='the SAM network the checkpoint holds (default: read from the file)')
-    run.add_argument('--n_jobs', type=int, default=2, help='parallel images of GrabCut and DenseCRF')
-    run.add_argument('--threads', type=int, help='CPU threads of every step (default: PyTorch\'s)')
+    run.add_argument('--n_jobs', type=JOBS, default=2, help='parallel images of GrabCut and DenseCRF')
+    run.add_argument('--threads', type=JOBS, help='CPU threads of every step (default: PyTorch\'s)')
     run.add_argument('--deterministic', action='store_true', help='deterministic algorithms in training')
     add_amp_arg(parser)
     add_device_args(parser, workers=2)
@@ -96,8 +108,6 @@ class Sides:
 
     def __init__(self, args):
         if args.coco_json:
-            if args.aux or args.target or not args.image_dir:
-                raise InputError('--coco_json goes with --image_dir, instead of --aux and --target')
             aux, target = split_json(args.coco_json, args.split_seed, args.max_target, args.max_aux)
             split_dir = os.path.join(args.out, 'split')
             self.aux_json = os.path.join(split_dir, 'auxiliary.json')
@@ -111,8 +121,6 @@ class Sides:
             self.proposals_flag, self.size_flag = 'custom_proposals_dir', 'custom_test_size'
             self.sizes = f'{len(aux["images"])} auxiliary and {len(target["images"])} target images'
             return
-        if not (args.aux and args.target):
-            raise InputError('give --aux and --target, or --coco_json and --image_dir')
         self.aux_json = os.path.join(args.aux, 'annotations', f'instances_{args.aux_split}.json')
         self.aux_images = os.path.join(args.aux, args.aux_split)
         if not os.path.isdir(self.aux_images):
@@ -155,12 +163,19 @@ def curve_iterations(args):
                          | {args.iterations})
 
 
+def check_flags(args):
+    """The flag combinations (each value is checked where it is parsed)."""
+    if args.coco_json and (args.aux or args.target or not args.image_dir):
+        raise FlagError('--coco_json goes with --image_dir, instead of --aux and --target')
+    if not args.coco_json and not (args.aux and args.target):
+        raise FlagError('give --aux and --target, or --coco_json and --image_dir')
+    if bool(args.aux_backbone) != bool(args.target_backbone):
+        raise FlagError('round 2 needs both --aux_backbone and --target_backbone')
+
+
 def main(args):
     tic = time.time()
-    if args.curve_points < 1 or args.iterations < 1:
-        raise InputError('--iterations and --curve_points must be 1 or more')
-    if bool(args.aux_backbone) != bool(args.target_backbone):
-        raise InputError('round 2 needs both --aux_backbone and --target_backbone')
+    check_flags(args)
     # The steps run in the project folder: paths given relative to where this was started must name the same files.
     for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'sam_checkpoint', 'aux_backbone', 'target_backbone'):
         if getattr(args, name):

@@ -51,15 +51,17 @@ class BoxImage(NamedTuple):
 LPG_SIZE_MULTIPLE = 128
 
 
+def lpg_side(length: int) -> int:
+    """The smallest side of 'length' or more that the generator reads: the next multiple of 128."""
+    return int(math.ceil(length / LPG_SIZE_MULTIPLE)) * LPG_SIZE_MULTIPLE
+
+
 def pad_size(height: int, width: int, test_size: int) -> tuple[int, int]:
-    """Padded (H, W): each side is test_size if it fits, else rounded up to a multiple of 128.
+    """Padded (H, W): each side is test_size if it fits, else the image's side, rounded up to a multiple of 128
+    (a test size that is not a multiple of 128, e.g. 320, pads as the next one, 384).
 
     The image is only ever padded, never cropped or scaled, so no box content is lost."""
-    def side(length: int) -> int:
-        if length <= test_size:
-            return test_size
-        return int(math.ceil(length / LPG_SIZE_MULTIPLE)) * LPG_SIZE_MULTIPLE
-    return side(height), side(width)
+    return lpg_side(max(height, test_size)), lpg_side(max(width, test_size))
 
 
 def pixel_box(x1: float, y1: float, x2: float, y2: float, height: int,

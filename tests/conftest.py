@@ -10,6 +10,8 @@
 - The fault suite's data (tests/test_faults_*.py; its helpers are in tests/faults.py): `data`, a copy per test of
   small generated COCO (parsed) and VOC datasets, and `lpg_path`, a randomly initialised round-1 generator.
 """
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -39,14 +41,32 @@ def run(script, *flags, cwd=ROOT):
     return proc.stdout + proc.stderr
 
 
+class _Tee(io.StringIO):
+    """A copy of what is written to a stream, passed on to it."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text):
+        self.stream.write(text)
+        return super().write(text)
+
+
 def cli(module, *flags, monkeypatch):
     """Run a script's command line in this process (faster than a subprocess). Returns (exit status, what it
-    said on the way out)."""
+    said on the way out: the SystemExit message, or the last line written to stderr where the exit gave a status,
+    as a refused flag does)."""
     monkeypatch.setattr(sys, 'argv', [module.__name__] + [str(flag) for flag in flags])
+    stderr = _Tee(sys.stderr)
     try:
-        run_script(module.main, module.get_args_parser())
+        with contextlib.redirect_stderr(stderr):
+            run_script(module.main, module.get_args_parser())
     except SystemExit as exit_:
-        return (exit_.code if isinstance(exit_.code, int) else 1), str(exit_.code)
+        if isinstance(exit_.code, int):
+            lines = stderr.getvalue().strip().splitlines()
+            return exit_.code, lines[-1] if lines else ''
+        return 1, str(exit_.code)
     return 0, ''
 
 

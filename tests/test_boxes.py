@@ -22,6 +22,8 @@ from utils.parseCOCO import parse_coco
     (600, 100, 512, (640, 512)),
     (480, 640, 640, (640, 640)),
     (641, 300, 640, (768, 640)),
+    (320, 240, 320, (384, 384)),  # a test size the generator cannot read pads as the next multiple of 128
+    (400, 100, 320, (512, 384)),
 ])
 def test_pad_size(height, width, test_size, expected):
     assert pad_size(height, width, test_size) == expected

@@ -15,7 +15,7 @@ import main as train_backbone
 import run_rounds
 import test as test_backbone
 from datasets.synthetic import make_demo_data
-from models import DeepLabLargeFOV
+from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import ROOT, cli
 from tests.faults import CPU, backbone_flags, generation_flags, kill_when, pngs, run_to_end, same_weights, spawn
 from utils import parseCOCO
@@ -148,14 +148,18 @@ def test_masks_of_another_model_are_not_reused(data, lpg_path, tmp_path, monkeyp
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
     out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
     before = pngs(out)
-    other = tmp_path / 'other.pth'
-    other.write_bytes(os.urandom(4096))
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / 'other.pth', **LPGNet(in_channels=4).state_dict())
     status, message = cli(genPseudoMasks, *generation_flags(data, other, tmp_path / 'out'), monkeypatch=monkeypatch)
     assert status == 1 and 'other --model_path_test, lpg' in message and '--overwrite' in message
     assert pngs(out).keys() == before.keys() and all(np.array_equal(pngs(out)[k], before[k]) for k in before)
-    status, message = cli(genPseudoMasks, *generation_flags(data, other, tmp_path / 'out', '--overwrite'),
+    # A file that is no checkpoint is refused before the folder is touched, even with --overwrite.
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(os.urandom(4096))
+    status, message = cli(genPseudoMasks, *generation_flags(data, broken, tmp_path / 'out', '--overwrite'),
                           monkeypatch=monkeypatch)
-    assert status == 1 and 'is not a checkpoint' in message  # random bytes: read, and refused as such
+    assert status == 1 and 'is not a checkpoint' in message
+    assert pngs(out).keys() == before.keys() and all(np.array_equal(pngs(out)[k], before[k]) for k in before)
 
 
 def test_logits_of_another_model_are_not_reused(data, tmp_path, monkeypatch):

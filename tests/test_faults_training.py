@@ -102,6 +102,6 @@ def test_a_batch_of_one_is_refused_where_batch_norm_trains(data, tmp_path, monke
     status, message = cli(trainLPG, '--coco_root_dir', data['coco'], '--round', 1, '--model_save_path',
                           tmp_path / 'lpg', '--batch_size', 1, '--crop_size', 128, '--num_max_iterations', 1, *CPU,
                           monkeypatch=monkeypatch)
-    assert status == 1 and message == ('error: --batch_size 1 gives 1 sample per step: this network trains batch norm, '
-                                       'which needs at least 2 samples per process')
+    assert status == 2 and message.startswith('trainLPG: error: argument --batch_size: 1 is outside the values that '
+                                              'work: an integer from 2 to 4096')
     assert not os.path.exists(layout.lpg_dir(str(tmp_path / 'lpg'), 1))

@@ -62,7 +62,7 @@ def test_the_release_trainLPG_command_runs_as_published(coco_root, tmp_path, mon
 
     status, message = cli(trainLPG, '--coco_root_dir', coco_root, '--init_lpg_model_path', lpg_path, *small,
                           '--model_save_path', tmp_path / 'other', monkeypatch=monkeypatch)
-    assert status == 1 and '--init_seg_model_path' in message and '--round 1' in message
+    assert status == 2 and '--init_seg_model_path' in message and '--round 1' in message
     assert '\n' not in message and not (tmp_path / 'other').exists()
 
 

@@ -204,7 +204,7 @@ def test_predict_writes_the_evaluation_server_layout(voc_root, vgg, tmp_path, cr
     assert Image.open(tmp_path / 'overlays' / f'{ids[0]}.png').size == (96, 96)
 
 
-def test_test_time_augmentation():
+def test_test_time_augmentation(capsys):
     torch.manual_seed(0)
     model = DeepLabLargeFOV(num_classes=21).eval()
     images = torch.randn(2, 3, 65, 65) * 30
@@ -215,8 +215,9 @@ def test_test_time_augmentation():
         assert torch.allclose(flipped, (plain + model(images.flip(-1)).flip(-1)) / 2, atol=1e-5)
         several = augmented_logits(model, images, scales=(0.75, 1.0, 1.25), flip=True)
     assert several.shape == plain.shape and not torch.allclose(several, plain)
-    with pytest.raises(InputError, match='must hold 1'):
-        test_backbone.resolve_defaults(parse(test_backbone, '--root_path', 'x', '--scales', '0.5,0.75'))
+    with pytest.raises(SystemExit, match='2'):  # refused where it is parsed: the logits are averaged at scale 1
+        parse(test_backbone, '--root_path', 'x', '--scales', '0.5,0.75')
+    assert 'does not hold 1' in capsys.readouterr().err
 
 
 def test_overlap_rule_folders_and_refusals(voc_root, baselines, tmp_path):

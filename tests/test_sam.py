@@ -196,8 +196,8 @@ def test_run_rounds_refuses_the_sam_baseline_without_weights_before_any_step(tmp
     assert (status, message) == (1, 'error: the sam baseline needs --sam_checkpoint (a SAM weights file; nothing is '
                                  'downloaded)')
     status, message = cli(run_rounds, *flags[:-1], 'box,sma', monkeypatch=monkeypatch)
-    assert (status, message) == (1, 'error: --baselines: unknown sma (expected a comma list of box, grabcut, crf, '
-                                 'sam)')
+    assert (status, message) == (2, 'run_rounds: error: --baselines: unknown sma (expected a comma list of box, '
+                                 'grabcut, crf, sam)')
     assert not (tmp_path / 'w').exists()
 
 

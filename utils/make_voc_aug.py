@@ -10,7 +10,6 @@ writes
 On the real data that is 10,582 ids; the count found is printed. Writes are atomic; a rerun on the same inputs
 skips the PNGs already written (an interrupted run continues), other inputs are refused unless --overwrite.
 """
-import argparse
 import os
 import shutil
 import sys
@@ -26,6 +25,7 @@ from datasets.errors import InputError, MissingFile
 from datasets.files import atomic_open, claim_folder, releases_claims, remove_files
 from datasets.io import save_palette_png
 from datasets.voc import read_split, resolve_voc_root
+from utils.engine.flags import ScriptParser
 from utils.engine.records import Record
 from utils.engine.runtime import run_script
 
@@ -108,7 +108,7 @@ def make_voc_aug(sbd_root, voc_root, overwrite=False):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--sbd_root', required=True, help='SBD: benchmark_RELEASE/dataset (with cls/, train.txt, '
                         'val.txt), or a folder above it')
     parser.add_argument('--voc_root', required=True, help='VOC2012 folder (VOCdevkit/ or its parent also work)')

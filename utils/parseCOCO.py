@@ -17,7 +17,6 @@ labels any COCO-format mask dataset the same way (trainLPG.py --dataset custom r
 categories not excluded, by ascending id, become classes 1..N; OUT gets box/ and seg/ PNGs named after the
 image files, then boxes.json (see datasets/custom.py), then its record.
 """
-import argparse
 import os
 import sys
 
@@ -35,6 +34,7 @@ from datasets.files import claim_folder, releases_claims, remove_files, write_js
 from datasets.io import save_gray_png
 from datasets.validate import failure_listing
 from utils.engine import runtime
+from utils.engine.flags import ScriptParser
 from utils.engine.records import Record
 from utils.engine.runtime import comma_list, run_script
 
@@ -151,7 +151,7 @@ def label_custom(annotations, labels_dir, exclude_categories, overwrite=False):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(__doc__)
     parser.add_argument('--dataRoot', help='COCO root holding annotations/instances_<split>.json (COCO-60)')
     parser.add_argument('--split', default='train2017', help='annotation split (default: train2017)')
     parser.add_argument('--annotations', help='any COCO-format instances json with masks (instead of --dataRoot)')

@@ -120,6 +120,14 @@ def load_weights(model, path, what=None):
 
 def load_state(model, state_dict, path, what=None):
     """load_weights of a state dict already read from `path` (which the messages name)."""
+    check_state(model, state_dict, path, what)
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def check_state(model, state_dict, path, what=None):
+    """That `model` can load `state_dict`, read from `path`: the same keys and shapes, every weight finite;
+    refused naming the file and what differs. Nothing is loaded, so `model` may be built on the meta device."""
     what = what or type(model).__name__
     problems = describe_mismatch(model.state_dict(), state_dict)
     if problems:
@@ -128,8 +136,13 @@ def load_state(model, state_dict, path, what=None):
     if bad:
         raise InputError(f'{path} holds non-finite weights (NaN or infinity in {len(bad)} tensors, e.g. {bad[0]}): '
                          'it comes from a run that diverged; use an earlier checkpoint')
-    model.load_state_dict(state_dict, strict=True)
-    return model
+
+
+def check_weights(model, path, what=None):
+    """load_weights without loading (check_state): a run checks the checkpoints it will read before it writes
+    anything, on a model built on the meta device (no memory, no random numbers drawn)."""
+    path = os.fspath(path)
+    check_state(model, unwrap_state_dict(load_checkpoint(path), path), path, what)
 
 
 def save_checkpoint(path, /, **state):

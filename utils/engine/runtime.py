@@ -7,9 +7,10 @@ import random
 import numpy as np
 import torch
 
-from datasets.errors import InputError
+from datasets.errors import FlagError, InputError
 from datasets.files import release_folders
 from utils.engine.distributed import close_distributed
+from utils.engine.flags import SEED, WORKERS
 from utils.engine.interrupts import INTERRUPTS
 
 
@@ -30,15 +31,18 @@ def comma_list(text):
     return [item.strip() for item in text.split(',') if item.strip()]
 
 
+comma_list.comma_joined = True  # command_line writes a list back as one comma list
+
+
 def add_device_args(parser, workers=None, seed=False):
     """`--cuda [true|false]` (default: use a GPU when there is one); `--workers N` when the script loads data
     in worker processes (default `workers`), `--seed N` when it draws random numbers."""
     parser.add_argument('--cuda', type=str2bool, nargs='?', const=True, default=None,
                         help='run on the GPU (true) or the CPU (false); default: the GPU when one is available')
     if workers is not None:
-        parser.add_argument('--workers', type=int, default=workers, help='data-loading worker processes')
+        parser.add_argument('--workers', type=WORKERS, default=workers, help='data-loading worker processes')
     if seed:
-        parser.add_argument('--seed', type=int, default=0, help='random seed (data order, augmentation, weights)')
+        parser.add_argument('--seed', type=SEED, default=0, help='random seed (data order, augmentation, weights)')
         parser.add_argument('--deterministic', action='store_true',
                             help='deterministic algorithms (torch.use_deterministic_algorithms; on a GPU the few ops '
                             'without one warn), so that a run repeats exactly on the same machine and thread count')
@@ -69,7 +73,7 @@ def command_line(parser, **settings):
         elif value is None:
             continue
         elif isinstance(value, (list, tuple)):
-            if action.type is comma_list:
+            if getattr(action.type, 'comma_joined', False):
                 argv += [flag, ','.join(str(v) for v in value)]
             elif action.nargs in ('+', '*'):
                 argv += [flag] + [str(v) for v in value]
@@ -100,13 +104,16 @@ USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 def run_script(main, parser):
     """Parse the flags and run `main`. Bad input (datasets.errors.InputError: a missing or malformed file, a bad
     flag) and an output the OS refuses (no permission, a read-only or full disk) end with one line naming the
-    file and the problem (exit status 1); any other exception is a bug and keeps its traceback. Signals are
-    handled (utils/engine/interrupts.py); claimed output folders and a torchrun process group are given back on the
+    file and the problem (exit status 1; a refused flag, datasets.errors.FlagError, exit status 2, as argparse);
+    any other exception is a bug and keeps its traceback. Signals are handled
+    (utils/engine/interrupts.py); claimed output folders and a torchrun process group are given back on the
     way out."""
     args = parser.parse_args()
     INTERRUPTS.install()  # SIGTERM / SIGINT: one line and status 143 / 130, after saving where a loop can
     try:
         return main(args)
+    except FlagError as err:  # a flag refused before any work: one line and status 2, as argparse does
+        parser.exit(2, f'{parser.prog}: error: {err}\n')
     except InputError as err:  # bad input, named where it was found; any other exception is a bug: its traceback
         raise SystemExit(f'error: {err}') from None
     except OSError as err:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from datasets.errors import InputError
 from datasets.files import claim_folder
 from datasets.validate import report_problems
+from utils.engine.flags import count
 from utils.engine.sample_stream import KeyedSamples, SampleStream
 
 
@@ -28,11 +29,11 @@ def add_training_args(parser):
     parser.add_argument('--on_nan', choices=['stop', 'skip'], default='stop',
                         help='a non-finite loss stops the run (default), or its batch is skipped, --max_nan_skips '
                         'times at most; non-finite weights are never saved')
-    parser.add_argument('--max_nan_skips', type=int, default=10)
+    parser.add_argument('--max_nan_skips', type=count(0), default=10)
     parser.add_argument('--skip_bad', action='store_true',
                         help='leave out the samples the up-front data check finds bad, instead of stopping')
-    parser.add_argument('--keep_checkpoints', type=int, default=0,
-                        help='keep only the last K periodic snapshots (default 0: keep all)')
+    parser.add_argument('--keep_checkpoints', type=count(0, meaning='0 keeps all'), default=0,
+                        help='keep only the last K periodic snapshots (default 0)')
     parser.add_argument('--tensorboard', action='store_true',
                         help='also write the loss and lr as TensorBoard scalars (needs the tensorboard package)')
 

@@ -32,9 +32,17 @@ class LogitsRun(NamedTuple):
     unreadable: list
 
 
-def logits_of_split(args, ctx, precision, record, gt_dir, items, class_names):
-    """The backbone's logits of every image of the split in the folder of `record` (those already there are kept),
-    and their record. gt_dir: the ground truth whose frame the images are read in (None: no ground truth)."""
+def load_backbone(args, precision, class_names):
+    """The backbone of --model_type with the weights of --model_path, ready to test."""
+    model = build_backbone(args.model_type, len(class_names))
+    load_weights(model, args.model_path, what=f'{args.model_type} backbone ({len(class_names)} classes)')
+    return precision.prepare_model(model).eval()
+
+
+def logits_of_split(args, ctx, precision, model, record, gt_dir, items):
+    """The logits of `model` (load_backbone) for every image of the split in the folder of `record` (those
+    already there are kept), and their record. gt_dir: the ground truth whose frame the images are read in (None:
+    no ground truth)."""
     save_path, logits_dir = os.path.dirname(record.folder), record.folder
 
     def begin():
@@ -45,9 +53,6 @@ def logits_of_split(args, ctx, precision, record, gt_dir, items, class_names):
     ctx.on_main(begin)
     ctx.barrier()
     backbone = get_backbone(args.model_type)
-    model = build_backbone(args.model_type, len(class_names))
-    load_weights(model, args.model_path, what=f'{args.model_type} backbone ({len(class_names)} classes)')
-    model = precision.prepare_model(model).eval()
     pad_to = args.test_size if backbone.pad_to_test_size else None
     # Read in the frame of their ground truth where it exists (an EXIF orientation tag may turn an image).
     with_labels = [SegmentationItem(*item, os.path.join(gt_dir, f'{item.image_id}.png')) if gt_dir else item
