@@ -79,9 +79,9 @@ def get_args_parser():
                         help='images per loader batch: one backbone forward for all of them; their (image, class) '
                         'pairs fill the generator batches')
     parser.add_argument('--max_side', type=count(MIN_MAX_SIDE, MAX_SIDE),
-                        help='the generator reads an image whose longer side exceeds N downscaled to N (its boxes '
-                        'with it), and its masks are brought back to the image size with nearest resizing, inside '
-                        'the boxes; memory grows with the padded image area (default: every image at its own size, '
+                        help='lpg, box, grabcut, crf: an image whose longer side exceeds N is read downscaled to N '
+                        '(its boxes with it), and its masks are brought back to the image size with nearest resizing, '
+                        'inside the boxes; memory grows with the image area (default: every image at its own size, '
                         'as in the release). Not with sam, which reads every image at 1024 on its longer side')
     parser.add_argument('--allow_empty', action='store_true',
                         help='lpg and sam: finish even when no image gets a foreground pixel (by default such a run '
@@ -313,7 +313,7 @@ def generate(args, ctx, precision, flags, networks, todo, out_dir):
                             args.workers, args.writer_threads, progress=ctx.is_main)
     if args.method != 'lpg':
         jobs = Parallel(n_jobs=args.n_jobs)(
-            delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances)
+            delayed(baseline_image)(args.method, item, out_dir, overlap_rule(args), args.instances, args.max_side)
             for item in tqdm(todo, desc=f'pseudo masks ({args.method})', unit='img', disable=not ctx.is_main))
         return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)
     lpg, backbone = networks

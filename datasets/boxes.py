@@ -161,12 +161,18 @@ def restore_size(sample: BoxImage, foreground: torch.Tensor,
     (foreground, scores, the entries' boxes at that size); a sample that was not downscaled as it is."""
     if sample.full_size is None:
         return foreground, scores, sample.entry_boxes
-    size, boxes = sample.full_size, sample.full_entry_boxes
+    foreground, scores = upscaled_inside(foreground, scores, sample.full_size, sample.full_entry_boxes)
+    return foreground, scores, sample.full_entry_boxes
+
+
+def upscaled_inside(foreground: torch.Tensor, scores: Optional[torch.Tensor], size: tuple[int, int],
+                    boxes: list) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(K, h, w) bool entry masks made on a downscaled image (and their scores) brought to `size` with nearest
+    resizing and kept inside each entry's `boxes` at that size."""
     inside = np.stack([box_mask(entry_boxes, *size) for entry_boxes in boxes]) if boxes else np.zeros((0, *size))
     inside = torch.from_numpy(inside).to(foreground.device).bool()
     nearest = lambda t: F.interpolate(t[None].float(), size=size, mode='nearest')[0]
-    foreground = (nearest(foreground) > 0.5) & inside
-    return foreground, None if scores is None else nearest(scores), boxes
+    return (nearest(foreground) > 0.5) & inside, None if scores is None else nearest(scores)
 
 
 def collate_boxes(batch: Iterable[BoxImage | UnreadableImage]) -> list[BoxImage | UnreadableImage]:

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -147,6 +148,28 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
     first, second = (pngs(layout.pseudo_mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1))
                      for name in ('same', 'plain'))
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize('method', ['grabcut', 'crf'])
+def test_max_side_downscales_the_baselines_too_and_returns_masks_at_the_image_size(method, data, tmp_path,
+                                                                                     monkeypatch):
+    """The demo's images are 64 pixels: --max_side 32 reads them at half size, --max_side 64 as they are."""
+    def masks(name, *extra):
+        flags = ['--dataset', 'voc', '--method', method, '--voc_root_dir', data['voc'], '--voc_proposals_dir',
+                 tmp_path / name, '--n_jobs', 1, *extra, *CPU]
+        assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
+        return pngs(layout.pseudo_mask_dir(str(tmp_path / name), method, 'vgg16', 1))
+    plain, same, small = masks('plain'), masks('same', '--max_side', 64), masks('small', '--max_side', 32)
+    assert plain.keys() == same.keys() == small.keys()
+    assert all(np.array_equal(plain[k], same[k]) for k in plain)
+    assert not all(np.array_equal(plain[k], small[k]) for k in plain)  # read at half size: other masks
+    ids = read_split(split_file(data['voc'], 'train_aug'))
+    for image_id, image_path, boxes, _ in voc_box_items(data['voc'], ids):
+        mask = small[f'{image_id}.png']
+        assert mask.shape == np.asarray(Image.open(image_path)).shape[:2]
+        for class_id in set(np.unique(mask).tolist()) - {0}:
+            inside = box_mask([box[1:] for box in boxes if box[0] == class_id], *mask.shape).astype(bool)
+            assert not (mask == class_id)[~inside].any()
 
 
 def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_path, monkeypatch, capsys):

@@ -3,13 +3,16 @@
 - grabcut: OpenCV's GrabCut initialised from each box (its inside "probably foreground", outside background);
 - crf: the DenseCRF of utils/crf.py with a unary built from the boxes: inside an entry's boxes the entry is
   likely (BOX_CRF_INSIDE), outside every box the background is.
-They run on the CPU, one image per job (baseline_image; genPseudoMasks.py runs them in parallel over images).
+They run on the CPU, one image per job (baseline_image; genPseudoMasks.py runs them in parallel over images), at
+the image's own size or, with --max_side, downscaled as the generator reads it. Memory grows with the image area:
+box one bool mask per entry; grabcut one label map and its graph per box; crf (entries + 1) float32 maps
+several times over (the unary, the CRF's buffers, the refined probabilities).
 """
 import cv2
 import numpy as np
 import torch
 
-from datasets.boxes import BoxItem, box_entries, box_mask
+from datasets.boxes import BoxItem, box_entries, box_mask, downscaled, upscaled_inside
 from datasets.io import decode_image
 from utils.crf import DenseCRF
 
@@ -68,16 +71,20 @@ def crf_foreground(image_bgr, entry_boxes, params=None):
     return foreground, refined[1:]
 
 
-def baseline_image(method, item, out_dir, rule, per_box):
-    """One image of a baseline (a job of its own): writes its mask. Returns (its EXIF orientation tag, None), or
-    (None, (image_id, reason)) if it failed."""
+def baseline_image(method, item, out_dir, rule, per_box, max_side=None):
+    """One image of a baseline (a job of its own): writes its mask. An image whose longer side exceeds max_side
+    is read downscaled to it (its boxes with it) and its masks brought back with nearest resizing, inside the
+    boxes, as the generator does. Returns (its EXIF orientation tag, None), or (None, (image_id, reason)) if it
+    failed."""
     image_id, image_path, boxes, frame = BoxItem(*item)
     try:
         image, orientation = decode_image(image_path, frame)
-        image = image.astype(np.uint8)
     except (OSError, ValueError) as error:
         return None, (image_id, str(error))
-    class_ids, entry_boxes = box_entries(boxes, per_box)
+    class_ids, full_entries = box_entries(boxes, per_box)
+    full_size = image.shape[:2]
+    image, entry_boxes = downscaled(image, full_entries, max_side)
+    image = np.rint(image).astype(np.uint8)  # decoded as float32; area interpolation leaves fractions
     scores = None
     if method == 'box':
         foreground = box_foreground(entry_boxes, *image.shape[:2])
@@ -87,6 +94,9 @@ def baseline_image(method, item, out_dir, rule, per_box):
         foreground, scores = crf_foreground(image, entry_boxes)
         scores = torch.from_numpy(scores)
     foreground = torch.from_numpy(foreground)
+    if image.shape[:2] != full_size:
+        foreground, scores = upscaled_inside(foreground, scores, full_size, full_entries)
+        entry_boxes = full_entries
     label = compose_entries(foreground, class_ids, rule, scores, entry_boxes).numpy()
     write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
                   foreground.numpy() if per_box else None)
