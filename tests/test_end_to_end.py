@@ -165,10 +165,10 @@ def test_later_rounds_demand_the_previous_backbone(demo, tmp_path, monkeypatch):
     lpg2 = demo['work'] / 'lpg' / 'Round_2' / 'LPG_Round2.pth'
     status, log = cli(genPseudoMasks, '--dataset', 'voc', '--round', 2, '--model_path_test', lpg2, '--voc_root_dir',
                       demo['voc_root'], '--voc_proposals_dir', tmp_path, '--cuda', 'false', monkeypatch=monkeypatch)
-    assert status == 1 and '--init_voc_model_path' in log
+    assert status == 2 and '--init_voc_model_path' in log
     status, log = cli(trainLPG, '--coco_root_dir', demo['coco_root'], '--round', 2, '--model_save_path', tmp_path,
                       '--cuda', 'false', monkeypatch=monkeypatch)
-    assert status == 1 and '--init_seg_model_path' in log
+    assert status == 2 and '--init_seg_model_path' in log
     # A round-2 generator is not a round-1 one: the refusal names the file and the first-layer shape.
     status, log = cli(genPseudoMasks, '--dataset', 'voc', '--round', 1, '--model_path_test', lpg2, '--voc_root_dir',
                       demo['voc_root'], '--voc_proposals_dir', tmp_path / 'r1', '--cuda', 'false',
@@ -194,9 +194,9 @@ def test_uniform_probability_ablation_runs_beside_the_method(demo, tmp_path, mon
     assert sorted(os.listdir(folder)) == sorted(f'{i}.png' for i in ids) + ['record.json']
     backbone = demo['work'] / 'backbone_voc' / 'Round_1' / 'vgg16_final.pth'
     status, log = cli(genPseudoMasks, *gen, '--init_voc_model_path', backbone, monkeypatch=monkeypatch)
-    assert status == 1 and '--seg_probs uniform' in log
+    assert status == 2 and '--seg_probs uniform' in log
     status, log = cli(trainLPG, *flags, '--init_seg_model_path', backbone, monkeypatch=monkeypatch)
-    assert status == 1 and '--seg_probs uniform' in log
+    assert status == 2 and '--seg_probs uniform' in log
 
 
 def test_test_py_plain_and_cuda_false(demo, tmp_path):
