@@ -197,7 +197,7 @@ def test_run_rounds_refuses_the_sam_baseline_without_weights_before_any_step(tmp
                                  'downloaded)')
     status, message = cli(run_rounds, *flags[:-1], 'box,sma', monkeypatch=monkeypatch)
     assert (status, message) == (2, 'run_rounds: error: --baselines: unknown sma (expected a comma list of box, '
-                                 'grabcut, crf, sam)')
+                                 'grabcut, crf, sam) (--help lists the flags)')
     assert not (tmp_path / 'w').exists()
 
 

@@ -112,8 +112,8 @@ def run_script(main, parser):
     INTERRUPTS.install()  # SIGTERM / SIGINT: one line and status 143 / 130, after saving where a loop can
     try:
         return main(args)
-    except FlagError as err:  # a flag refused before any work: one line and status 2, as argparse does
-        parser.exit(2, f'{parser.prog}: error: {err}\n')
+    except FlagError as err:  # a flag refused before any work: as the parser refuses a value, status 2
+        parser.error(str(err))
     except InputError as err:  # bad input, named where it was found; any other exception is a bug: its traceback
         raise SystemExit(f'error: {err}') from None
     except OSError as err:
