@@ -210,7 +210,7 @@ def build_network(args, ctx, precision):
     backbone = get_backbone(args.model_type)
     model = build_backbone(args.model_type, num_classes)
     if args.init_model_path:
-        load_weights(model, args.init_model_path, what=f'{args.model_type} with {num_classes} classes')
+        load_weights(model, args.init_model_path, what=network_name(args, num_classes))
     else:
         backbone.scratch_init(model, args.from_scratch)
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
@@ -224,6 +224,11 @@ def class_count(args):
     return len(spec.class_names(source))
 
 
+def network_name(args, num_classes):
+    """How the messages about --init_model_path name the network it must fit."""
+    return f'{args.model_type} with {num_classes} classes'
+
+
 def check_init_weights(args):
     """--init_model_path, checked before the run writes anything, on a network built on the meta device (no
     memory taken, no random number drawn)."""
@@ -231,7 +236,7 @@ def check_init_weights(args):
         num_classes = class_count(args)
         with torch.device('meta'):
             check_weights(build_backbone(args.model_type, num_classes), args.init_model_path,
-                          what=f'{args.model_type} with {num_classes} classes')
+                          what=network_name(args, num_classes))
 
 
 @releases_claims

@@ -142,6 +142,11 @@ def init_generator(lpg, path, load=True):
     return lpg
 
 
+def backbone_name(args, num_classes):
+    """How the messages about --init_seg_model_path name the backbone it must fit."""
+    return f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)'
+
+
 def check_checkpoints(args):
     """The checkpoints the run reads, checked before it writes anything (the labels of a custom set included):
     the generator it starts from and, from round 2 on, the round R-1 backbone. The networks are built on the meta
@@ -152,7 +157,7 @@ def check_checkpoints(args):
         if args.round >= 2 and args.seg_probs != 'uniform':
             num_classes = auxiliary_classes(args, before_labelling=True)
             check_weights(build_backbone(args.seg_model_type, num_classes), args.init_seg_model_path,
-                          what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
+                          what=backbone_name(args, num_classes))
 
 
 def check_flags(args):
@@ -220,8 +225,7 @@ def build_models(args, ctx, precision):
     if args.seg_probs == 'uniform':
         return lpg, UniformProbabilities(num_classes)
     backbone = build_backbone(args.seg_model_type, num_classes)
-    load_weights(backbone, args.init_seg_model_path,
-                 what=f'{args.seg_model_type} {args.dataset} backbone ({num_classes} classes)')
+    load_weights(backbone, args.init_seg_model_path, what=backbone_name(args, num_classes))
     backbone = precision.frozen.prepare_model(backbone).eval()
     for param in backbone.parameters():
         param.requires_grad_(False)

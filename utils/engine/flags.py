@@ -31,8 +31,8 @@ class Number:
     range. A value outside is refused naming the value and the values that work; argparse adds the flag."""
 
     def __init__(self, kind=int, low=None, high=None, above=None, multiple=None, meaning=None):
-        self.kind, self.low, self.high, self.above, self.multiple, self.meaning = kind, low, high, above, multiple, \
-            meaning
+        self.kind, self.low, self.high, self.above = kind, low, high, above
+        self.multiple, self.meaning = multiple, meaning
         self.__name__ = kind.__name__  # argparse names a type by it
 
     def describe(self):
