@@ -32,11 +32,11 @@ import torch
 
 import run_rounds
 from datasets.constants import VOC_CLASSES
-from datasets.files import read_json, write_json
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_demo_data
 from datasets.voc import read_split, split_file, voc_box_items
 from utils.engine import layout
+from utils.engine.files import read_json, write_json
 from utils.engine.flags import ITERATIONS, JOBS, POSITIVE, SEED, ScriptParser, count, per_round
 from utils.engine.layout import RunLayout
 from utils.engine.loss_curve import curves_figure, save_figure

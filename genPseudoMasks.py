@@ -24,14 +24,13 @@ from tqdm import tqdm
 
 from datasets.boxes import LPG_SIZE_MULTIPLE, lpg_side
 from datasets.custom import write_target_outputs
-from datasets.errors import FlagError
-from datasets.files import claim_folder, releases_claims, remove_files
 from datasets.registry import DATASETS, add_source_args, dataset_source, get_dataset
-from datasets.validate import failure_listing
 from models.backbones import backbone_names
 from models.lpg import SEG_PROBS
 from utils.engine import layout, runtime
 from utils.engine.distributed import init_distributed
+from utils.engine.errors import FlagError, failure_listing
+from utils.engine.files import claim_folder, releases_claims, remove_files
 from utils.engine.flags import BATCH, JOBS, MAX_SIDE, TEST_SIZE, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of

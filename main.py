@@ -20,8 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from datasets.constants import IGNORE_LABEL
-from datasets.errors import FlagError
-from datasets.files import releases_claims
 from datasets.registry import add_source_args, dataset_names, dataset_source, get_dataset
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
@@ -29,6 +27,8 @@ from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_
 from utils.engine import layout, runtime
 from utils.engine.checkpoint import check_weights, load_weights
 from utils.engine.distributed import init_distributed
+from utils.engine.errors import FlagError
+from utils.engine.files import releases_claims
 from utils.engine.flags import (
     BACKBONE_CROP,
     BATCH,

@@ -29,17 +29,17 @@ import os
 import shlex
 
 import genPseudoMasks
-from datasets.errors import FlagError, MissingFile
-from datasets.files import write_json
+from datasets.boxes import LPG_CROP
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
 from utils.engine import runtime
+from utils.engine.errors import FlagError, MissingFile
+from utils.engine.files import write_json
 from utils.engine.flags import (
     BACKBONE_CROP,
     BATCH,
     ITERATIONS,
     JOBS,
-    LPG_CROP,
     MAX_BATCH,
     POSITIVE,
     TEST_SIZE,

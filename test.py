@@ -17,12 +17,12 @@ import json
 import os
 from dataclasses import asdict
 
-from datasets.errors import FlagError, InputError
-from datasets.files import releases_claims, write_json
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from models.backbones import backbone_names, get_backbone
 from utils.engine import layout, runtime
 from utils.engine.distributed import init_distributed
+from utils.engine.errors import FlagError, InputError
+from utils.engine.files import releases_claims, write_json
 from utils.engine.flags import BATCH, JOBS, MAX_SIDE, Number, NumberList, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of

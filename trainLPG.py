@@ -25,12 +25,11 @@ global batch, so the schedule and learning rate hold at any GPU count.
 """
 import torch
 
+from datasets.boxes import LPG_CROP
 from datasets.coco import COCO60LPGDataset, bbox_annos_path, seg60_dir
 from datasets.coco_json import load_instances
 from datasets.custom import CustomLabels
 from datasets.custom import auxiliary_classes as custom_classes
-from datasets.errors import FlagError, InputError
-from datasets.files import releases_claims
 from datasets.registry import add_source_args, get_dataset
 from models.backbones import backbone_names, build_backbone
 from models.hourglass import LPG_STRIDE
@@ -47,7 +46,9 @@ from models.lpg import (
 from utils.engine import layout, runtime
 from utils.engine.checkpoint import check_weights, describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.engine.distributed import init_distributed
-from utils.engine.flags import ITERATIONS, LPG_CROP, MAX_BATCH, NON_NEGATIVE, POSITIVE, ScriptParser, count
+from utils.engine.errors import FlagError, InputError
+from utils.engine.files import releases_claims
+from utils.engine.flags import ITERATIONS, MAX_BATCH, NON_NEGATIVE, POSITIVE, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, comma_list, run_script, with_values

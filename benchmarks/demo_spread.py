@@ -21,8 +21,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from datasets.files import write_json
 from demo import read_spreads, result_rows
+from utils.engine.files import write_json
 from utils.engine.precision import cpu_description
 
 

@@ -70,7 +70,7 @@ def main():
     args = parser.parse_args()
     if args.one:
         return one_run(args.one[0], args.one[1] or None, args.device, args.method)
-    from datasets.files import write_json
+    from utils.engine.files import write_json
     from utils.engine.precision import cpu_description
     rows = []
     for side in (int(s) for s in args.sides.split(',')):

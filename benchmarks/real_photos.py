@@ -30,17 +30,17 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
+from datasets.boxes import LPG_CROP
 from datasets.coco_json import load_instances  # noqa: E402
 from datasets.coco_split import split_json  # noqa: E402
 from datasets.constants import COCO_VOC_IDS  # noqa: E402
-from datasets.errors import FlagError, MissingFile  # noqa: E402
-from datasets.files import read_json, write_json  # noqa: E402
 from datasets.voc import resolve_voc_root  # noqa: E402
 from utils.engine import layout  # noqa: E402
+from utils.engine.errors import FlagError, MissingFile  # noqa: E402
+from utils.engine.files import read_json, write_json  # noqa: E402
 from utils.engine.flags import (  # noqa: E402
     ITERATIONS,
     JOBS,
-    LPG_CROP,
     MAX_BATCH,
     POSITIVE,
     SEED,

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
-from datasets.files import read_json, write_json  # noqa: E402
 from datasets.synthetic import make_demo_data  # noqa: E402
 from utils.engine import layout  # noqa: E402
+from utils.engine.files import read_json, write_json  # noqa: E402
 from utils.engine.precision import cpu_description  # noqa: E402
 from utils.step_runner import Runner  # noqa: E402
 

@@ -22,7 +22,7 @@ sys.path.insert(0, REPO)
 import numpy as np
 import torch
 
-from datasets.files import write_json
+from utils.engine.files import write_json
 from utils.engine.precision import Precision, cpu_description
 from utils.pseudo_masks import SAM_MODELS, SamImage, build_sam, sam_foregrounds, segment_anything
 

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from utils.engine.flags import MAX_SIDE, Number
+
 from .constants import MEAN_BGR
-from .errors import UnreadableImage
 from .io import ImageFrame, chw_tensor, decode_image
+from .validate import UnreadableImage
 
 
 class BoxItem(NamedTuple):
@@ -49,6 +51,8 @@ class BoxImage(NamedTuple):
 
 # LPG's hourglass halves the 1/4-size feature map 5 times: input sides must be multiples of 4 * 2**5.
 LPG_SIZE_MULTIPLE = 128
+# The generator's training crop must be a side it reads; a test size that is not one pads as the next (pad_size).
+LPG_CROP = Number(int, low=LPG_SIZE_MULTIPLE, high=MAX_SIDE, multiple=LPG_SIZE_MULTIPLE)
 
 
 def lpg_side(length: int) -> int:

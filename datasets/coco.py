@@ -6,10 +6,11 @@ import json
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import folder_in_root
+
 from .boxes import BoxItem
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_ID_TO_60, COCO_VOC_IDS
-from .errors import InputError, MissingFile
-from .files import folder_in_root
 from .lpg_samples import LPGSampleDataset
 from .segmentation import SegmentationItem
 from .voc import read_split

@@ -9,8 +9,9 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from utils.engine.errors import InputError, MissingFile
+
 from .boxes import pixel_box
-from .errors import InputError, MissingFile
 
 
 class Instances:

@@ -8,9 +8,10 @@ from typing import Optional
 
 import numpy as np
 
+from utils.engine.errors import InputError
+
 from .coco_json import load_instances
 from .constants import COCO_VOC_IDS
-from .errors import InputError
 
 
 def split_target_auxiliary(instances: dict, seed: int = 0, max_target: Optional[int] = None,

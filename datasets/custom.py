@@ -12,10 +12,11 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import write_json
+
 from .boxes import BoxItem
 from .coco_json import Instances, box_corners, load_instances, semantic_label
-from .errors import InputError, MissingFile
-from .files import write_json
 from .io import ImageFrame, read_label, save_palette_png
 from .lpg_samples import LPGSampleDataset
 from .segmentation import EvalItem, SegmentationItem

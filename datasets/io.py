@@ -1,5 +1,5 @@
 """Images, label PNGs and network input tensors: decoding in the frame the annotation declares, label PNGs
-written atomically (through datasets.files).
+written atomically (through utils.engine.files).
 """
 import io
 import os
@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import atomic_open
+
 from .constants import MEAN_BGR, VOC_PALETTE
-from .errors import InputError, MissingFile
-from .files import atomic_open
 
 # Where a complete JPEG / PNG ends: the end-of-image marker, the IEND chunk (in the last bytes; a few files
 # carry some trailing bytes after it).

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.engine.errors import InputError
+
 from .boxes import box_mask
 from .constants import MEAN_BGR
-from .errors import InputError
 from .io import ImageFrame, chw_tensor, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip, nearest_top_left
 from .validate import find_problems, image_problems

@@ -14,12 +14,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
+from utils.engine.errors import InputError
+from utils.engine.files import folder_in_root
+
 from . import custom
 from .boxes import BoxItem
 from .coco import bbox_annos_path, coco_box_items, coco_image_id, coco_items, read_coco_ids
 from .constants import COCO60_IDS, COCO_CATEGORY_IDS, COCO_CATEGORY_NAMES, VOC_CLASSES
-from .errors import InputError
-from .files import folder_in_root
 from .segmentation import EvalItem, SegmentationItem
 from .voc import read_split, resolve_voc_root, split_file, voc_box_items, voc_items
 

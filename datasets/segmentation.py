@@ -6,11 +6,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.engine.errors import InputError
+
 from .constants import IGNORE_LABEL, MEAN_BGR
-from .errors import InputError, UnreadableImage
 from .io import ImageFrame, chw_tensor, decode_image, label_frame, read_image_bgr, read_label
 from .transforms import ScalePadCropFlip
-from .validate import find_problems, image_problems
+from .validate import UnreadableImage, find_problems, image_problems
 
 
 class SegmentationItem(NamedTuple):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from .errors import InputError
+from utils.engine.errors import InputError
 
 # Label maps a NearestResize takes, and gives back of the same kind.
 _Labels = TypeVar('_Labels', np.ndarray, torch.Tensor)

@@ -3,16 +3,13 @@ and values, and every box has an area. Run in threads (decoding releases the GIL
 reported all at once, so that a bad file stops a 20k-iteration run before it starts, not at a random
 iteration hours later."""
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from .constants import IGNORE_LABEL
-from .errors import InputError
 from .io import ImageFrame, decode_image, read_label
-
-SHOW = 10  # problems listed in a report; the rest are counted
 
 
 def image_problems(image_path: str, label_path: Optional[str] = None, num_classes: Optional[int] = None,
@@ -51,24 +48,8 @@ def find_problems(keys: Sequence[str], check: Callable[[str], list[str]], what: 
     return {key: problems for key, problems in zip(keys, results) if problems}
 
 
-def listing(lines: Iterable[str], show: int = SHOW) -> str:
-    """Lines of a report, indented: the first `show`, then how many more there are."""
-    lines = list(lines)
-    return '\n  '.join(lines[:show]) + (f'\n  ... and {len(lines) - show} more' if len(lines) > show else '')
-
-
-def failure_listing(failed: Mapping[str, str], show: int = SHOW) -> str:
-    """The listing of {image_id: reason} of a batch job's failed images."""
-    return listing((f'{image_id}: {reason}' for image_id, reason in failed.items()), show)
-
-
-def report_problems(problems: Mapping[str, list[str]], total: int, what: str, skip_bad: bool) -> None:
-    """Nothing when there are none. Otherwise a ValueError listing them (the first SHOW, then a count), or,
-    with skip_bad, a printed notice of how many are left out."""
-    if not problems:
-        return
-    lines = listing(line for found in problems.values() for line in found)
-    if not skip_bad:
-        raise InputError(f'{len(problems)} of {total} {what} are bad:\n  {lines}\n'
-                         'Fix them, or pass --skip_bad to leave them out.')
-    print(f'--skip_bad: leaving out {len(problems)} of {total} {what}:\n  {lines}', flush=True)
+class UnreadableImage(NamedTuple):
+    """What a batch job's dataset returns in place of a sample for an image it cannot use (missing, undecodable,
+    or of a size its annotation contradicts): the job goes on without it and records the reason."""
+    image_id: str
+    error: str

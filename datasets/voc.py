@@ -5,10 +5,11 @@ import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from typing import Iterable, Optional
 
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import folder_in_root
+
 from .boxes import BoxItem
 from .constants import VOC_CLASS_TO_ID
-from .errors import InputError, MissingFile
-from .files import folder_in_root
 from .io import ImageFrame
 from .segmentation import SegmentationItem
 

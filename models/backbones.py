@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from torch import nn
 
-from datasets.errors import InputError
+from utils.engine.errors import InputError
 
 from .deeplab_resnet import DeepLabV2ResNet101
 from .deeplab_vgg import DeepLabLargeFOV

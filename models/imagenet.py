@@ -14,7 +14,7 @@ the two conventions pad with different colours).
 import torch
 
 from datasets.constants import MEAN_BGR
-from datasets.errors import InputError
+from utils.engine.errors import InputError
 
 # torchvision `features` indices of the 13 VGG16 convs; DeepLabLargeFOV keeps the same indices.
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

@@ -7,8 +7,8 @@ import pytest
 
 from datasets.coco_split import split_json, split_target_auxiliary
 from datasets.constants import COCO_VOC_IDS
-from datasets.errors import InputError
 from datasets.synthetic.coco_format import make_coco_like
+from utils.engine.errors import InputError
 
 
 @pytest.fixture(scope='module')

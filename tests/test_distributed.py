@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets.errors import InputError
 from datasets.synthetic import make_demo_data
 from models.lpg import LPGNet
 from tests.conftest import ROOT, run
 from tests.tiny_sam_generation import TINY
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine.errors import InputError
 from utils.parseCOCO import parse_coco
 from utils.pseudo_masks import build_sam
 

@@ -9,10 +9,10 @@ import pytest
 
 import genPseudoMasks
 import run_rounds
-from datasets.errors import InputError
 from tests.conftest import cli
 from tests.faults import CPU
 from utils import imagenet_init, parseCOCO
+from utils.engine.errors import InputError
 from utils.engine.runtime import run_script
 
 

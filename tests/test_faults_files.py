@@ -14,9 +14,9 @@ import torch
 
 import main as train_backbone
 import run_rounds
-from datasets import files as file_io  # the file-system side: atomic writes, folder locks
 from tests.conftest import ROOT, cli
 from tests.faults import backbone_flags, spawn
+from utils.engine import files as file_io  # the file-system side: atomic writes, folder locks
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.layout import RunLayout
 
@@ -45,7 +45,7 @@ def test_a_killed_runs_surviving_worker_does_not_keep_its_folder_locked(tmp_path
     """A run's loader workers are forked children: killed with kill -9, the run leaves them alive for a while.
     They must not hold its folder's lock (a flock would be inherited; the POSIX record lock is not)."""
     folder = tmp_path / 'run'
-    script = (f'import os, sys, time; sys.path.insert(0, {ROOT!r}); from datasets.files import claim_folder; '
+    script = (f'import os, sys, time; sys.path.insert(0, {ROOT!r}); from utils.engine.files import claim_folder; '
               f'claim_folder({str(folder)!r})\n'
               'if os.fork() == 0:\n    os.closerange(0, 3); time.sleep(30); os._exit(0)\n'
               'print("claimed", flush=True); os._exit(0)')  # the parent dies without giving the folder back

@@ -11,7 +11,6 @@ from PIL import Image
 
 import genPseudoMasks
 from datasets import segmentation
-from datasets.errors import InputError
 from datasets.io import ImageFrame, decode_image, read_label
 from datasets.synthetic import make_demo_data
 from datasets.validate import image_problems
@@ -20,6 +19,7 @@ from models import LPGNet
 from tests.conftest import cli
 from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
+from utils.engine.errors import InputError
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']
 STORED = (40, 60)  # (height, width) of the pixels as stored in the file

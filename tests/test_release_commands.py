@@ -11,11 +11,11 @@ import main as train_backbone
 import run_rounds
 import test as test_backbone
 import trainLPG
-from datasets.errors import InputError
 from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import cli, parse
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
+from utils.engine.errors import InputError
 from utils.engine.layout import RunLayout
 from utils.step_runner import step_argv
 

@@ -15,13 +15,13 @@ import genPseudoMasks
 import main as train_backbone
 import test as test_backbone
 from datasets.constants import VOC_CLASSES
-from datasets.errors import InputError
 from datasets.io import read_image_bgr, read_label
 from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file, voc_box_items
 from models import DeepLabLargeFOV
 from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
+from utils.engine.errors import InputError
 from utils.engine.loss_curve import training_curve
 from utils.evaluation.backbone_eval import one_class_everywhere
 from utils.evaluation.logits import augmented_logits

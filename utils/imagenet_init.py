@@ -26,9 +26,9 @@ if __name__ == '__main__' and not __package__:
 
 import torch
 
-from datasets.errors import InputError
 from models.backbones import BACKBONES, get_backbone
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint, unwrap_state_dict
+from utils.engine.errors import InputError
 from utils.engine.runtime import run_script
 
 

@@ -21,10 +21,10 @@ import numpy as np
 from scipy.io import loadmat
 from tqdm import tqdm
 
-from datasets.errors import InputError, MissingFile
-from datasets.files import atomic_open, claim_folder, releases_claims, remove_files
 from datasets.io import save_palette_png
 from datasets.voc import read_split, resolve_voc_root
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import atomic_open, claim_folder, releases_claims, remove_files
 from utils.engine.flags import ScriptParser
 from utils.engine.records import Record
 from utils.engine.runtime import run_script

@@ -29,11 +29,10 @@ from datasets.coco import bbox60_dir, bbox_annos_path, coco_image_id, seg60_dir
 from datasets.coco_json import bbox_label, box_corners, load_instances, semantic_label
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
-from datasets.errors import InputError
-from datasets.files import claim_folder, releases_claims, remove_files, write_json
 from datasets.io import save_gray_png
-from datasets.validate import failure_listing
 from utils.engine import runtime
+from utils.engine.errors import InputError, failure_listing
+from utils.engine.files import claim_folder, releases_claims, remove_files, write_json
 from utils.engine.flags import ScriptParser
 from utils.engine.records import Record
 from utils.engine.runtime import comma_list, run_script

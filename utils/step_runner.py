@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from datasets.files import replace_link
+from utils.engine.files import replace_link
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.engine.layout import RunLayout
 

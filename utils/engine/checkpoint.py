@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import torch
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from datasets.errors import InputError, MissingFile
-from datasets.files import atomic_open
+from .errors import InputError, MissingFile
+from .files import atomic_open
 
 MODULE_PREFIX = 'module.'
 _SHOW = 5  # keys listed per category in an error message

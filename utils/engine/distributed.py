@@ -9,7 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from datasets.errors import InputError
+from .errors import InputError
 
 
 class Context:

@@ -8,8 +8,6 @@ has read and written nothing; the range each flag takes is appended to its --hel
 import argparse
 import math
 
-from models.hourglass import LPG_STRIDE
-
 # The largest image side, test size, crop or --max_side any script takes: a padded 8192 x 8192 input already holds
 # 67 million pixels per image, beyond the memory of any GPU for these networks.
 MAX_SIDE = 8192
@@ -78,9 +76,6 @@ WORKERS = count(0, MAX_PROCESSES, meaning='0 loads the data in the main process'
 JOBS = count(1, MAX_PROCESSES)
 BATCH = count(1, MAX_BATCH)
 ITERATIONS = count(1)
-# The generator reads sides that are multiples of 128: its training crop must be one; a test size that is not one
-# pads as the next (datasets.boxes.pad_size).
-LPG_CROP = Number(int, low=LPG_STRIDE, high=MAX_SIDE, multiple=LPG_STRIDE)
 TEST_SIZE = count(1, MAX_SIDE)
 BACKBONE_CROP = count(MIN_BACKBONE_CROP, MAX_SIDE)
 

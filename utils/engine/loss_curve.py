@@ -5,7 +5,7 @@ import csv
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datasets.files import atomic_open
+from .files import atomic_open
 
 
 def save_figure(figure, path):

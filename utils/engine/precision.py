@@ -20,7 +20,7 @@ import platform
 
 import torch
 
-from datasets.errors import InputError
+from .errors import InputError
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'off': None}
 AMP_CHOICES = ('auto', *AMP_DTYPES)

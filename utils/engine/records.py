@@ -10,8 +10,8 @@ skips; one with other settings or inputs is refused, with the differences named,
 import json
 import os
 
-from datasets.errors import InputError
-from datasets.files import write_json
+from .errors import InputError
+from .files import write_json
 
 RECORD = 'record.json'
 

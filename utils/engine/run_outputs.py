@@ -7,13 +7,14 @@ import time
 
 import torch
 
-from datasets.files import atomic_open, remove_files
 from utils.engine import layout
 from utils.engine.checkpoint import non_finite_keys, save_checkpoint, save_training_state
 from utils.engine.interrupts import INTERRUPTS, stop_for
 from utils.engine.loss_curve import write_curve
 from utils.engine.sample_stream import BatchStream, random_states, restore_stream
 from utils.engine.training import snapshot_files
+
+from .files import atomic_open, remove_files
 
 
 class LossLog:

@@ -7,11 +7,12 @@ import random
 import numpy as np
 import torch
 
-from datasets.errors import FlagError, InputError
-from datasets.files import release_folders
 from utils.engine.distributed import close_distributed
 from utils.engine.flags import SEED, WORKERS
 from utils.engine.interrupts import INTERRUPTS
+
+from .errors import FlagError, InputError
+from .files import release_folders
 
 
 def str2bool(value):
@@ -102,9 +103,9 @@ USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, err
 
 
 def run_script(main, parser):
-    """Parse the flags and run `main`. Bad input (datasets.errors.InputError: a missing or malformed file, a bad
+    """Parse the flags and run `main`. Bad input (utils.engine.errors.InputError: a missing or malformed file, a bad
     flag) and an output the OS refuses (no permission, a read-only or full disk) end with one line naming the
-    file and the problem (exit status 1; a refused flag, datasets.errors.FlagError, exit status 2, as argparse);
+    file and the problem (exit status 1; a refused flag, utils.engine.errors.FlagError, exit status 2, as argparse);
     any other exception is a bug and keeps its traceback. Signals are handled
     (utils/engine/interrupts.py); claimed output folders and a torchrun process group are given back on the
     way out."""

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datasets.files import remove_files
 from utils.engine import layout
 from utils.engine.checkpoint import resume_training
 from utils.engine.records import Record
@@ -24,6 +23,8 @@ from utils.engine.training import (
     snapshot_files,
     training_loader,
 )
+
+from .files import remove_files
 
 
 @dataclass

@@ -9,11 +9,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from datasets.errors import InputError
-from datasets.files import claim_folder
-from datasets.validate import report_problems
 from utils.engine.flags import count
 from utils.engine.sample_stream import KeyedSamples, SampleStream
+
+from .errors import InputError, report_problems
+from .files import claim_folder
 
 
 def add_training_args(parser):

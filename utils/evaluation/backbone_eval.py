@@ -10,12 +10,12 @@ import torch
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from datasets.files import LOCK_NAME, claim_folder, remove_files, write_json
 from datasets.segmentation import SegmentationItem
-from datasets.validate import failure_listing
 from models.backbones import build_backbone, get_backbone
 from utils.engine import layout
 from utils.engine.checkpoint import load_weights
+from utils.engine.errors import failure_listing
+from utils.engine.files import LOCK_NAME, claim_folder, remove_files, write_json
 from utils.evaluation.logits import compute_logits
 from utils.evaluation.predictions import evaluate_image, predict_image
 from utils.evaluation.scores import gathered_scores, print_scores

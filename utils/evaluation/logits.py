@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.boxes import collate_boxes
-from datasets.errors import UnreadableImage
-from datasets.files import BackgroundWriter, atomic_open
 from datasets.segmentation import TestImageDataset
+from datasets.validate import UnreadableImage
+from utils.engine.files import BackgroundWriter, atomic_open
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 

@@ -5,8 +5,8 @@ import os
 import torch
 from tqdm import tqdm
 
-from datasets.files import atomic_open, write_json
 from utils.engine import layout
+from utils.engine.files import atomic_open, write_json
 from utils.engine.records import Record
 from utils.evaluation.scores import box_foreground_scores, gathered_scores, report_table, score_masks
 

@@ -7,8 +7,8 @@ import torch
 
 from datasets.boxes import box_mask
 from datasets.constants import IGNORE_LABEL
-from datasets.errors import InputError
 from datasets.io import read_label
+from utils.engine.errors import InputError
 from utils.evaluation.metric import confusion_matrix, scores_from_confusion
 
 

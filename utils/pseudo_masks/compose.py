@@ -3,7 +3,7 @@ where several entries claim a pixel."""
 import torch
 
 from datasets.boxes import pixel_box
-from datasets.errors import InputError
+from utils.engine.errors import InputError
 
 
 def compose_label(foreground, box_masks, class_ids):

@@ -9,11 +9,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets.boxes import BoxImageDataset, collate_boxes, restore_size
-from datasets.errors import UnreadableImage
-from datasets.files import BackgroundWriter
+from datasets.validate import UnreadableImage
 from models.backbones import build_backbone
 from models.lpg import LPGNet, UniformProbabilities, backbone_probs, generate_foregrounds, lpg_in_channels, lpg_input
 from utils.engine.checkpoint import load_weights
+from utils.engine.files import BackgroundWriter
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 from .compose import compose_entries, compose_label

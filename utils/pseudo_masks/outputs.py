@@ -5,8 +5,8 @@ import os
 import numpy as np
 
 from datasets.custom import rle_annotation
-from datasets.files import write_json
 from datasets.io import read_label, save_palette_png
+from utils.engine.files import write_json
 
 # --instances: one json per image of per-box masks (RLE), merged into pseudo_masks.json at the end.
 INSTANCES = 'instances'

@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets.boxes import BoxItem, box_entries, collate_boxes, pixel_box
-from datasets.errors import InputError, MissingFile, UnreadableImage
-from datasets.files import BackgroundWriter
 from datasets.io import decode_image
+from datasets.validate import UnreadableImage
 from utils.engine.checkpoint import load_checkpoint, load_state, unwrap_state_dict
+from utils.engine.errors import InputError, MissingFile
+from utils.engine.files import BackgroundWriter
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 
 from .compose import compose_entries
