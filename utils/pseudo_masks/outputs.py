@@ -44,7 +44,7 @@ def nothing_learned(folder, method, images):
         return None
     return (f'{folder}: the {method} masks of all {images} images are empty (no foreground pixel inside any box): '
             'the generator learned nothing, so nothing downstream could learn from them; check its training '
-            '(loss_log.csv, and the README on small training budgets), or pass --allow_empty to keep them')
+            '(loss_log.csv, and docs/small_budgets.md), or pass --allow_empty to keep them')
 
 
 def write_outputs(write, out_dir, image_id, label, instance_masks=None):
