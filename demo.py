@@ -43,12 +43,12 @@ from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
 from utils.engine.runtime import run_script, str2bool
 from utils.evaluation.visualize import comparison_grid, stack
-from utils.pseudo_masks import OFFICIAL_CHECKPOINTS, SAM_MODELS
+from utils.pseudo_masks.methods import LPG, add_method_args, baseline_methods, get_method
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')
-BASELINES = ('box', 'grabcut', 'crf')
-BASELINE_NAMES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF', 'sam': 'SAM (box prompts)'}
+# The baselines compared by default: those that need no flag (a file) of their own; one that does joins when given it.
+BASELINES = tuple(spec.name for spec in baseline_methods() if not spec.required)
 GROUND_TRUTH = 'ground truth'
 UNIFORM = 'uniform probabilities'
 MAX_IMAGES = 100_000  # the most images of each generated set
@@ -81,13 +81,10 @@ def get_args_parser():
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
     parser.add_argument('--threads', type=JOBS, default=2, help='CPU threads of every step (fixed: same results)')
     parser.add_argument('--seed', type=SEED, default=0, help='seed of the data and of every step')
-    parser.add_argument('--baselines', default=','.join(BASELINES), help='the baselines to compare (comma list)')
-    parser.add_argument('--sam_checkpoint',
-                        help='a Segment Anything weights file: adds SAM prompted with the boxes to the baselines (its '
-                        f'masks scored, a backbone trained on them); one of Meta\'s {OFFICIAL_CHECKPOINTS}; nothing '
-                        'is downloaded')
-    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
-                        help='the SAM network the checkpoint holds (default: read from the file)')
+    parser.add_argument('--baselines', default=','.join(BASELINES),
+                        help='the baselines to compare (comma list); a baseline that needs a flag of its own (sam: '
+                        '--sam_checkpoint) joins them when the flag is given')
+    add_method_args(parser, baseline_methods())
     return parser
 
 
@@ -112,16 +109,19 @@ def pipeline_flags(args, voc_root, coco_root, work):
         lpg_box_loss_weight=args.lpg_box_loss_weight, allow_empty=args.allow_empty,
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
-        workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_sam(args), sam_checkpoint=args.sam_checkpoint,
-        sam_model=args.sam_model, threads=args.threads,
+        workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_available(args),
+        **{dest: value for spec in baseline_methods() for dest, value in spec.settings(args).items()},
+        threads=args.threads,
         deterministic=True, compare_backbones=True, uniform_ablation=True,
         overwrite=True)  # the demo's own folder: steps whose data or settings changed are redone
 
 
-def with_sam(args):
-    """The baselines the demo runs: --baselines, and sam when a SAM checkpoint is given."""
+def with_available(args):
+    """The baselines the demo runs: --baselines, and each baseline that needs flags of its own when they are given
+    (sam with --sam_checkpoint)."""
     baselines = [method for method in args.baselines.split(',') if method]
-    return ','.join(baselines + (['sam'] if args.sam_checkpoint and 'sam' not in baselines else []))
+    return ','.join(baselines + [spec.name for spec in baseline_methods()
+                                 if spec.required and spec.available(args) and spec.name not in baselines])
 
 
 def overlap_variants(runner, run, voc_root):
@@ -132,8 +132,7 @@ def overlap_variants(runner, run, voc_root):
             dataset='voc', round=1, model_path_test=run.lpg(1), voc_root_dir=voc_root,
             voc_proposals_dir=run.pseudo_root('voc'), model_type=a.model_type, voc_test_size=128, overlap=rule,
             **runner.generation(), **runner.common()))
-        folders[f'LPG round 1, overlap {rule}'] = layout.pseudo_mask_dir(run.pseudo_root('voc'), 'lpg', a.model_type,
-                                                                         1, rule)
+        folders[f'LPG round 1, overlap {rule}'] = LPG.folder(run.pseudo_root('voc'), a.model_type, 1, rule)
     return folders
 
 
@@ -166,7 +165,7 @@ def write_figures(args, run, voc_root, folders, rounds):
 def backbone_results(summary, baselines):
     """{masks the backbone was trained on: {'without CRF': val mIoU, 'with CRF': val mIoU}}, in the paper's order:
     the baselines, the rounds, the ground truth; and a line for each backbone that predicts one class everywhere."""
-    score_files = {BASELINE_NAMES[method]: summary['other_backbones'][method] for method in baselines}
+    score_files = {get_method(method).title: summary['other_backbones'][method] for method in baselines}
     score_files.update({f'LPG round {r}': paths['backbone_scores'] for r, paths in summary['rounds'].items()})
     score_files[GROUND_TRUTH] = summary['other_backbones'][run_rounds.GROUND_TRUTH]
     results, collapsed = {}, []
@@ -245,9 +244,9 @@ def main(args):
     device = torch.device('cuda' if str2bool(args.cuda) and torch.cuda.is_available() else 'cpu')
     precision = Precision('auto', device)
     print(precision.describe(), flush=True)
-    if not args.sam_checkpoint:
-        print('Segment Anything baseline: not run. To add SAM prompted with the boxes, pass --sam_checkpoint with '
-              f"one of Meta's segment-anything checkpoints: {OFFICIAL_CHECKPOINTS}; nothing is downloaded", flush=True)
+    for spec in baseline_methods():
+        if spec.missing and not spec.available(args):
+            print(spec.missing, flush=True)
     coco_root, voc_root = demo_data(os.path.join(args.out_dir, 'data'), args)
     data_seconds = round(time.time() - tic, 1)
     work = os.path.join(args.out_dir, 'work')
@@ -256,10 +255,10 @@ def main(args):
     run, runner = RunLayout(work), run_rounds.Runner(pipeline_args)
     rounds = [int(r) for r in summary['rounds']]
     model_type = pipeline_args.model_type
-    folders = {BASELINE_NAMES[method]: run.pseudo_masks('voc', method, model_type, None)
+    folders = {get_method(method).title: get_method(method).folder(run.pseudo_root('voc'))
                for method in pipeline_args.baselines}
-    folders.update({f'LPG round {r}': run.pseudo_masks('voc', 'lpg', model_type, r) for r in rounds})
-    folders.update({f'LPG round {r}, {UNIFORM}': run.pseudo_masks('voc', 'lpg', model_type, r, 'uniform')
+    folders.update({f'LPG round {r}': LPG.folder(run.pseudo_root('voc'), model_type, r) for r in rounds})
+    folders.update({f'LPG round {r}, {UNIFORM}': LPG.folder(run.pseudo_root('voc'), model_type, r, seg_probs='uniform')
                     for r in rounds if r >= 2})
     folders.update(overlap_variants(runner, run, voc_root))
     backbones, collapsed = backbone_results(summary, pipeline_args.baselines)

@@ -28,7 +28,6 @@ scoring run as they are:
 import os
 import shlex
 
-import genPseudoMasks
 from datasets.boxes import LPG_CROP
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names
@@ -52,7 +51,7 @@ from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
 from utils.engine.runtime import comma_list, run_script, str2bool, with_values
 from utils.parseCOCO import instances_path
-from utils.pseudo_masks import SAM_MODELS, check_sam_inputs
+from utils.pseudo_masks.methods import BOX, add_method_args, baseline_methods, get_method, name_list
 from utils.rounds import run_baseline, run_round, voc_backbone
 from utils.step_runner import Runner
 
@@ -105,12 +104,12 @@ def add_experiment_args(parser):
     parser.add_argument('--val_split', default='val')
     parser.add_argument('--score_masks', type=str2bool, default=True,
                         help='score the VOC pseudo masks against SegmentationClassAug (needs it)')
-    parser.add_argument('--baselines', type=comma_list, default=['box'],
-                        help='pseudo-mask baselines to make and score beside LPG, a comma list of box, grabcut, crf, '
-                        'sam (default box; an empty string for none; sam needs --sam_checkpoint)')
-    parser.add_argument('--sam_checkpoint', help='the SAM weights of the sam baseline (genPseudoMasks.py)')
-    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
-                        help='the SAM network the checkpoint holds (default: read from the file)')
+    parser.add_argument('--baselines', type=comma_list, default=[BOX.name],
+                        help='pseudo-mask baselines to make and score beside LPG, a comma list of '
+                        f'{name_list(baseline_methods())} (default {BOX.name}; an empty string for none)'
+                        + ''.join(f'; {spec.name} needs --{" --".join(spec.required)}' for spec in baseline_methods()
+                                  if spec.required))
+    add_method_args(parser, baseline_methods())
     parser.add_argument('--allow_empty', action='store_true',
                         help='go on when a generator (LPG or SAM) labels no foreground in any image (by default the '
                         'run stops there, before training backbones on empty masks)')
@@ -175,14 +174,15 @@ def check_initialisations(args):
 def absolute_inputs(args):
     """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
     to where run_rounds.py was started must still name the same files there."""
-    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path', 'sam_checkpoint')
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path') + tuple(
+        dest for spec in baseline_methods() for dest in spec.files)
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 
 
 def check_flags(args):
     """The flag combinations (each value is checked where it is parsed)."""
     check_initialisations(args)
-    known = [method for method in genPseudoMasks.METHODS if method != 'lpg']
+    known = [spec.name for spec in baseline_methods()]
     unknown = [method for method in args.baselines if method not in known]
     if unknown:
         raise FlagError(f'--baselines: unknown {", ".join(unknown)} (expected a comma list of {", ".join(known)})')
@@ -190,8 +190,10 @@ def check_flags(args):
 
 def main(args):
     check_flags(args)
-    if 'sam' in args.baselines:
-        check_sam_inputs(args.sam_checkpoint, what='the sam baseline')
+    baselines = [get_method(name) for name in args.baselines]
+    for method in baselines:
+        if method.check_inputs:
+            method.check_inputs(args, f'the {method.name} baseline')
     args = absolute_inputs(args)
     resolve_voc_root(args.voc_root_dir)  # bad roots are named now, not after the first steps
     if not os.path.isfile(instances_path(args.coco_root_dir)):
@@ -202,12 +204,12 @@ def main(args):
     runner.step('parse COCO', os.path.join('utils', 'parseCOCO.py'),
                 dict(dataRoot=args.coco_root_dir))
     summary = {'rounds': {}}
-    summary['baseline_scores'] = {method: run_baseline(runner, run, method) for method in args.baselines}
+    summary['baseline_scores'] = {method.name: run_baseline(runner, run, method) for method in baselines}
     if args.compare_backbones:
         # The paper's comparison: the same backbone trained on each baseline's masks and on the ground truth.
         summary['other_backbones'] = {
-            method: voc_backbone(runner, run, method, run.pseudo_masks('voc', method, args.model_type, None),
-                                 f'baseline {method}') for method in args.baselines}
+            method.name: voc_backbone(runner, run, method.name, method.folder(run.pseudo_root('voc')),
+                                      f'baseline {method.name}') for method in baselines}
         summary['other_backbones'][GROUND_TRUTH] = voc_backbone(runner, run, GROUND_TRUTH, 'SegmentationClassAug',
                                                                 'ground truth')
     for r in range(1, args.rounds + 1):

@@ -22,6 +22,7 @@ from datasets.io import read_label
 from datasets.voc import resolve_voc_root
 from utils.engine import layout
 from utils.engine.layout import RunLayout
+from utils.pseudo_masks.methods import LPG
 
 PRECISIONS = {'fp32': 'off', 'bf16': 'bf16'}
 
@@ -58,7 +59,7 @@ def main():
             '--init_voc_model_path', work.backbone('voc', 'vgg16', 1), '--voc_root_dir', voc,
             '--voc_proposals_dir', proposals, '--voc_split', 'train_aug', '--voc_test_size', args.test_size,
             '--cuda', 'false', '--workers', 1, '--amp', amp, '--overwrite')
-        masks[label] = layout.pseudo_mask_dir(proposals, 'lpg', 'vgg16', 2)
+        masks[label] = LPG.folder(proposals, 'vgg16', 2)
         run('test.py', '--type', 'masks', '--root_path', voc, '--pred_dir', masks[label], '--split', 'train_aug',
             '--save_path', proposals, '--overwrite')
         with open(layout.mask_scores_file(proposals, masks[label])) as handle:

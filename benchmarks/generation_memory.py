@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def one_run(side, max_side, device_name, method='lpg'):
+def one_run(side, max_side, device_name, method):
     """In this process: generate one side x side image's masks; print the peak memory (MiB) and seconds."""
     import cv2
     import numpy as np
@@ -33,6 +33,7 @@ def one_run(side, max_side, device_name, method='lpg'):
     from utils.engine.precision import Precision
     from utils.pseudo_masks import generate_lpg
     from utils.pseudo_masks.baselines import baseline_image
+    from utils.pseudo_masks.methods import LPG, get_method
     device = torch.device(device_name)
     precision = Precision('auto', device)
     folder = tempfile.mkdtemp()
@@ -41,14 +42,15 @@ def one_run(side, max_side, device_name, method='lpg'):
     cv2.imwrite(path, image)
     boxes = [(1, side // 8, side // 8, side // 2, side // 2), (2, side // 3, side // 3, side - 1, side - 1)]
     start = time.time()
-    if method == 'lpg':
+    if method == LPG.name:
         lpg = precision.prepare_model(LPGNet(in_channels=4).to(device).eval())
         start = time.time()
         with torch.no_grad():
             failed, _ = generate_lpg(lpg, None, [('image', path, boxes)], folder, device, precision,
                                      test_size=512, workers=0, progress=False, max_side=max_side)
     else:
-        _, failure = baseline_image(method, ('image', path, boxes), folder, 'smaller', False, max_side)
+        _, failure = baseline_image(get_method(method).foreground, ('image', path, boxes), folder, 'smaller', False,
+                                    max_side)
         failed = [failure] if failure else []
     if device.type == 'cuda':
         torch.cuda.synchronize()
@@ -56,7 +58,8 @@ def one_run(side, max_side, device_name, method='lpg'):
     peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == 'cuda'
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps({'method': method, 'side': side, 'max_side': max_side, 'peak_mib': round(peak),
-                      'seconds': round(seconds, 2), 'precision': precision.label if method == 'lpg' else 'uint8/fp32',
+                      'seconds': round(seconds, 2),
+                      'precision': precision.label if method == LPG.name else 'uint8/fp32',
                       'failed': failed}))
 
 
@@ -65,7 +68,9 @@ def main():
     parser.add_argument('--sides', default='512,1024,2048')
     parser.add_argument('--max_side', type=int, default=1024, help='also run the sides above it with --max_side')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--method', choices=['lpg', 'box', 'grabcut', 'crf'], default='lpg')
+    from utils.pseudo_masks.methods import LPG, METHODS
+    parser.add_argument('--method', choices=[LPG.name] + [spec.name for spec in METHODS.values() if spec.foreground],
+                        default=LPG.name)
     parser.add_argument('--one', nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -84,7 +89,7 @@ def main():
               'machine': cpu_description() if args.device == 'cpu' else args.device,
               'measures': 'peak resident memory of the process (CPU) or peak allocated CUDA memory, one image, '
                           'reading and writing included', 'rows': rows}
-    suffix = '' if args.method == 'lpg' else f'_{args.method}'
+    suffix = '' if args.method == LPG.name else f'_{args.method}'
     out = os.path.join(REPO, 'benchmarks', f'generation_memory_{args.device}{suffix}.json')
     write_json(out, record)
     print(f'wrote {out}')

@@ -50,11 +50,12 @@ from utils.engine.flags import (  # noqa: E402
 )
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
 from utils.engine.runtime import add_device_args, run_script  # noqa: E402
+from utils.pseudo_masks.methods import LPG, METHODS, add_method_args, baseline_methods, get_method  # noqa: E402
 from utils.step_runner import Runner  # noqa: E402
 
-BASELINES = ('box', 'grabcut', 'crf')
-TITLES = {'box': 'filled boxes', 'grabcut': 'GrabCut', 'crf': 'DenseCRF', 'sam': 'SAM (box prompts)',
-          'lpg_round1': 'LPG round 1', 'lpg_round2': 'LPG round 2'}
+# The baselines run by default: those that need no flag of their own (sam joins them with --sam_checkpoint).
+BASELINES = tuple(spec.name for spec in baseline_methods() if not spec.required)
+TITLES = dict(lpg_round1='LPG round 1', lpg_round2='LPG round 2')
 MODEL_TYPE = 'vgg16'  # only names the generator's output folder (and the round-2 backbones' architecture)
 
 
@@ -92,8 +93,7 @@ def get_args_parser():
     run.add_argument('--test_size', type=TEST_SIZE, default=384,
                      help='images padded to this size for the generator (rounded up to a multiple of 128)')
     run.add_argument('--baselines', default=','.join(BASELINES))
-    run.add_argument('--sam_checkpoint', help='adds Segment Anything prompted with the boxes (`sam`)')
-    run.add_argument('--sam_model', help='the SAM network the checkpoint holds (default: read from the file)')
+    add_method_args(run, baseline_methods())  # sam's --sam_checkpoint adds Segment Anything prompted with the boxes
     run.add_argument('--n_jobs', type=JOBS, default=2, help='parallel images of GrabCut and DenseCRF')
     run.add_argument('--threads', type=JOBS, help='CPU threads of every step (default: PyTorch\'s)')
     run.add_argument('--deterministic', action='store_true', help='deterministic algorithms in training')
@@ -139,8 +139,7 @@ class Sides:
         runner.step(f'{name} masks', 'genPseudoMasks.py', dict(
             **self.generate(), **{self.proposals_flag: folder, self.size_flag: a.test_size}, **settings,
             **runner.common()))
-        method = settings.get('method', 'lpg')
-        masks = layout.pseudo_mask_dir(folder, method, MODEL_TYPE, settings.get('round'))
+        masks = get_method(settings.get('method', LPG.name)).folder(folder, MODEL_TYPE, settings.get('round'))
         runner.step(f'{name} scores', 'test.py', dict(type='masks', pred_dir=[masks], save_path=folder,
                                                       **self.score()))
         scores = read_json(layout.mask_scores_file(folder, masks))['pseudo masks']
@@ -177,7 +176,8 @@ def main(args):
     tic = time.time()
     check_flags(args)
     # The steps run in the project folder: paths given relative to where this was started must name the same files.
-    for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'sam_checkpoint', 'aux_backbone', 'target_backbone'):
+    files = tuple(dest for spec in baseline_methods() for dest in spec.files)
+    for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'aux_backbone', 'target_backbone') + files:
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     os.makedirs(args.out, exist_ok=True)
@@ -188,11 +188,12 @@ def main(args):
     runner = Runner(SimpleNamespace(**vars(args), work_dir=args.out, launcher=None, nproc_per_node=None,
                                     overwrite=True, from_scratch=None))
     methods = {}
-    baselines = [m for m in args.baselines.split(',') if m] + (['sam'] if args.sam_checkpoint else [])
+    baselines = [get_method(m) for m in args.baselines.split(',') if m]
+    baselines += [spec for spec in baseline_methods() if spec.required and spec.available(args)
+                  and spec not in baselines]
     for method in baselines:
-        sam = dict(sam_checkpoint=args.sam_checkpoint, sam_model=args.sam_model) if method == 'sam' else {}
-        methods[method] = sides.masks(runner, method, os.path.join(args.out, 'masks'), method=method,
-                                      n_jobs=args.n_jobs, **sam)
+        methods[method.name] = sides.masks(runner, method.name, os.path.join(args.out, 'masks'), method=method.name,
+                                           n_jobs=args.n_jobs, **method.settings(args))
     every, points = curve_iterations(args)
     train_generator(runner, sides, 1, lr=args.lr, warmup_iterations=args.warmup_iterations,
                     box_loss_weight=args.box_loss_weight, num_max_iterations=args.iterations, num_save_model=every)
@@ -225,7 +226,8 @@ def print_report(result):
     pct = lambda value: '-' if value is None else f'{100 * value:.1f}'
     print('\n| method | mIoU (%) | fg precision in boxes (%) | fg recall in boxes (%) |\n|---|---|---|---|')
     for name, row in result['methods'].items():
-        print(f'| {TITLES.get(name, name)} | {pct(row["mIoU"])} | {pct(row["fg precision in boxes"])} | '
+        title = get_method(name).title if name in METHODS else TITLES.get(name, name)
+        print(f'| {title} | {pct(row["mIoU"])} | {pct(row["fg precision in boxes"])} | '
               f'{pct(row["fg recall in boxes"])} |')
     print('\n| LPG round 1 after iterations | mIoU (%) | fg precision (%) | fg recall (%) |\n|---|---|---|---|')
     for point in result['curve']:

@@ -21,6 +21,7 @@ from datasets.synthetic import make_demo_data  # noqa: E402
 from utils.engine import layout  # noqa: E402
 from utils.engine.files import read_json, write_json  # noqa: E402
 from utils.engine.precision import cpu_description  # noqa: E402
+from utils.pseudo_masks.methods import LPG  # noqa: E402
 from utils.step_runner import Runner  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def main():
             runner.step(f'{name}: VOC pseudo masks', 'genPseudoMasks.py', dict(
                 dataset='voc', round=1, model_path_test=layout.lpg_weights(out, 1), voc_root_dir=voc,
                 voc_proposals_dir=out, voc_test_size=128, allow_empty=True, **runner.common()))
-            masks = layout.pseudo_mask_dir(out, 'lpg', 'vgg16', 1)
+            masks = LPG.folder(out, 'vgg16', 1)
             runner.step(f'{name}: score', 'test.py', dict(type='masks', root_path=voc, pred_dir=[masks], save_path=out))
             scores = read_json(layout.mask_scores_file(out, masks))['pseudo masks']
             runs.append(dict(seed=seed, box_loss_weight=weight, mIoU=scores['Mean IoU'],

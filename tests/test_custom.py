@@ -19,9 +19,9 @@ from datasets.synthetic import AUXILIARY_CATEGORIES, TARGET_CATEGORIES, make_cus
 from datasets.voc import read_split
 from models.lpg import LPGNet
 from tests.conftest import cli
-from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
 from utils.make_voc_aug import make_voc_aug
+from utils.pseudo_masks.methods import mask_dir
 
 CPU = ['--cuda', 'false', '--workers', 0]
 
@@ -207,7 +207,7 @@ def test_zero_area_boxes_and_missing_images_fail_alone(custom, tmp_path, monkeyp
     assert status == 1 and '2 images failed' in message
     assert f'annotation {source["annotations"][0]["id"]} of image {first} has a box without area' in message
     assert 'not_there.jpg' in message and str(path) in message
-    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'box', None, None)
+    out = mask_dir(str(tmp_path / 'out'), 'box', None, None)
     assert len([n for n in os.listdir(out) if n.endswith('.png')]) == 6  # the others are written
 
 
@@ -223,7 +223,7 @@ def test_an_image_whose_size_contradicts_the_json_fails_alone(custom, tmp_path, 
     image = os.path.join(t['image_dir'], wrong['file_name'])
     assert status == 1 and '1 images failed' in message
     assert f'image file {image} is 64x64, but its size in {path} (image {wrong["id"]}) is 80x64' in message
-    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'box', None, None)
+    out = mask_dir(str(tmp_path / 'out'), 'box', None, None)
     assert len([n for n in os.listdir(out) if n.endswith('.png')]) == 7  # the others are written
 
 

@@ -18,6 +18,7 @@ from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine.errors import InputError
 from utils.parseCOCO import parse_coco
 from utils.pseudo_masks import build_sam
+from utils.pseudo_masks.methods import mask_dir
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']  # float32: these tests compare outputs exactly
 
@@ -65,13 +66,13 @@ def test_generation_sharded_over_two_processes_equals_one(data, voc_backbone):
              '--init_voc_model_path', voc_backbone, '--voc_test_size', 128, '--image_batch_size', 2, *CPU]
     run('genPseudoMasks.py', *flags, '--voc_proposals_dir', data['root'] / 'one')
     log = torchrun('genPseudoMasks.py', *flags, '--voc_proposals_dir', data['root'] / 'two')
-    one = read_masks(layout.pseudo_mask_dir(str(data['root'] / 'one'), 'lpg', 'vgg16', 2))
-    two = read_masks(layout.pseudo_mask_dir(str(data['root'] / 'two'), 'lpg', 'vgg16', 2))
+    one = read_masks(mask_dir(str(data['root'] / 'one'), 'lpg', 'vgg16', 2))
+    two = read_masks(mask_dir(str(data['root'] / 'two'), 'lpg', 'vgg16', 2))
     assert len(one) == 6 and one.keys() == two.keys()
     assert all(np.array_equal(one[name], two[name]) for name in one)
     assert log.count('6 images, 0 already done') == 1  # printed by rank 0 only
     # Skip-existing stays correct when sharded: remove two masks, rerun, only those two are made again.
-    folder = layout.pseudo_mask_dir(str(data['root'] / 'two'), 'lpg', 'vgg16', 2)
+    folder = mask_dir(str(data['root'] / 'two'), 'lpg', 'vgg16', 2)
     for name in list(two)[:2]:
         os.remove(os.path.join(folder, name))
     log = torchrun('genPseudoMasks.py', *flags, '--voc_proposals_dir', data['root'] / 'two')
@@ -184,11 +185,11 @@ def test_run_rounds_runs_every_network_step_under_torchrun(data, tmp_path):
         assert os.path.isfile(final)
         assert load_checkpoint(layout.last_checkpoint(os.path.dirname(final)))['iteration'] == 2
 
-    generated = layout.pseudo_mask_dir(run_layout.pseudo_root('voc'), 'lpg', 'vgg16', 1)
+    generated = mask_dir(run_layout.pseudo_root('voc'), 'lpg', 'vgg16', 1)
     run('genPseudoMasks.py', '--dataset', 'voc', '--round', 1, '--model_path_test', run_layout.lpg(1),
         '--voc_root_dir', data['voc'], '--voc_proposals_dir', tmp_path / 'one', '--voc_test_size', 128, *CPU,
         '--allow_empty')
-    one, two = read_masks(layout.pseudo_mask_dir(str(tmp_path / 'one'), 'lpg', 'vgg16', 1)), read_masks(generated)
+    one, two = read_masks(mask_dir(str(tmp_path / 'one'), 'lpg', 'vgg16', 1)), read_masks(generated)
     assert len(one) == 6 and one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
 
     eval_dir = run_layout.backbone_eval('voc', 'vgg16', 1, 'val')

@@ -21,6 +21,7 @@ from tests.faults import CPU, backbone_flags, generation_flags, pngs
 from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
 from utils.pseudo_masks import generator as pseudo_mask_generator
+from utils.pseudo_masks.methods import mask_dir
 
 
 # ---------------------------------------------------------------------------------------------- up-front validation
@@ -46,7 +47,7 @@ def test_a_truncated_jpeg_fails_and_the_others_are_written(data, lpg_path, tmp_p
     flags = generation_flags(data, lpg_path, tmp_path / 'out')
     status, message = cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)
     assert status == 1 and f'{ids[2]}: image file {jpeg} is truncated' in message
-    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
+    out = mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
     assert sorted(pngs(out)) == sorted(f'{i}.png' for i in ids if i != ids[2])
     assert '6 images: 5 written, 0 already done, 1 failed' in capsys.readouterr().out
     open(jpeg, 'wb').write(content)  # repaired: the rerun makes the missing mask only
@@ -133,7 +134,7 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
 
     flags = generation_flags(data, lpg_path, tmp_path / 'small', '--max_side', 32)
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
-    out = layout.pseudo_mask_dir(str(tmp_path / 'small'), 'lpg', 'vgg16', 1)
+    out = mask_dir(str(tmp_path / 'small'), 'lpg', 'vgg16', 1)
     ids = read_split(split_file(data['voc'], 'train_aug'))
     for image_id, image_path, boxes, _ in voc_box_items(data['voc'], ids):
         mask = pngs(out)[f'{image_id}.png']
@@ -145,7 +146,7 @@ def test_max_side_generates_a_large_image_downscaled_and_returns_its_masks_at_it
     plain = generation_flags(data, lpg_path, tmp_path / 'plain')
     assert cli(genPseudoMasks, *same, monkeypatch=monkeypatch)[0] == 0
     assert cli(genPseudoMasks, *plain, monkeypatch=monkeypatch)[0] == 0
-    first, second = (pngs(layout.pseudo_mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1))
+    first, second = (pngs(mask_dir(str(tmp_path / name), 'lpg', 'vgg16', 1))
                      for name in ('same', 'plain'))
     assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
 
@@ -158,7 +159,7 @@ def test_max_side_downscales_the_baselines_too_and_returns_masks_at_the_image_si
         flags = ['--dataset', 'voc', '--method', method, '--voc_root_dir', data['voc'], '--voc_proposals_dir',
                  tmp_path / name, '--n_jobs', 1, *extra, *CPU]
         assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
-        return pngs(layout.pseudo_mask_dir(str(tmp_path / name), method, 'vgg16', 1))
+        return pngs(mask_dir(str(tmp_path / name), method, 'vgg16', 1))
     plain, same, small = masks('plain'), masks('same', '--max_side', 64), masks('small', '--max_side', 32)
     assert plain.keys() == same.keys() == small.keys()
     assert all(np.array_equal(plain[k], same[k]) for k in plain)
@@ -184,6 +185,6 @@ def test_out_of_memory_on_one_image_fails_that_image_only(data, lpg_path, tmp_pa
     status, message = cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'out', '--image_batch_size', 2),
                           monkeypatch=monkeypatch)
     assert status == 1 and f'{ids[1]}: out of memory at 64x64 pixels: pass --max_side' in message
-    assert sorted(pngs(layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == \
+    assert sorted(pngs(mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == \
         sorted(f'{i}.png' for i in ids if i != ids[1])
     assert '6 images: 5 written, 0 already done, 1 failed' in capsys.readouterr().out

@@ -14,7 +14,7 @@ from datasets.voc import read_split, split_file
 from tests.conftest import cli, write_coco
 from tests.faults import CPU, generation_flags, pngs
 from utils import parseCOCO
-from utils.engine import layout
+from utils.pseudo_masks.methods import mask_dir
 
 
 # ---------------------------------------------------------------------------------------------- COCO annotations
@@ -68,7 +68,7 @@ def test_coco_ids_missing_from_the_json_fail_by_name(data, lpg_path, tmp_path, m
              '--coco_proposals_dir', tmp_path / 'out', '--coco_test_size', 128, '--split_file', ids, *CPU]
     status, message = cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)
     assert status == 1 and 'has no image 999999 (it is in the id list)' in message
-    assert sorted(pngs(layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == [f'{n}.png' for n in names]
+    assert sorted(pngs(mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1))) == [f'{n}.png' for n in names]
     assert '3 images: 2 written, 0 already done, 1 failed' in capsys.readouterr().out
     ids.write_text(f'{names[0]}\n\nimage_7\n')
     status, message = cli(genPseudoMasks, *flags, '--coco_proposals_dir', tmp_path / 'out2', monkeypatch=monkeypatch)

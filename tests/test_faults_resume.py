@@ -22,6 +22,7 @@ from utils import parseCOCO
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine.layout import RunLayout
+from utils.pseudo_masks.methods import mask_dir
 from utils.step_runner import step_argv
 
 
@@ -130,7 +131,7 @@ def test_interrupted_parse_coco_resumes_to_the_same_outputs(tmp_path):
 def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_path, monkeypatch, capsys):
     assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512),
                monkeypatch=monkeypatch)[0] == 0
-    out = layout.pseudo_mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
+    out = mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
     process = spawn('genPseudoMasks.py', *generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512))
     assert kill_when(process, lambda: len(pngs(out)) >= 1)
     assert len(pngs(out)) < 6
@@ -138,7 +139,7 @@ def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_pa
     assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512),
                monkeypatch=monkeypatch)[0] == 0
     assert 'already done' in capsys.readouterr().out
-    whole = pngs(layout.pseudo_mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
+    whole = pngs(mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
     cut = pngs(out)
     assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)
 
@@ -146,7 +147,7 @@ def test_interrupted_generation_resumes_to_the_same_masks(data, lpg_path, tmp_pa
 def test_masks_of_another_model_are_not_reused(data, lpg_path, tmp_path, monkeypatch):
     flags = generation_flags(data, lpg_path, tmp_path / 'out')
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
-    out = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
+    out = mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
     before = pngs(out)
     torch.manual_seed(1)
     other = save_checkpoint(tmp_path / 'other.pth', **LPGNet(in_channels=4).state_dict())

@@ -12,6 +12,7 @@ from tests.faults import backbone_flags, generation_flags, kill_when, pngs, run_
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint
 from utils.engine.layout import RunLayout
+from utils.pseudo_masks.methods import mask_dir
 
 
 # ---------------------------------------------------------------------------------------------- preemption
@@ -48,7 +49,7 @@ def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_pa
     """Ctrl-C: the batch in flight is written, one line says how to continue, the status is 130; the rerun makes
     the rest, and the masks are those of an uninterrupted run."""
     flags = generation_flags(data, lpg_path, tmp_path / 'cut', '--voc_test_size', 512)
-    out = layout.pseudo_mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
+    out = mask_dir(str(tmp_path / 'cut'), 'lpg', 'vgg16', 1)
     process = spawn('genPseudoMasks.py', *flags)
     assert kill_when(process, lambda: len(pngs(out)) >= 1, sig=signal.SIGINT)
     output = process.stdout.read()
@@ -58,7 +59,7 @@ def test_sigint_in_generation_keeps_the_masks_and_a_rerun_completes(data, lpg_pa
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
     assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'whole', '--voc_test_size', 512),
                monkeypatch=monkeypatch)[0] == 0
-    whole = pngs(layout.pseudo_mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
+    whole = pngs(mask_dir(str(tmp_path / 'whole'), 'lpg', 'vgg16', 1))
     cut = pngs(out)
     assert whole.keys() == cut.keys() and all(np.array_equal(whole[k], cut[k]) for k in whole)
 

@@ -22,10 +22,10 @@ from models import DeepLabLargeFOV, LPGNet
 from tests.conftest import cli
 from tests.faults import CPU, generation_flags, pngs
 from utils import make_voc_aug, parseCOCO
-from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.flags import Number, NumberList
 from utils.engine.runtime import run_script
+from utils.pseudo_masks.methods import mask_dir
 
 # Each script with a command line that its parser and its flag checks accept; OUT is replaced by a folder that
 # must still not exist after any refusal.
@@ -133,8 +133,8 @@ def test_a_test_size_the_generator_cannot_read_pads_as_the_next_multiple_of_128(
     assert said.count('padded to 384') == 1, said
     assert cli(genPseudoMasks, *generation_flags(data, lpg_path, tmp_path / 'b', '--voc_test_size', 384),
                monkeypatch=monkeypatch)[0] == 0
-    at_320 = pngs(layout.pseudo_mask_dir(str(tmp_path / 'a'), 'lpg', 'vgg16', 1))
-    at_384 = pngs(layout.pseudo_mask_dir(str(tmp_path / 'b'), 'lpg', 'vgg16', 1))
+    at_320 = pngs(mask_dir(str(tmp_path / 'a'), 'lpg', 'vgg16', 1))
+    at_384 = pngs(mask_dir(str(tmp_path / 'b'), 'lpg', 'vgg16', 1))
     assert at_320 and at_320.keys() == at_384.keys()
     assert all(np.array_equal(at_320[name], at_384[name]) for name in at_320)
 
@@ -192,7 +192,7 @@ def test_a_custom_annotation_file_without_boxes_is_refused_before_the_output_fol
 def test_a_refusal_on_rerun_leaves_the_earlier_masks_as_they_were(data, lpg_path, tmp_path, monkeypatch):
     flags = generation_flags(data, lpg_path, tmp_path / 'out')
     assert cli(genPseudoMasks, *flags, monkeypatch=monkeypatch)[0] == 0
-    folder = layout.pseudo_mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
+    folder = mask_dir(str(tmp_path / 'out'), 'lpg', 'vgg16', 1)
     before = {name: os.path.getmtime(os.path.join(folder, name)) for name in os.listdir(folder)}
     shutil.copy(five_channel_generator(tmp_path), lpg_path)  # the same path, now a checkpoint of another shape
     assert cli(genPseudoMasks, *flags, '--overwrite', monkeypatch=monkeypatch)[0] == 1

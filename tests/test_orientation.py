@@ -17,9 +17,9 @@ from datasets.validate import image_problems
 from datasets.voc import read_split, split_file
 from models import LPGNet
 from tests.conftest import cli
-from utils.engine import layout
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.errors import InputError
+from utils.pseudo_masks.methods import mask_dir
 
 CPU = ['--cuda', 'false', '--workers', 0, '--amp', 'off']
 STORED = (40, 60)  # (height, width) of the pixels as stored in the file
@@ -104,7 +104,7 @@ def test_generation_decodes_in_the_frame_of_the_xml_and_counts_the_tags(tmp_path
         assert status == 1 and f'{ids[2]}: image file {jpeg} is 60x40, but the <size> in its annotation' in message
         assert 'is 30x50' in message and '4 images: 3 written, 0 already done, 1 failed' in said
         assert '2 of the images written carry an EXIF orientation tag' in said
-        out = layout.pseudo_mask_dir(str(tmp_path / 'out'), method, 'vgg16', 1)
+        out = mask_dir(str(tmp_path / 'out'), method, 'vgg16', 1)
         shapes = {name: read_label(os.path.join(out, f'{name}.png')).shape for name in (ids[0], ids[1], ids[3])}
         assert shapes == {ids[0]: STORED, ids[1]: STORED[::-1], ids[3]: (64, 64)}
         assert not os.path.exists(os.path.join(out, f'{ids[2]}.png'))

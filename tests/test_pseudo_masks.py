@@ -11,7 +11,7 @@ from datasets.io import read_label
 from models import DeepLabLargeFOV, LPGNet
 from models.lpg import class_channel, lpg_input
 from utils.engine.precision import Precision
-from utils.pseudo_masks import baseline_image, batch_labels, compose_label, generate_labels_per_class
+from utils.pseudo_masks import baseline_image, batch_labels, box_baseline, compose_label, generate_labels_per_class
 
 
 def test_lpg_input_channel_order():
@@ -57,7 +57,7 @@ def test_the_box_baseline_fills_the_boxes_of_the_image_smaller_over_larger(tmp_p
     """genPseudoMasks.py --method box on one image, with its default overlap rule (the smaller box wins)."""
     Image.fromarray(np.full((100, 120, 3), 128, np.uint8)).save(tmp_path / 'image.png')
     item = BoxItem('a', str(tmp_path / 'image.png'), [(5, 20, 10, 89, 59), (12, 50, 40, 114, 94)])
-    assert baseline_image('box', item, str(tmp_path / 'out'), 'smaller', per_box=False) == (1, None)
+    assert baseline_image(box_baseline, item, str(tmp_path / 'out'), 'smaller', per_box=False) == (1, None)
     label = read_label(str(tmp_path / 'out' / 'a.png'))
     assert label.shape == (100, 120)
     assert (label[10:60, 20:90] == 5).all() and (label[60:95, 50:115] == 12).all() and label[0, 0] == 0

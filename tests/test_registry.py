@@ -23,6 +23,7 @@ from models.lpg import LPGNet
 from tests.conftest import ROOT
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from utils.pseudo_masks.methods import mask_dir
 
 
 class ToyNet(nn.Module):
@@ -101,7 +102,7 @@ def test_a_registered_backbone_trains_tests_and_generates(toy_backbone, voc_root
                                     '--model_type', 'toy', '--voc_root_dir', voc_root, '--voc_proposals_dir',
                                     tmp_path / 'pseudo', '--init_voc_model_path', final, '--voc_test_size', 128,
                                     '--cuda', 'false', '--workers', 0))
-    assert out == layout.pseudo_mask_dir(str(tmp_path / 'pseudo'), 'lpg', 'toy', 2)
+    assert out == mask_dir(str(tmp_path / 'pseudo'), 'lpg', 'toy', 2)
     train_ids = read_split(split_file(voc_root, 'train_aug'))
     assert sorted(name for name in os.listdir(out) if name.endswith('.png')) == sorted(f'{i}.png' for i in train_ids)
     assert Image.open(os.path.join(out, f'{train_ids[0]}.png')).size == (64, 64)
@@ -119,7 +120,7 @@ def test_a_registered_dataset_gets_its_generation_flags(voc_root, tmp_path):
         out = genPseudoMasks.main(args)
     finally:
         DATASETS.pop('mini')
-    assert out == layout.pseudo_mask_dir(str(tmp_path), 'box', None, None)
+    assert out == mask_dir(str(tmp_path), 'box', None, None)
     assert sorted(name for name in os.listdir(out) if name.endswith('.png')) == sorted(
         f'{i}.png' for i in read_split(split_file(voc_root, 'val')))
 

@@ -32,6 +32,7 @@ from utils.pseudo_masks import (
     sam_foregrounds,
     segment_anything,
 )
+from utils.pseudo_masks.methods import get_method
 from utils.rounds import run_baseline
 from utils.step_runner import Runner, runs_networks, step_argv
 
@@ -182,7 +183,7 @@ def test_run_rounds_runs_the_sam_baseline_as_a_network_step_with_its_weights(tin
                  '--from_scratch', '--baselines', 'box,sam', '--sam_checkpoint', tiny_sam, '--sam_model', 'tiny')
     runner, steps = Runner(args), []
     runner.step = lambda name, script, settings: steps.append((script, step_argv(script, settings)))
-    run_baseline(runner, RunLayout(tmp_path), 'sam')
+    run_baseline(runner, RunLayout(tmp_path), get_method('sam'))
     (script, flags), = steps[:1]
     sam = genPseudoMasks.get_args_parser().parse_args(flags)
     assert (script, sam.method, sam.sam_checkpoint, sam.sam_model) == ('genPseudoMasks.py', 'sam', tiny_sam, 'tiny')

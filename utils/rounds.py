@@ -5,6 +5,7 @@ them and on the ground truth, and the uniform-probability ablation. Each step's 
 command_line, which utils/step_runner.py calls: the steps are given as {flag dest: value} settings, so this
 module imports no script."""
 from utils.engine import layout
+from utils.pseudo_masks.methods import LPG
 
 
 def for_round(values, r):
@@ -49,11 +50,11 @@ def voc_pseudo_masks(runner, run, r, seg_probs='backbone'):
     suffix = ablation_suffix(seg_probs)
     runner.step(f'round {r}: VOC pseudo masks{suffix}', 'genPseudoMasks.py',
                 dict(**settings, **runner.generation(), **runner.common()))
-    masks = run.pseudo_masks('voc', 'lpg', a.model_type, r, seg_probs)
+    masks = LPG.folder(run.pseudo_root('voc'), a.model_type, r, seg_probs=seg_probs)
     if not a.score_masks:
         return masks, None
     score_step(runner, run, f'round {r}: score VOC pseudo masks{suffix}', masks)
-    return masks, run.mask_scores('voc', 'lpg', a.model_type, r, seg_probs)
+    return masks, run.mask_scores('voc', masks)
 
 
 def score_step(runner, run, name, masks):
@@ -105,7 +106,7 @@ def run_round(runner, r, run, last_round):
             init_coco_model_path=run.backbone('coco', cmt, r - 1) if r >= 2 else None, **runner.generation(),
             **runner.common()))
         runner.step(f'round {r}: train COCO-60 backbone', 'main.py', dict(
-            dataset='coco', root_path=a.coco_root_dir, label_path_name=run.pseudo_masks('coco', 'lpg', cmt, r),
+            dataset='coco', root_path=a.coco_root_dir, label_path_name=LPG.folder(run.pseudo_root('coco'), cmt, r),
             model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_init_model_path,
             **backbone_schedule(a), **runner.scratch(a.coco_init_model_path), **runner.training(),
             **runner.common()))
@@ -113,13 +114,14 @@ def run_round(runner, r, run, last_round):
 
 
 def run_baseline(runner, run, method):
-    """A baseline's VOC pseudo masks (box, grabcut, crf, sam): what LPG has to beat. Returns its score file."""
+    """A baseline's VOC pseudo masks (a MethodSpec of utils.pseudo_masks.methods): what LPG has to beat. Returns
+    its score file."""
     a = runner.args
-    sam = dict(sam_checkpoint=a.sam_checkpoint, sam_model=a.sam_model) if method == 'sam' else {}
-    runner.step(f'baseline: {method} masks', 'genPseudoMasks.py', dict(
-        dataset='voc', method=method, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
-        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **sam, **runner.generation(),
-        **runner.common()))
+    runner.step(f'baseline: {method.name} masks', 'genPseudoMasks.py', dict(
+        dataset='voc', method=method.name, voc_root_dir=a.voc_root_dir, voc_proposals_dir=run.pseudo_root('voc'),
+        voc_split=a.voc_split, n_jobs=a.n_jobs, voc_test_size=a.voc_test_size, **method.settings(a),
+        **runner.generation(), **runner.common()))
+    masks = method.folder(run.pseudo_root('voc'))
     if a.score_masks:
-        score_step(runner, run, f'baseline: score {method} masks', run.pseudo_masks('voc', method, a.model_type, None))
-    return run.mask_scores('voc', method, a.model_type, None)
+        score_step(runner, run, f'baseline: score {method.name} masks', masks)
+    return run.mask_scores('voc', masks)

@@ -11,6 +11,7 @@ import time
 from utils.engine.files import replace_link
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.engine.layout import RunLayout
+from utils.pseudo_masks.methods import LPG, get_method
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the scripts are, and run
 
@@ -32,7 +33,7 @@ def runs_networks(script, flags):
     def value(name, default):
         return flags[flags.index(name) + 1] if name in flags else default
     if script == 'genPseudoMasks.py':
-        return value('--method', 'lpg') in ('lpg', 'sam')
+        return get_method(value('--method', LPG.name)).runs_network
     if script == 'test.py':
         return value('--type', 'test') in ('test', 'crf')
     return script in ('trainLPG.py', 'main.py')

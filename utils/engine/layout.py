@@ -63,15 +63,6 @@ def lpg_snapshot_pattern(round_):
     return rf'LPG_Round{round_}_iter(\d+)\.pth'
 
 
-def pseudo_mask_dir(proposals_dir, method, model_type, round_, overlap=None, seg_probs='backbone'):
-    """`<model_type>_Round<R>` for the generator of round R (`_uniform` appended when it read uniform
-    probabilities instead of the backbone's), the method's name (box, grabcut, crf) for a baseline; `_<rule>`
-    appended for an overlap rule other than the method's default."""
-    name = method if method != 'lpg' else f'{model_type}_Round{round_}'
-    name += '_uniform' if method == 'lpg' and seg_probs == 'uniform' else ''
-    return os.path.join(proposals_dir, name + (f'_{overlap}' if overlap else ''))
-
-
 def backbone_weights(save_path, model_type):
     return os.path.join(save_path, f'{model_type}_final.pth')
 
@@ -140,12 +131,10 @@ class RunLayout:
     def pseudo_root(self, dataset):
         return os.path.join(self.work_dir, f'pseudo_{dataset}')
 
-    def pseudo_masks(self, dataset, method, model_type, round_, seg_probs='backbone'):
-        return pseudo_mask_dir(self.pseudo_root(dataset), method, model_type, round_, seg_probs=seg_probs)
-
-    def mask_scores(self, dataset, method, model_type, round_, seg_probs='backbone'):
-        return mask_scores_file(self.pseudo_root(dataset),
-                                self.pseudo_masks(dataset, method, model_type, round_, seg_probs))
+    def mask_scores(self, dataset, masks):
+        """The scores of the pseudo masks in folder `masks` (under pseudo_root(dataset); each method names its
+        folder: utils.pseudo_masks.methods)."""
+        return mask_scores_file(self.pseudo_root(dataset), masks)
 
     def backbone_dir(self, dataset, round_):
         """`Round_<R>` for the backbone of round R (an int), the masks' name for any other backbone (a str: a

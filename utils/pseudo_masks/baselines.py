@@ -3,7 +3,7 @@
 - grabcut: OpenCV's GrabCut initialised from each box (its inside "probably foreground", outside background);
 - crf: the DenseCRF of utils/crf.py with a unary built from the boxes: inside an entry's boxes the entry is
   likely (BOX_CRF_INSIDE), outside every box the background is.
-They run on the CPU, one image per job (baseline_image; genPseudoMasks.py runs them in parallel over images), at
+They run on the CPU, one image per job (baseline_image; generate_baseline runs them in parallel over images), at
 the image's own size or, with --max_side, downscaled as the generator reads it. Memory grows with the image area:
 box one bool mask per entry; grabcut one label map and its graph per box; crf (entries + 1) float32 maps
 several times over (the unary, the CRF's buffers, the refined probabilities).
@@ -11,6 +11,8 @@ several times over (the unary, the CRF's buffers, the refined probabilities).
 import cv2
 import numpy as np
 import torch
+from joblib import Parallel, delayed
+from tqdm import tqdm
 
 from datasets.boxes import BoxItem, box_entries, box_mask, downscaled, upscaled_inside
 from datasets.io import decode_image
@@ -71,11 +73,27 @@ def crf_foreground(image_bgr, entry_boxes, params=None):
     return foreground, refined[1:]
 
 
-def baseline_image(method, item, out_dir, rule, per_box, max_side=None):
-    """One image of a baseline (a job of its own): writes its mask. An image whose longer side exceeds max_side
-    is read downscaled to it (its boxes with it) and its masks brought back with nearest resizing, inside the
-    boxes, as the generator does. Returns (its EXIF orientation tag, None), or (None, (image_id, reason)) if it
-    failed."""
+def box_baseline(image_bgr, entry_boxes):
+    """The box method: each entry's boxes, filled (no probabilities)."""
+    return box_foreground(entry_boxes, *image_bgr.shape[:2]), None
+
+
+def grabcut_baseline(image_bgr, entry_boxes):
+    """The grabcut method: GrabCut's foreground in each box (no probabilities)."""
+    return grabcut_foreground(image_bgr, entry_boxes), None
+
+
+def crf_baseline(image_bgr, entry_boxes):
+    """The crf method: the DenseCRF foreground and its probabilities."""
+    return crf_foreground(image_bgr, entry_boxes)
+
+
+def baseline_image(foreground_of, item, out_dir, rule, per_box, max_side=None):
+    """One image of a method that needs no network (a job of its own): writes its mask. foreground_of(image_bgr
+    uint8, entry_boxes) gives ((K, H, W) bool foreground, (K, H, W) float probabilities or None), e.g.
+    box_baseline. An image whose longer side exceeds max_side is read downscaled to it (its boxes with it) and its
+    masks brought back with nearest resizing, inside the boxes, as the generator does. Returns (its EXIF
+    orientation tag, None), or (None, (image_id, reason)) if it failed."""
     image_id, image_path, boxes, frame = BoxItem(*item)
     try:
         image, orientation = decode_image(image_path, frame)
@@ -85,15 +103,9 @@ def baseline_image(method, item, out_dir, rule, per_box, max_side=None):
     full_size = image.shape[:2]
     image, entry_boxes = downscaled(image, full_entries, max_side)
     image = np.rint(image).astype(np.uint8)  # decoded as float32; area interpolation leaves fractions
-    scores = None
-    if method == 'box':
-        foreground = box_foreground(entry_boxes, *image.shape[:2])
-    elif method == 'grabcut':
-        foreground = grabcut_foreground(image, entry_boxes)
-    else:
-        foreground, scores = crf_foreground(image, entry_boxes)
-        scores = torch.from_numpy(scores)
+    foreground, scores = foreground_of(image, entry_boxes)
     foreground = torch.from_numpy(foreground)
+    scores = None if scores is None else torch.from_numpy(scores)
     if image.shape[:2] != full_size:
         foreground, scores = upscaled_inside(foreground, scores, full_size, full_entries)
         entry_boxes = full_entries
@@ -101,3 +113,12 @@ def baseline_image(method, item, out_dir, rule, per_box, max_side=None):
     write_outputs(lambda function, *args: function(*args), out_dir, image_id, label,
                   foreground.numpy() if per_box else None)
     return orientation, None
+
+
+def generate_baseline(foreground_of, job):
+    """A method without a network over this process's images: one job per image, --n_jobs in parallel."""
+    a = job.args
+    jobs = Parallel(n_jobs=a.n_jobs)(
+        delayed(baseline_image)(foreground_of, item, job.out_dir, job.rule, a.instances, a.max_side)
+        for item in tqdm(job.items, desc=f'pseudo masks ({a.method})', unit='img', disable=not job.ctx.is_main))
+    return [failure for _, failure in jobs if failure], sum(tag not in (None, 1) for tag, _ in jobs)

@@ -33,14 +33,11 @@ def any_foreground(folder):
     return any(np.any((label > 0) & (label < 255)) for label in map(read_label, sorted(mask_files(folder))))
 
 
-# The methods that learned their masks: one that labels nothing anywhere learned nothing, which no later step can
-# repair (a backbone trained on empty masks predicts background everywhere).
-LEARNED_METHODS = ('lpg', 'sam')
-
-
 def nothing_learned(folder, method, images):
-    """The one line that stops a run whose learned method labelled no foreground pixel in any box, or None."""
-    if method not in LEARNED_METHODS or not images or any_foreground(folder):
+    """The one line that stops a run whose learned method (its entry's `learned`) labelled no foreground pixel in
+    any box, or None: a method that learned nothing cannot be repaired by a later step (a backbone trained on empty
+    masks predicts background everywhere)."""
+    if not images or any_foreground(folder):
         return None
     return (f'{folder}: the {method} masks of all {images} images are empty (no foreground pixel inside any box): '
             'the generator learned nothing, so nothing downstream could learn from them; check its training '

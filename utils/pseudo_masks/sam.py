@@ -48,6 +48,18 @@ def segment_anything():
         raise InputError(MISSING_PACKAGE) from error
 
 
+def add_sam_args(parser):
+    """SAM's own flags: the weights, the network and which of its outputs a box takes."""
+    parser.add_argument('--sam_checkpoint', help='--method sam: the SAM weights file (e.g. Meta\'s '
+                        f'{SAM_CHECKPOINTS["vit_h"][0]}); nothing is downloaded')
+    parser.add_argument('--sam_model', choices=list(SAM_MODELS),
+                        help='--method sam: the SAM network the checkpoint holds (default: the one whose image '
+                        'encoder width the file holds)')
+    parser.add_argument('--sam_output', choices=SAM_OUTPUTS, default='single',
+                        help="--method sam: each box's mask is SAM's single-mask output (single), or the best of its "
+                        'three multimask outputs by predicted IoU (best) (default %(default)s)')
+
+
 def check_sam_inputs(checkpoint, what='--method sam'):
     """The package and the weights file are there: checked before any work, naming what needs them."""
     segment_anything()
