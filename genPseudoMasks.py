@@ -30,8 +30,9 @@ from utils.engine.errors import FlagError, failure_listing
 from utils.engine.files import claim_folder, releases_claims, remove_files
 from utils.engine.flags import BATCH, JOBS, MAX_SIDE, TEST_SIZE, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
-from utils.engine.records import Record, settings_of
+from utils.engine.records import Completion, Record, settings_of
 from utils.engine.runtime import add_device_args, run_script
+from utils.engine.steps import ScriptStep, register_step
 from utils.pseudo_masks.compose import OVERLAP_RULES
 from utils.pseudo_masks.methods import LPG, METHODS, GenerationJob, add_method_args, get_method, name_list
 from utils.pseudo_masks.outputs import INSTANCES, mask_files, nothing_learned, output_files
@@ -180,24 +181,18 @@ RUNTIME_FLAGS = frozenset({'allow_empty', 'workers', 'writer_threads', 'batch_si
                            'n_jobs'})
 
 
-def step_record(args, flags):
-    """What these pseudo masks are made from: the settings, the box annotations, the generator and backbone."""
+def completion(args, flags=None):
+    """What these pseudo masks are made from (the settings, the box annotations, the method's checkpoints) and
+    whether every mask the record counted is still there: this script's one record, for main and run_rounds.py.
+    flags: the dataset's flags, when the caller has read them."""
+    flags = flags or dataset_flags(args)
     spec, method = get_dataset(args.dataset), get_method(args.method)
     inputs = dict(spec.box_inputs(flags.source, flags.split, args.split_file))
     if method.inputs:
         inputs.update(method.inputs(args, flags.backbone_path))
     out_dir = method.folder(flags.proposals_dir, args.model_type, args.round, overlap_rule(args), args.seg_probs)
-    return Record(out_dir, settings_of(args, OUTPUT_FLAGS), inputs)
-
-
-def step_done(args):
-    """Whether these masks were all made already from the same settings and inputs (run_rounds.py asks)."""
-    return masks_done(step_record(args, dataset_flags(args)))
-
-
-def masks_done(record):
-    """The record says done with the same settings and inputs, and every mask it counted is still there."""
-    return record.is_done(lambda summary: len(mask_files(record.folder)) == summary.get('images'))
+    record = Record(out_dir, settings_of(args, OUTPUT_FLAGS), inputs)
+    return Completion(record, lambda summary: len(mask_files(out_dir)) == summary.get('images'))
 
 
 @releases_claims
@@ -210,9 +205,9 @@ def main(args):
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
     spec = get_dataset(args.dataset)
-    record = step_record(args, flags)
-    out_dir = record.folder
-    if masks_done(record):
+    done = completion(args, flags)
+    record, out_dir = done.record, done.record.folder
+    if done.done():
         ctx.print(f'{out_dir}: already made from the same settings and inputs')
         return out_dir
     if method.generator and flags.test_size != lpg_side(flags.test_size):
@@ -267,6 +262,9 @@ def finish(args, flags, record, summary):
         raise SystemExit(f'{len(failed)} images failed (the others are written; a rerun retries them):\n  '
                          f'{failure_listing(failed)}')
 
+
+STEP = register_step(ScriptStep('genPseudoMasks.py', get_args_parser, completion,
+                                 runs_networks=lambda args: get_method(args.method).runs_network))
 
 if __name__ == '__main__':
     run_script(main, get_args_parser())

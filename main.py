@@ -15,6 +15,7 @@ global batch, so the schedule and learning rates hold at any GPU count.
 """
 import contextlib
 import os
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from datasets.registry import add_source_args, dataset_names, dataset_source, ge
 from datasets.segmentation import SegmentationDataset
 from datasets.transforms import ScalePadCropFlip, nearest_centres
 from models.backbones import SCRATCH_INITS, backbone_names, build_backbone, get_backbone
-from utils.engine import layout, runtime
+from utils.engine import layout
 from utils.engine.checkpoint import check_weights, load_weights
 from utils.engine.distributed import init_distributed
 from utils.engine.errors import FlagError
@@ -42,7 +43,8 @@ from utils.engine.flags import (
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, run_script, with_values
-from utils.engine.trainer import TrainingJob, fit, training_done
+from utils.engine.steps import ScriptStep, register_step
+from utils.engine.trainer import TrainingJob, fit, training_completion
 from utils.engine.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 
 # Which flags shape the trained weights (the completion record holds them), and which only change how the run
@@ -109,12 +111,6 @@ def get_args_parser():
     return parser
 
 
-def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
-    build its commands."""
-    return runtime.command_line(get_args_parser(), **settings)
-
-
 def fill_schedule_defaults(args):
     """A copy of args in which unset --lr/--batch_size/--iter_size/--num_iterations/--num_save_model take the
     backbone's schedule (args itself is left as it is)."""
@@ -156,14 +152,16 @@ def build_dataset(args):
     return SegmentationDataset(items, augment=augment, num_classes=len(spec.class_names(source)))
 
 
-def step_record(args):
-    """What this training is made from: its settings, the training masks, the data listing and the initial
-    weights it reads, and the iteration count that finishes it."""
+def completion(args):
+    """What this training is made from (its settings, the training masks, the data listing and the initial weights
+    it reads), the iteration count that finishes it, and its final weights: this script's one record, for main and
+    run_rounds.py."""
+    args = fill_schedule_defaults(args)
     spec, source = data_source(args)
     inputs = {'labels': label_folder(args), 'init_model': args.init_model_path,
               **spec.box_inputs(source, args.split or spec.default_split, args.split_file)}
-    settings = settings_of(args, OUTPUT_FLAGS)
-    return Record(args.save_path, settings, inputs, target={'iterations': args.num_iterations})
+    record = Record(args.save_path, settings_of(args, OUTPUT_FLAGS), inputs, target={'iterations': args.num_iterations})
+    return training_completion(record, layout.backbone_weights(args.save_path, args.model_type))
 
 
 def segmentation_loss(outputs, labels):
@@ -178,29 +176,22 @@ def segmentation_loss(outputs, labels):
     return loss
 
 
-def step_done(args):
-    """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
-    args = fill_schedule_defaults(args)
-    return training_done(step_record(args), layout.backbone_weights(args.save_path, args.model_type))
-
-
-def accumulated_step(args, precision, ctx):
-    """One update's forward and backward passes: --iter_size accumulated steps, the loss of each scaled by
-    1 / iter_size; under torchrun, gradients are averaged across processes once, at the last step."""
-    def step(trained, batches):
-        update_loss = 0.0
-        for accumulated in range(args.iter_size):
-            images, labels, _ids = next(batches)
-            images, labels = precision.prepare_input(images), labels.to(ctx.device, non_blocking=True)
-            sync = accumulated == args.iter_size - 1 or not ctx.distributed
-            with contextlib.nullcontext() if sync else trained.no_sync():
-                with precision.autocast():
-                    outputs = trained(images)
-                loss = segmentation_loss(outputs, labels) / args.iter_size
-                precision.scaler.scale(loss).backward()
-            update_loss = update_loss + loss.detach()
-        return update_loss
-    return step
+def train_step(trained, batches, iter_size, precision, ctx):
+    """One update of the backbone, the step the training loop runs: iter_size accumulated forward and backward
+    passes, the loss of each (segmentation_loss) scaled by 1 / iter_size; under torchrun, gradients are averaged
+    across processes once, at the last pass. Returns the update's loss, detached."""
+    update_loss = 0.0
+    for accumulated in range(iter_size):
+        images, labels, _ids = next(batches)
+        images, labels = precision.prepare_input(images), labels.to(ctx.device, non_blocking=True)
+        sync = accumulated == iter_size - 1 or not ctx.distributed
+        with contextlib.nullcontext() if sync else trained.no_sync():
+            with precision.autocast():
+                outputs = trained(images)
+            loss = segmentation_loss(outputs, labels) / iter_size
+            precision.scaler.scale(loss).backward()
+        update_loss = update_loss + loss.detach()
+    return update_loss
 
 
 def build_network(args, ctx, precision):
@@ -216,7 +207,7 @@ def build_network(args, ctx, precision):
     model = precision.prepare_model(convert_sync_bn(model, ctx, args.sync_bn)).train()
     optimizer = torch.optim.SGD(backbone.training_setup(model, args.lr, args.weight_decay, args.match_release),
                                 lr=args.lr, momentum=args.momentum)
-    return model, optimizer, accumulated_step(args, precision, ctx)
+    return model, optimizer, partial(train_step, iter_size=args.iter_size, precision=precision, ctx=ctx)
 
 
 def class_count(args):
@@ -248,19 +239,20 @@ def main(args):
     precision = Precision(args.amp, ctx.device, training=True)
     ctx.print(precision.describe())
     job = TrainingJob(
-        record=step_record(args), final_path=layout.backbone_weights(args.save_path, args.model_type),
+        completion=completion(args), final_path=layout.backbone_weights(args.save_path, args.model_type),
         snapshot=lambda it: layout.backbone_snapshot(args.save_path, args.model_type, it),
         snapshot_pattern=layout.backbone_snapshot_pattern(args.model_type), iterations=args.num_iterations,
-        dataset=lambda: build_dataset(args), data_what=lambda dataset: 'training images',
-        drop_last=lambda samples, batch: samples >= batch, build=lambda: build_network(args, ctx, precision),
+        batches_per_update=args.iter_size,
+        describe=(f'{args.dataset} {args.model_type}: {{count}} images, {args.num_iterations} iterations, batch '
+                  f'{args.batch_size} x {args.iter_size} on {ctx.world_size} process(es), {precision.label}'),
+        counted='images', drop_short_batch=True,
+        dataset=lambda: build_dataset(args), build=lambda: build_network(args, ctx, precision),
         set_lr=lambda optimizer, done: set_poly_lr(optimizer, done, args.num_iterations,
-                                                   warmup=args.warmup_iterations),
-        describe=lambda dataset: (f'{args.dataset} {args.model_type}: {len(dataset)} images, {args.num_iterations} '
-                                  f'iterations, batch {args.batch_size} x {args.iter_size} on {ctx.world_size} '
-                                  f'process(es), {precision.label}'),
-        summary=lambda dataset: {'images': len(dataset)})
+                                                   warmup=args.warmup_iterations))
     return fit(job, args, ctx, precision)
 
+
+STEP = register_step(ScriptStep('main.py', get_args_parser, completion, runs_networks=lambda args: True))
 
 if __name__ == '__main__':
     run_script(main, get_args_parser())

@@ -28,6 +28,12 @@ scoring run as they are:
 import os
 import shlex
 
+# The scripts whose steps run_rounds.py runs: importing them registers each one's ScriptStep (utils/engine/steps.py).
+import genPseudoMasks  # noqa: F401
+import main as train_backbone  # noqa: F401
+import test as test_backbone  # noqa: F401
+import trainLPG  # noqa: F401
+import utils.parseCOCO  # noqa: F401
 from datasets.boxes import LPG_CROP
 from datasets.voc import resolve_voc_root
 from models.backbones import SCRATCH_INITS, backbone_names

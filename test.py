@@ -19,14 +19,15 @@ from dataclasses import asdict
 
 from datasets.registry import DATASETS, add_source_args, dataset_source
 from models.backbones import backbone_names, get_backbone
-from utils.engine import layout, runtime
+from utils.engine import layout
 from utils.engine.distributed import init_distributed
 from utils.engine.errors import FlagError, InputError
 from utils.engine.files import releases_claims, write_json
 from utils.engine.flags import BATCH, JOBS, MAX_SIDE, Number, NumberList, ScriptParser, count
 from utils.engine.precision import Precision, add_amp_arg
-from utils.engine.records import Record, settings_of
+from utils.engine.records import Completion, Record, settings_of
 from utils.engine.runtime import add_device_args, run_script, with_values
+from utils.engine.steps import ScriptStep, register_step
 from utils.evaluation.backbone_eval import load_backbone, logits_of_split, predict, score_backbone
 from utils.evaluation.mask_report import masks_record, masks_save_path, score_pseudo_masks
 from utils.evaluation.visualize import write_overlays
@@ -79,12 +80,6 @@ def get_args_parser():
     return parser
 
 
-def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
-    build its commands."""
-    return runtime.command_line(get_args_parser(), **settings)
-
-
 # Which flags shape the logits (the logits record holds them; --test_size only for backbones tested padded), and
 # which do not: how the run goes, what is done with the logits, and what the record holds otherwise (--model_path
 # as its input, --split in its folder). tests/test_records.py fails on a flag that is in neither.
@@ -104,8 +99,9 @@ def default_split(args):
 
 
 def resolve_defaults(args):
-    """A copy of args with the defaults that --type crf without --model_path takes from the last --type test run
-    instead (args itself is left as it is)."""
+    """A copy of args with --test_size, --scales and --flip filled in where they are unset (DEFAULT_TEST_SIZE,
+    scale 1, no flip). The parser leaves them unset so that --type crf without --model_path can take them from the
+    last --type test run first (last_test_run); args itself is left as it is."""
     return with_values(args, test_size=args.test_size or DEFAULT_TEST_SIZE, scales=tuple(args.scales or (1.0,)),
                        flip=bool(args.flip))
 
@@ -128,18 +124,22 @@ def ground_truth(args, spec, source, scratch_dir):
     return spec.ground_truth(source, args.gt_dir, args.type == 'masks', os.path.join(scratch_dir, 'ground_truth'))
 
 
-def step_done(args):
-    """Whether these scores were computed already from the same inputs (run_rounds.py asks)."""
+def completion(args, gt_dir=None):
+    """This script's one record, for main and run_rounds.py: for --type masks that of the report (gt_dir: the
+    ground truth it reads, made here when not given); otherwise that of the logits, done when every logit file is
+    still there and the scores of --type were written. None for --type crf without --model_path, which reads the
+    last --type test run (main resolves that first)."""
     args = resolve_defaults(args)
-    spec, source = data_source(args)
+    split = default_split(args)
     if args.type == 'masks':
-        gt_dir = ground_truth(args, spec, source, masks_save_path(args))
-        return masks_record(args, spec, source, default_split(args), gt_dir).is_done()
+        spec, source = data_source(args)
+        gt_dir = gt_dir or ground_truth(args, spec, source, masks_save_path(args))
+        return Completion(masks_record(args, spec, source, split, gt_dir))
     if not args.model_path:
-        return False
-    record = logits_record(args, default_split(args))
-    return record.is_done(logits_present(record.folder)) and \
-        os.path.exists(layout.scores_file(os.path.dirname(record.folder), args.type))
+        return None
+    record = logits_record(args, split)
+    scores = layout.scores_file(os.path.dirname(record.folder), args.type)
+    return Completion(record, lambda summary: logits_present(record.folder)(summary) and os.path.exists(scores))
 
 
 def last_test_run(args):
@@ -194,7 +194,8 @@ def main(args):
     ctx = init_distributed(args.cuda)
     if args.type == 'masks':
         gt_dir = ctx.on_main(ground_truth, args, spec, source, masks_save_path(args))
-        return score_pseudo_masks(args, ctx, spec, source, split, items, class_names, gt_dir)
+        record = completion(args, gt_dir).record
+        return score_pseudo_masks(args, ctx, record, spec, source, split, items, class_names, gt_dir)
     return evaluate_backbone(args, ctx, spec, source, split, items, class_names)
 
 
@@ -205,7 +206,7 @@ def evaluate_backbone(args, ctx, spec, source, split, items, class_names):
     precision = Precision(args.amp, ctx.device)
     ctx.print(precision.describe())
     model = load_backbone(args, precision, class_names)  # checked before anything is written
-    record = logits_record(args, split)
+    record = completion(args).record
     save_path = os.path.dirname(record.folder)
     gt_dir = ctx.on_main(ground_truth, args, spec, source, save_path) if args.type != 'predict' else None
     run = logits_of_split(args, ctx, precision, model, record, gt_dir, items)
@@ -221,6 +222,9 @@ def evaluate_backbone(args, ctx, spec, source, split, items, class_names):
         return out_dir
     return score_backbone(args, ctx, run, split, items, class_names, crf_params, crf_on_padded)
 
+
+STEP = register_step(ScriptStep('test.py', get_args_parser, completion,
+                                 runs_networks=lambda args: args.type in ('test', 'crf')))
 
 if __name__ == '__main__':
     run_script(main, get_args_parser())

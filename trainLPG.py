@@ -23,6 +23,8 @@ iterations, `checkpoint_last.pth` (model, optimizer and iteration; --resume cont
 On several GPUs: `torchrun --nproc_per_node N trainLPG.py ...` (DistributedDataParallel); --batch_size stays the
 global batch, so the schedule and learning rate hold at any GPU count.
 """
+from functools import partial
+
 import torch
 
 from datasets.boxes import LPG_CROP
@@ -43,7 +45,7 @@ from models.lpg import (
     lpg_input,
     widen_to_five_channels,
 )
-from utils.engine import layout, runtime
+from utils.engine import layout
 from utils.engine.checkpoint import check_weights, describe_mismatch, load_checkpoint, load_weights, unwrap_state_dict
 from utils.engine.distributed import init_distributed
 from utils.engine.errors import FlagError, InputError
@@ -52,7 +54,8 @@ from utils.engine.flags import ITERATIONS, MAX_BATCH, NON_NEGATIVE, POSITIVE, Sc
 from utils.engine.precision import Precision, add_amp_arg
 from utils.engine.records import Record, settings_of
 from utils.engine.runtime import add_device_args, comma_list, run_script, with_values
-from utils.engine.trainer import TrainingJob, fit, training_done
+from utils.engine.steps import ScriptStep, register_step
+from utils.engine.trainer import TrainingJob, fit, training_completion
 from utils.engine.training import TRAINING_RUNTIME_FLAGS, add_training_args, convert_sync_bn, set_poly_lr
 from utils.parseCOCO import label_custom
 
@@ -121,12 +124,6 @@ def get_args_parser():
     add_amp_arg(parser)
     add_device_args(parser, workers=4, seed=True)
     return parser
-
-
-def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
-    build its commands."""
-    return runtime.command_line(get_args_parser(), **settings)
 
 
 def init_generator(lpg, path, load=True):
@@ -233,9 +230,18 @@ def build_models(args, ctx, precision):
     return lpg, backbone
 
 
-def train_step(lpg, backbone, batch, precision, box_loss_weight=1.0):
+def train_step(lpg, batches, backbone, precision, box_loss_weight=1.0):
+    """One update of the generator, the step the training loop runs: the loss of the next batch (generator_loss),
+    backward (scaled). Returns the loss, detached."""
+    loss = generator_loss(lpg, backbone, next(batches), precision, box_loss_weight)
+    precision.scaler.scale(loss).backward()
+    return loss.detach()
+
+
+def generator_loss(lpg, backbone, batch, precision, box_loss_weight=1.0):
     """The loss of one batch: the generator reads the images, the box masks and (round >= 2) the frozen
-    backbone's probability of each sample's class."""
+    backbone's probability of each sample's class; the cross entropy weighs the pixels inside the boxes
+    box_loss_weight times those outside (1: the release's plain cross entropy)."""
     images, box_masks, targets, class_ids = batch
     targets, class_ids = targets.to(precision.device, non_blocking=True), class_ids.to(precision.device)
     with precision.autocast():
@@ -245,33 +251,20 @@ def train_step(lpg, backbone, batch, precision, box_loss_weight=1.0):
     return box_weighted_cross_entropy(logits.float(), targets, box_masks, box_loss_weight)
 
 
-def step_record(args):
-    """What this round's training is made from: its settings, the COCO-60 files and checkpoints it reads, and
-    the iteration count that finishes it. args: as resolved_source returns them."""
+def completion(args):
+    """What this round's training is made from (its settings, the auxiliary set's files and the checkpoints it
+    reads), the iteration count that finishes it, and its final weights: this script's one record, for main and
+    run_rounds.py."""
+    args = resolved_source(args)
     if args.dataset == 'coco':
         inputs = {'boxes': bbox_annos_path(args.coco_root_dir, args.coco_split),
                   'masks': seg60_dir(args.coco_root_dir, args.coco_split)}
     else:
         inputs = {'annotations': args.annotations}
     inputs.update(init_seg_model=args.init_seg_model_path, init_lpg_model=args.init_lpg_model_path)
-    settings = settings_of(args, OUTPUT_FLAGS)
-    return Record(layout.lpg_dir(args.model_save_path, args.round), settings, inputs,
-                  target={'iterations': args.num_max_iterations})
-
-
-def step_done(args):
-    """Whether this training already finished with the same settings and inputs (run_rounds.py asks)."""
-    args = resolved_source(args)
-    return training_done(step_record(args), layout.lpg_weights(args.model_save_path, args.round))
-
-
-def generator_step(backbone, precision, box_loss_weight=1.0):
-    """One update's forward and backward pass of the generator (train_step), on one batch."""
-    def step(lpg, batches):
-        loss = train_step(lpg, backbone, next(batches), precision, box_loss_weight)
-        precision.scaler.scale(loss).backward()
-        return loss.detach()
-    return step
+    record = Record(layout.lpg_dir(args.model_save_path, args.round), settings_of(args, OUTPUT_FLAGS), inputs,
+                    target={'iterations': args.num_max_iterations})
+    return training_completion(record, layout.lpg_weights(args.model_save_path, args.round))
 
 
 def build_training(args, ctx, precision):
@@ -281,7 +274,8 @@ def build_training(args, ctx, precision):
     optimizer = torch.optim.Adam(lpg.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     for group in optimizer.param_groups:
         group['initial_lr'] = args.lr
-    return lpg.train(), optimizer, generator_step(backbone, precision, args.box_loss_weight)
+    return lpg.train(), optimizer, partial(train_step, backbone=backbone, precision=precision,
+                                           box_loss_weight=args.box_loss_weight)
 
 
 @releases_claims
@@ -301,18 +295,17 @@ def main(args):
     # A short last batch is used, except a lone sample: batch norm in training needs more than one value
     # per channel, and the hourglass bottom of a 128 crop is 1x1. Shuffling moves the left-out sample each epoch.
     job = TrainingJob(
-        record=step_record(args), final_path=layout.lpg_weights(args.model_save_path, args.round),
+        completion=completion(args), final_path=layout.lpg_weights(args.model_save_path, args.round),
         snapshot=lambda it: layout.lpg_snapshot(args.model_save_path, args.round, it),
         snapshot_pattern=layout.lpg_snapshot_pattern(args.round), iterations=args.num_max_iterations,
-        dataset=lambda: build_dataset(args, ctx), data_what=lambda dataset: f'{dataset.what} images',
-        drop_last=lambda samples, batch: samples % batch == 1, min_batch=2,
-        build=lambda: build_training(args, ctx, precision), set_lr=set_lr,
-        describe=lambda dataset: (f'round {args.round}: {len(dataset)} (image, class) samples, '
-                                  f'{args.num_max_iterations} iterations, batch {args.batch_size} on '
-                                  f'{ctx.world_size} process(es), {precision.label}'),
-        summary=lambda dataset: {'samples': len(dataset)})
+        describe=(f'round {args.round}: {{count}} (image, class) samples, {args.num_max_iterations} iterations, '
+                  f'batch {args.batch_size} on {ctx.world_size} process(es), {precision.label}'),
+        counted='samples', drop_short_batch=False, min_batch=2,
+        dataset=lambda: build_dataset(args, ctx), build=lambda: build_training(args, ctx, precision), set_lr=set_lr)
     return fit(job, args, ctx, precision)
 
+
+STEP = register_step(ScriptStep('trainLPG.py', get_args_parser, completion, runs_networks=lambda args: True))
 
 if __name__ == '__main__':
     run_script(main, get_args_parser())

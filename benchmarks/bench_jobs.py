@@ -122,7 +122,7 @@ def bench_lpg_train(args, ctx):
         lpg = prec.prepare_model(copy.deepcopy(weights[0])).train()
         backbone = prec.frozen.prepare_model(copy.deepcopy(weights[1])).eval().requires_grad_(False)
         optimizer = torch.optim.Adam(lpg.parameters(), lr=1e-4, weight_decay=5e-4)
-        loss = {'ours': lambda batch: trainLPG.train_step(lpg, backbone, batch, prec),
+        loss = {'ours': lambda batch: trainLPG.generator_loss(lpg, backbone, batch, prec),
                 'reference': lambda batch: release_lpg_loss(lpg, backbone, batch, ctx.device)}[mode]
         loader = training_loader(one_epoch(args, dataset, args.lpg_batch, details['workers']), args.lpg_batch, ctx,
                                  details['workers'], args.seed, drop_last=lambda samples, batch: samples % batch == 1)

@@ -35,6 +35,7 @@ from datasets.coco_json import load_instances  # noqa: E402
 from datasets.coco_split import split_json  # noqa: E402
 from datasets.constants import COCO_VOC_IDS  # noqa: E402
 from datasets.voc import resolve_voc_root  # noqa: E402
+from run_rounds import Runner  # noqa: E402  (importing run_rounds registers the steps it runs)
 from utils.engine import layout  # noqa: E402
 from utils.engine.errors import FlagError, MissingFile  # noqa: E402
 from utils.engine.files import read_json, write_json  # noqa: E402
@@ -51,7 +52,6 @@ from utils.engine.flags import (  # noqa: E402
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
 from utils.engine.runtime import add_device_args, run_script  # noqa: E402
 from utils.pseudo_masks.methods import LPG, METHODS, add_method_args, baseline_methods, get_method  # noqa: E402
-from utils.step_runner import Runner  # noqa: E402
 
 # The baselines run by default: those that need no flag of their own (sam joins them with --sam_checkpoint).
 BASELINES = tuple(spec.name for spec in baseline_methods() if not spec.required)

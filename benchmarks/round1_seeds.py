@@ -18,11 +18,11 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
 from datasets.synthetic import make_demo_data  # noqa: E402
+from run_rounds import Runner  # noqa: E402  (importing run_rounds registers the steps it runs)
 from utils.engine import layout  # noqa: E402
 from utils.engine.files import read_json, write_json  # noqa: E402
 from utils.engine.precision import cpu_description  # noqa: E402
 from utils.pseudo_masks.methods import LPG  # noqa: E402
-from utils.step_runner import Runner  # noqa: E402
 
 
 def main():

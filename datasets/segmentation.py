@@ -51,6 +51,7 @@ class SegmentationDataset(Dataset):
     `datasets.coco.coco_items`. augment: a `datasets.transforms.ScalePadCropFlip` or None. num_classes: the
     label values allowed besides 255, for `problems`.
     Returns a SegmentationSample."""
+    what = 'training'  # how the data check names its images
 
     def __init__(self, items: Iterable[SegmentationItem | tuple[str, str, str]],
                  augment: Optional[ScalePadCropFlip] = None, num_classes: Optional[int] = None):

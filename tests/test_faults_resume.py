@@ -118,7 +118,7 @@ def test_interrupted_parse_coco_resumes_to_the_same_outputs(tmp_path):
     process = spawn('utils/parseCOCO.py', '--dataRoot', root)
     assert kill_when(process, lambda: masks.is_dir() and len(os.listdir(masks)) > 3)
     assert not os.path.exists(annos), 'the box json is written last'
-    assert not parseCOCO.step_done(parseCOCO.get_args_parser().parse_args(['--dataRoot', str(root)]))
+    assert not parseCOCO.STEP.done(parseCOCO.get_args_parser().parse_args(['--dataRoot', str(root)]))
     parseCOCO.parse_coco(str(root))
     for folder in ('train2017_seg60', 'train2017_bbox60'):
         names = sorted(os.listdir(reference / folder))

@@ -1,7 +1,8 @@
 """The package layout: no import cycles, packages never import scripts or upward, tests stay independent.
 
 Imports are read from the source with `ast` (function-level imports included), so a cycle hidden behind an
-import inside a function is found too.
+import inside a function is found too; so are importlib.import_module and __import__ calls, whose module must be
+named by a literal (a computed name could hide any import from these checks).
 """
 import ast
 import os
@@ -26,11 +27,27 @@ def project_modules():
     return modules
 
 
+def dynamic_imports(tree):
+    """The modules that importlib.import_module(...) and __import__(...) calls in `tree` import: the literal name,
+    or None where the name is computed."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args:
+            function = node.func
+            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, 'id', None)
+            if called in ('import_module', '__import__'):
+                argument = node.args[0]
+                literal = isinstance(argument, ast.Constant) and isinstance(argument.value, str)
+                names.append(argument.value if literal else None)
+    return names
+
+
 def imported_modules(name, path, modules):
-    """Project modules that module `name` imports (the module named, not its parent packages)."""
+    """Project modules that module `name` imports (the module named, not its parent packages), dynamic imports
+    of a literal name included."""
     tree = ast.parse(open(path).read(), path)
     package = name if path.endswith('__init__.py') else name.rpartition('.')[0]
-    found = set()
+    found = {target for target in dynamic_imports(tree) if target in modules}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -81,6 +98,19 @@ def find_cycle(graph):
 def test_cycle_finder_finds_a_cycle():
     assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': set()}) == ['a', 'b', 'c', 'a']
     assert find_cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_dynamic_imports_are_seen():
+    tree = ast.parse('import importlib\nimportlib.import_module("main")\n__import__("utils.rounds")\n'
+                     'importlib.import_module(name[:-3])\n')
+    assert dynamic_imports(tree) == ['main', 'utils.rounds', None]
+
+
+def test_no_module_imports_a_computed_name():
+    """A module named only at run time could be a script or an upper layer: every dynamic import is a literal."""
+    computed = sorted(name for name, path in project_modules().items()
+                      if None in dynamic_imports(ast.parse(open(path).read(), path)))
+    assert computed == []
 
 
 def test_relative_imports_resolve(tmp_path):

@@ -82,7 +82,7 @@ def test_a_registered_method_runs_through_genPseudoMasks(toy, data, tmp_path, mo
         label = read_label(os.path.join(folder, f'{item.image_id}.png'))
         np.testing.assert_array_equal(label > 0, expected_foreground(item))
     # Its completion record says done for the same flags.
-    assert genPseudoMasks.step_done(parse(genPseudoMasks, *flags))
+    assert genPseudoMasks.STEP.done(parse(genPseudoMasks, *flags))
     # --overlap confidence needs probabilities, which the toy does not give.
     status, message = cli(genPseudoMasks, '--dataset', 'voc', '--method', 'toy', '--overlap', 'confidence',
                           '--voc_root_dir', voc, '--voc_proposals_dir', tmp_path / 'o2', monkeypatch=monkeypatch)
@@ -144,7 +144,7 @@ def string_constants(path):
 
 # Strings that equal a method's name but mean something else: test.py --type crf (a backbone's evaluation with
 # DenseCRF) and the scores file it writes; the benchmark's training folder of the generator.
-OTHER_MEANINGS = {'utils/rounds.py': ['crf'], 'utils/step_runner.py': ['crf'], 'benchmarks/real_photos.py': ['lpg']}
+OTHER_MEANINGS = {'utils/rounds.py': ['crf'], 'benchmarks/real_photos.py': ['lpg']}
 
 
 def test_no_script_spells_a_method_name():

@@ -140,7 +140,7 @@ def test_uniform_ablation_changes_only_the_probability_channel():
     masks[:, :, 20:90, 30:100] = 1
     batch = (torch.randn(3, 3, 128, 128) * 40, masks, torch.randint(0, 2, (3, 32, 32)), torch.tensor([4, 17, 60]))
     for probs in (backbone, uniform):
-        trainLPG.train_step(lpg, probs, batch, Precision('off', cpu, training=True))
+        trainLPG.generator_loss(lpg, probs, batch, Precision('off', cpu, training=True))
     lpg.eval()
     samples = [sample(), random_sample(2, 128, num_classes=61)]
     for probs in (backbone, uniform):

@@ -39,7 +39,7 @@ def test_a_record_holds_the_output_flags_only():
 
 
 def test_resolving_defaults_returns_a_copy_and_leaves_the_callers_args_alone():
-    """run_rounds.py asks each script's step_done with its own args: resolving defaults may not change them."""
+    """run_rounds.py asks each script's completion with the flags it parsed: resolving defaults may not change them."""
     cases = [(train_backbone.fill_schedule_defaults, train_backbone, ['--label_path_name', 'm', '--save_path', 'o'],
               'lr'),
              (trainLPG.resolved_source, trainLPG, ['--dataset', 'custom', '--annotations', 'a.json', '--image_dir',
@@ -53,15 +53,15 @@ def test_resolving_defaults_returns_a_copy_and_leaves_the_callers_args_alone():
 
 
 def test_command_line_round_trips_through_the_parser_and_refuses_unknown_settings():
-    """run_rounds.py and demo.py build every step's argv with the script's own command_line."""
+    """run_rounds.py and demo.py build every step's argv with the command line of the script's registered step."""
     import run_rounds
-    argv = test_backbone.command_line(type='masks', pred_dir=['a', 'b'], overlays=True, crf=False, split=None,
+    argv = test_backbone.STEP.command_line(type='masks', pred_dir=['a', 'b'], overlays=True, crf=False, split=None,
                                       cuda=False)
     assert argv == ['--type', 'masks', '--pred_dir', 'a', 'b', '--overlays', '--cuda', 'False']
     args = test_backbone.get_args_parser().parse_args(argv)
     assert args.pred_dir == ['a', 'b'] and args.overlays and not args.crf and args.cuda is False
-    assert trainLPG.command_line(crop_size=128) == ['--crop_size', '128']  # the flag named after the setting
+    assert trainLPG.STEP.command_line(crop_size=128) == ['--crop_size', '128']  # the flag named after the setting
     assert run_rounds.get_args_parser().parse_args(run_rounds.command_line(
         voc_root_dir='v', coco_root_dir='c', work_dir='w', baselines=['box', 'crf'])).baselines == ['box', 'crf']
     with pytest.raises(KeyError, match="no flag for the setting 'learning_rate'"):
-        train_backbone.command_line(learning_rate=1e-3)
+        train_backbone.STEP.command_line(learning_rate=1e-3)

@@ -23,6 +23,7 @@ from tests.tiny_sam_generation import TINY
 from utils.engine.checkpoint import save_checkpoint
 from utils.engine.layout import RunLayout
 from utils.engine.precision import Precision
+from utils.engine.steps import script_step
 from utils.pseudo_masks import (
     MISSING_PACKAGE,
     SAM_MODELS,
@@ -34,7 +35,7 @@ from utils.pseudo_masks import (
 )
 from utils.pseudo_masks.methods import get_method
 from utils.rounds import run_baseline
-from utils.step_runner import Runner, runs_networks, step_argv
+from utils.step_runner import Runner, step_argv
 
 CPU = ['--cuda', 'false', '--workers', 0]
 # TINY (tests/tiny_sam_generation.py): a SAM with the released models' structure, small enough for the CPU;
@@ -187,7 +188,8 @@ def test_run_rounds_runs_the_sam_baseline_as_a_network_step_with_its_weights(tin
     (script, flags), = steps[:1]
     sam = genPseudoMasks.get_args_parser().parse_args(flags)
     assert (script, sam.method, sam.sam_checkpoint, sam.sam_model) == ('genPseudoMasks.py', 'sam', tiny_sam, 'tiny')
-    assert runs_networks(script, flags) and not runs_networks(script, ['--method', 'box'])
+    step = script_step(script)
+    assert step.runs_networks(sam) and not step.runs_networks(step.parse(['--method', 'box']))
 
 
 def test_run_rounds_refuses_the_sam_baseline_without_weights_before_any_step(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ labels any COCO-format mask dataset the same way (trainLPG.py --dataset custom r
 categories not excluded, by ascending id, become classes 1..N; OUT gets box/ and seg/ PNGs named after the
 image files, then boxes.json (see datasets/custom.py), then its record.
 """
+import argparse
 import os
 import sys
 
@@ -30,12 +31,12 @@ from datasets.coco_json import bbox_label, box_corners, load_instances, semantic
 from datasets.constants import COCO_CATEGORY_IDS, COCO_ID_TO_60
 from datasets.custom import CustomLabels, auxiliary_classes, image_names
 from datasets.io import save_gray_png
-from utils.engine import runtime
 from utils.engine.errors import InputError, failure_listing
 from utils.engine.files import claim_folder, releases_claims, remove_files, write_json
 from utils.engine.flags import ScriptParser
-from utils.engine.records import Record
+from utils.engine.records import Completion, Record
 from utils.engine.runtime import comma_list, run_script
+from utils.engine.steps import ScriptStep, register_step
 
 
 def instances_path(data_root, split='train2017'):
@@ -54,12 +55,18 @@ def labels_present(mask_dir):
         sum(name.endswith('.png') for name in os.listdir(mask_dir)) == summary.get('images')
 
 
-def step_done(args):
-    """Whether the labels were all made already from the same annotations (run_rounds.py asks)."""
+def completion(args):
+    """The labels' completion: made from the same annotations, their mask PNGs all still there (None without a
+    dataset to label). parse_coco and label_custom read the same records."""
     if args.annotations:
+        if not args.labels_dir:
+            return None
         labels = CustomLabels(args.labels_dir)
-        return custom_record(args.annotations, labels, args.exclude_categories).is_done(labels_present(labels.mask_dir))
-    return parse_record(args.dataRoot, args.split).is_done(labels_present(seg60_dir(args.dataRoot, args.split)))
+        return Completion(custom_record(args.annotations, labels, args.exclude_categories),
+                          labels_present(labels.mask_dir))
+    if not args.dataRoot:
+        return None
+    return Completion(parse_record(args.dataRoot, args.split), labels_present(seg60_dir(args.dataRoot, args.split)))
 
 
 @releases_claims
@@ -113,9 +120,9 @@ def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, re
 
 def parse_coco(data_root, split='train2017', overwrite=False):
     """COCO-60: the release's labelling of COCO (see the module docstring). Returns the images with PNGs."""
-    record = parse_record(data_root, split)
-    mask_dir = seg60_dir(data_root, split)
-    if record.is_done(labels_present(mask_dir)):
+    done = completion(argparse.Namespace(annotations=None, dataRoot=data_root, split=split))
+    record, mask_dir = done.record, seg60_dir(data_root, split)
+    if done.done():
         print(f'{mask_dir}: already parsed from the same {instances_path(data_root, split)}')
         return sum(name.endswith('.png') for name in os.listdir(mask_dir))
     instances = load_instances(instances_path(data_root, split), known_categories=COCO_CATEGORY_IDS)
@@ -135,8 +142,10 @@ def label_custom(annotations, labels_dir, exclude_categories, overwrite=False):
     """Any COCO-format mask dataset as an auxiliary set: the categories not named in exclude_categories
     (names), by ascending id, become classes 1..N. Returns the CustomLabels."""
     labels = CustomLabels(labels_dir)
-    record = custom_record(annotations, labels, exclude_categories)
-    if record.is_done(labels_present(labels.mask_dir)):
+    done = completion(argparse.Namespace(annotations=annotations, labels_dir=labels_dir,
+                                         exclude_categories=exclude_categories))
+    record = done.record
+    if done.done():
         print(f'{labels.folder}: already labelled from the same {annotations}')
         return labels
     instances = load_instances(annotations)
@@ -162,12 +171,6 @@ def get_args_parser():
     return parser
 
 
-def command_line(**settings):
-    """This script's argv for {flag's dest: value} (utils.engine.runtime.command_line): how run_rounds.py and demo.py
-    build its commands."""
-    return runtime.command_line(get_args_parser(), **settings)
-
-
 def main(args):
     if args.annotations:
         if not args.labels_dir:
@@ -181,6 +184,10 @@ def main(args):
     print(f'wrote {bbox_annos_path(args.dataRoot, args.split)} and bbox60/seg60 PNGs for {written} images '
           f'under {args.dataRoot}')
 
+
+STEP = register_step(ScriptStep(os.path.join('utils', 'parseCOCO.py'), get_args_parser, completion))
+
+STEP = register_step(ScriptStep(os.path.join('utils', 'parseCOCO.py'), get_args_parser, completion))
 
 if __name__ == '__main__':
     run_script(main, get_args_parser())

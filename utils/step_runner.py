@@ -1,8 +1,9 @@
 """How run_rounds.py runs its steps: each script in a subprocess as a user would run it, its output in
 <work_dir>/logs/<step>.log, skipped when the script's completion record says the same settings and inputs already
 produced its outputs, the network steps under the launcher (torchrun on several GPUs), and a Ctrl-C passed on once
-to the step so that it saves what it has. Which steps a round runs is run_rounds.py's."""
-import importlib
+to the step so that it saves what it has. Which steps a round runs is run_rounds.py's. A script is asked through
+the ScriptStep it registers (utils/engine/steps.py): its command line, its completion, whether it runs a
+network."""
 import os
 import subprocess
 import sys
@@ -11,32 +12,15 @@ import time
 from utils.engine.files import replace_link
 from utils.engine.interrupts import INTERRUPTS, stop_if_interrupted
 from utils.engine.layout import RunLayout
-from utils.pseudo_masks.methods import LPG, get_method
+from utils.engine.steps import script_step
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where the scripts are, and run
 
 
-def script_module(script):
-    """The module of a project script path ('main.py', 'utils/parseCOCO.py')."""
-    return importlib.import_module(script[:-3].replace(os.sep, '.'))
-
-
 def step_argv(script, settings):
-    """A step's argv: its settings ({flag dest: value}) through the script's own command_line, which refuses a
+    """A step's argv: its settings ({flag dest: value}) through the script's command line, which refuses a
     setting the script has no flag for."""
-    return [str(flag) for flag in script_module(script).command_line(**settings)]
-
-
-def runs_networks(script, flags):
-    """Whether a step runs a network, and so runs under the launcher: the generator's and SAM's pseudo masks (not
-    the other baselines), the trainings, and test.py's logits (not its scoring of masks)."""
-    def value(name, default):
-        return flags[flags.index(name) + 1] if name in flags else default
-    if script == 'genPseudoMasks.py':
-        return get_method(value('--method', LPG.name)).runs_network
-    if script == 'test.py':
-        return value('--type', 'test') in ('test', 'crf')
-    return script in ('trainLPG.py', 'main.py')
+    return script_step(script).command_line(**settings)
 
 
 class Runner:
@@ -74,14 +58,14 @@ class Runner:
 
     def step(self, name, script, settings):
         """Run `script` with `settings` ({flag dest: value}, made into its argv by step_argv), unless the script's
-        completion record says that these flags and the same inputs have already produced its outputs (its
-        `step_done`)."""
-        module = script_module(script)
-        flags = step_argv(script, settings) + (['--overwrite'] if self.args.overwrite else [])
-        if module.step_done(module.get_args_parser().parse_args(flags)):
+        completion record says that these flags and the same inputs have already produced its outputs."""
+        step = script_step(script)
+        flags = step.command_line(**settings) + (['--overwrite'] if self.args.overwrite else [])
+        args = step.parse(flags)  # what the script will see
+        if step.done(args):
             print(f'[skip] {name}: done with the same settings and inputs', flush=True)
             return
-        starter = self.launcher() if runs_networks(script, flags) else [sys.executable]
+        starter = self.launcher() if step.runs_networks(args) else [sys.executable]
         cmd = starter + [os.path.join(PROJECT_ROOT, script)] + flags
         log_path = self.run.step_log(name)
         os.makedirs(os.path.dirname(log_path), exist_ok=True)

@@ -9,6 +9,7 @@ skips; one with other settings or inputs is refused, with the differences named,
 """
 import json
 import os
+from typing import Callable, NamedTuple
 
 from .errors import InputError
 from .files import write_json
@@ -103,3 +104,14 @@ class Record:
     def write(self, state, summary=None):
         write_json(self.path, {'state': state, 'identity': self.identity, 'target': self.target,
                                'summary': summary or {}})
+
+
+class Completion(NamedTuple):
+    """A step's completion, as one function of each script gives it (its `completion(args)`), for its own run and for
+    run_rounds.py's question "is this step done?": the record, and the test that the outputs it counted are still
+    there (it gets the stored summary)."""
+    record: Record
+    outputs_present: Callable[[dict], bool] = lambda summary: True
+
+    def done(self) -> bool:
+        return self.record.is_done(self.outputs_present)

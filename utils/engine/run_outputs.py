@@ -127,14 +127,15 @@ class RunOutputs:
     (training_loader), from which the loop draws. start: the iterations already done and resume_state what the
     checkpoint of a resumed run holds besides model and optimizer (None for a new run); total: the run's
     iterations; snapshot(iteration) -> path; pattern matches the snapshot names (iteration = group 1); scaler: the
-    run's GradScaler.
+    run's GradScaler; batches_per_update: the batches each update draws (for a checkpoint that predates exact
+    resume).
 
     The training state holds where the sample stream stands, every process's random state, the scaler, the
     batches skipped for a non-finite loss and the loss log's open window, so that a resumed run continues the
     interrupted one exactly (on the same machine and thread count, with --deterministic on a GPU)."""
 
     def __init__(self, ctx, record, args, start, total, final_path, snapshot, pattern, loader, scaler,
-                 resume_state=None):
+                 resume_state=None, batches_per_update=1):
         self.ctx, self.record, self.args, self.scaler = ctx, record, args, scaler
         self.last_path = layout.last_checkpoint(record.folder)
         self.log = LossLog(total, args.num_print_log, ctx, record.folder, start, args.tensorboard)
@@ -148,7 +149,7 @@ class RunOutputs:
             self.guard.skipped = resume_state['nan_skips']
             self.log.running, self.log.count = resume_state['log']
         elif start:
-            drawn = start * getattr(args, 'iter_size', 1)
+            drawn = start * batches_per_update
             ctx.print(f'{self.last_path} predates exact resume: the run goes on after the batches its {start} '
                       'iterations used, with other random draws than it would have made')
         self.batches = BatchStream(loader, drawn or 0)

@@ -51,7 +51,7 @@ def add_device_args(parser, workers=None, seed=False):
 
 def with_values(args, **values):
     """A copy of the parsed flags `args` with `values` set: how a script resolves defaults without changing the
-    namespace its caller holds (run_rounds.py asks each script's step_done with its own)."""
+    namespace its caller holds (run_rounds.py asks each script's completion with its own)."""
     return argparse.Namespace(**{**vars(args), **values})
 
 

@@ -33,11 +33,11 @@ def report_stem(args):
     return args.report or 'masks_report_' + '+'.join(os.path.basename(os.path.normpath(d)) for d in args.pred_dir)
 
 
-def score_pseudo_masks(args, ctx, spec, source, split, items, class_names, gt_dir):
+def score_pseudo_masks(args, ctx, record, spec, source, split, items, class_names, gt_dir):
     """--type masks: each folder of --pred_dir against the ground truth in gt_dir, in one table (mIoU, class IoU,
     pixel accuracy, precision and recall of the foreground inside the boxes). Writes scores_masks_<folder>.json per
-    folder and the report as <report>.json (with the confusion matrices) and <report>.md."""
-    record = masks_record(args, spec, source, split, gt_dir)
+    folder and the report as <report>.json (with the confusion matrices) and <report>.md; record: masks_record's,
+    written last."""
     box_failures = []
     boxes = {item.image_id: item.boxes for item in
              spec.box_items(source, split, args.split_file, errors=box_failures)}
