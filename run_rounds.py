@@ -1,8 +1,8 @@
 r"""Run rounds 1..N of the LPG alternation on a VOC root and a COCO root.
 
     python run_rounds.py --voc_root_dir VOC2012 --coco_root_dir COCO --work_dir runs/lpg --rounds 3 \
-        --voc_init_model_path PretrainedModel/vgg16_largefov_imagenet.pth \
-        --coco_init_model_path PretrainedModel/vgg16_largefov_imagenet_61.pth
+        --voc_imagenet_init PretrainedModel/vgg16_largefov_imagenet.pth \
+        --coco_imagenet_init PretrainedModel/vgg16_largefov_imagenet_61.pth
 
 Each step runs the published script in a subprocess, its output in <work_dir>/logs/<step>.log, and is skipped
 when the script's completion record says the same settings and inputs already produced its outputs, so an
@@ -25,6 +25,7 @@ scoring run as they are:
     python run_rounds.py ... --launcher "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d \
         --rdzv_endpoint FIRST_NODE:29500 --rdzv_id lpg"               # on every node, one shared --work_dir
 """
+import argparse
 import os
 import shlex
 
@@ -62,6 +63,21 @@ from utils.rounds import run_baseline, run_round, voc_backbone
 from utils.step_runner import Runner
 
 GROUND_TRUTH = 'ground_truth'  # the backbone_voc/ folder of the fully supervised upper bound
+# Flags renamed so that they cannot be taken for the release's --init_<dataset>_model_path (the round R-1 backbone
+# that genPseudoMasks.py reads): the old name is refused, naming the new one.
+RENAMED = {'voc_init_model_path': 'voc_imagenet_init', 'coco_init_model_path': 'coco_imagenet_init'}
+
+
+class Renamed(argparse.Action):
+    """A flag that was renamed: refused in one line (exit status 2) naming the new one."""
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f'{option_string} is now --{self.new} (the initial weights of every round\'s backbone), so that '
+                     'it cannot be taken for genPseudoMasks.py\'s --init_<dataset>_model_path (the round R-1 backbone)')
 
 
 def get_args_parser():
@@ -83,8 +99,12 @@ def add_input_args(parser):
     parser.add_argument('--coco_model_type', choices=backbone_names(), default='vgg16',
                         help='the COCO-60 backbone that the round-2+ generators read: VGG16 in the release on both '
                         'tracks, so one LPG_Round2/3 serves the VGG16 and the ResNet-101 experiments')
-    parser.add_argument('--voc_init_model_path', help='initial weights of the VOC backbones (every round)')
-    parser.add_argument('--coco_init_model_path', help='initial weights of the COCO-60 backbones (every round)')
+    parser.add_argument('--voc_imagenet_init', help='initial weights of the VOC backbones of every round (the '
+                        'ImageNet initialisation, utils/imagenet_init.py; main.py --init_model_path)')
+    parser.add_argument('--coco_imagenet_init', help='initial weights of the COCO-60 backbones of every round (the '
+                        'ImageNet initialisation with 61 classes)')
+    for old, new in RENAMED.items():
+        parser.add_argument(f'--{old}', action=Renamed, new=new, help=argparse.SUPPRESS)
 
 
 def add_experiment_args(parser):
@@ -169,9 +189,9 @@ def command_line(**settings):
 
 def check_initialisations(args):
     """Refuse before hours of LPG training, not at the first backbone, when no initial weights are given."""
-    missing = ['--voc_init_model_path'] if not args.voc_init_model_path else []
-    if args.rounds > 1 and not args.coco_init_model_path:
-        missing.append('--coco_init_model_path')
+    missing = ['--voc_imagenet_init'] if not args.voc_imagenet_init else []
+    if args.rounds > 1 and not args.coco_imagenet_init:
+        missing.append('--coco_imagenet_init')
     if missing and not args.from_scratch:
         raise FlagError(f'run_rounds.py needs {" and ".join(missing)} (ImageNet initialisations made by '
                          'utils/imagenet_init.py); pass --from_scratch to train those backbones from random weights')
@@ -180,7 +200,7 @@ def check_initialisations(args):
 def absolute_inputs(args):
     """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
     to where run_rounds.py was started must still name the same files there."""
-    names = ('voc_root_dir', 'coco_root_dir', 'voc_init_model_path', 'coco_init_model_path') + tuple(
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_imagenet_init', 'coco_imagenet_init') + tuple(
         dest for spec in baseline_methods() for dest in spec.files)
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 

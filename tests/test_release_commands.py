@@ -154,6 +154,17 @@ def test_run_rounds_passes_the_from_scratch_initialisation_to_the_backbone_train
 
 def test_run_rounds_refuses_to_start_without_initial_weights(tmp_path):
     args = parse(run_rounds, '--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w')
-    with pytest.raises(InputError, match='--voc_init_model_path and --coco_init_model_path.*--from_scratch'):
+    with pytest.raises(InputError, match='--voc_imagenet_init and --coco_imagenet_init.*--from_scratch'):
         run_rounds.main(args)
     assert not (tmp_path / 'w').exists()
+
+
+def test_run_rounds_names_the_imagenet_start_apart_from_the_release_backbone_flag(tmp_path, monkeypatch):
+    """run_rounds.py's ImageNet start of every backbone is --voc_imagenet_init; its old name, one word order from
+    the release's --init_voc_model_path (the round R-1 backbone), is refused naming the new one."""
+    base = ['--voc_root_dir', 'voc', '--coco_root_dir', 'coco', '--work_dir', tmp_path / 'w']
+    status, message = cli(run_rounds, *base, '--voc_init_model_path', 'init.pth', monkeypatch=monkeypatch)
+    assert status == 2 and '--voc_init_model_path is now --voc_imagenet_init' in message
+    assert not (tmp_path / 'w').exists()
+    args = parse(run_rounds, *base, '--voc_imagenet_init', 'a.pth', '--coco_imagenet_init', 'b.pth')
+    assert (args.voc_imagenet_init, args.coco_imagenet_init) == ('a.pth', 'b.pth')

@@ -70,8 +70,8 @@ def voc_backbone(runner, run, key, labels, title):
     a = runner.args
     runner.step(f'{title}: train VOC backbone', 'main.py', dict(
         dataset='voc', root_path=a.voc_root_dir, label_path_name=labels, model_type=a.model_type,
-        save_path=run.backbone_dir('voc', key), split=a.voc_split, resume=True, init_model_path=a.voc_init_model_path,
-        **backbone_schedule(a), **runner.scratch(a.voc_init_model_path), **runner.training(), **runner.common()))
+        save_path=run.backbone_dir('voc', key), split=a.voc_split, resume=True, init_model_path=a.voc_imagenet_init,
+        **backbone_schedule(a), **runner.scratch(a.voc_imagenet_init), **runner.training(), **runner.common()))
     eval_dir = run.backbone_eval('voc', a.model_type, key, a.val_split)
     runner.step(f'{title}: test VOC backbone + CRF', 'test.py', dict(
         type='crf', root_path=a.voc_root_dir, model_type=a.model_type,
@@ -107,8 +107,8 @@ def run_round(runner, r, run, last_round):
             **runner.common()))
         runner.step(f'round {r}: train COCO-60 backbone', 'main.py', dict(
             dataset='coco', root_path=a.coco_root_dir, label_path_name=LPG.folder(run.pseudo_root('coco'), cmt, r),
-            model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_init_model_path,
-            **backbone_schedule(a), **runner.scratch(a.coco_init_model_path), **runner.training(),
+            model_type=cmt, save_path=run.backbone_dir('coco', r), resume=True, init_model_path=a.coco_imagenet_init,
+            **backbone_schedule(a), **runner.scratch(a.coco_imagenet_init), **runner.training(),
             **runner.common()))
     return result
 
