@@ -96,7 +96,7 @@ class DatasetSpec:
         return None if self.classes is None else len(self.classes)
 
     def check_source(self, source: Source) -> None:
-        """SystemExit naming the missing flags when the source lacks what the dataset reads."""
+        """An InputError naming the missing flags when the source lacks what the dataset reads."""
         flags = {'root': '--root_path / --<dataset>_root_dir', 'annotations': '--annotations',
                  'image_dir': '--image_dir'}
         missing = [flags[key] for key in self.source_flags if not source.get(key)]

@@ -87,11 +87,6 @@ def distributed_model(model, ctx):
     return DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == 'cuda' else None)
 
 
-def unwrap(model):
-    """The network inside a DistributedDataParallel wrapper (what checkpoints store)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def poly_lr(base_lr, iteration, max_iterations, power=0.9, warmup=0):
     """The release's poly schedule, base_lr x (1 - it/max)^power; with `warmup` > 0 (not in the release) the
     first `warmup` iterations also ramp linearly up to it: x (it + 1) / warmup."""
