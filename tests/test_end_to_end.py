@@ -19,7 +19,7 @@ from datasets.coco import COCO60LPGDataset, load_bbox_annos, non_voc_boxes
 from datasets.constants import VOC_CLASSES
 from datasets.voc import read_split, split_file, voc_box_items
 from models import LPGNet
-from tests.conftest import cli, run
+from tests.conftest import cli, mean_iou, run
 from utils.engine.checkpoint import load_weights
 
 pytestmark = pytest.mark.slow  # every test here reads the outputs of the tiny demo run (minutes on 2 cores)
@@ -46,8 +46,11 @@ def test_demo_table_json_and_figure(demo):
                                              'LPG round 1, overlap smaller']
     assert 0 < results['pseudo masks']['filled boxes']['Mean IoU'] < 1
     assert results['pseudo masks']['filled boxes']['box foreground']['recall'] == 1.0  # a filled box misses nothing
-    for row in results['backbones'].values():
-        assert all(0 <= row[key] <= 1 for key in ('without CRF', 'with CRF'))
+    for masks, row in results['backbones'].items():  # the report's rows are the score files' values
+        folder = {'filled boxes': 'box', 'DenseCRF': 'crf', 'ground truth': 'ground_truth'}.get(
+            masks, f'Round_{masks[-1]}')
+        scores = json.load(open(demo['work'] / 'backbone_voc' / folder / 'eval_val' / 'scores_crf.json'))
+        assert row == {key: scores[key]['Mean IoU'] for key in ('without CRF', 'with CRF')}
     for step in ('round 1: train LPG', 'round 2: train LPG', 'round 1: train COCO-60 backbone', 'compare pseudo masks'):
         assert results['step_seconds'][step] > 0
     assert '| LPG round 2 |' in demo['log'] and '| DenseCRF |' in demo['log'] and '| ground truth |' in demo['log']
@@ -98,22 +101,31 @@ def test_coco_pseudo_masks_use_the_60_class_ids(demo):
 
 
 def test_score_files(demo):
+    """Every score file holds the mIoU of the predictions and masks beside it, counted here again."""
+    voc = demo['voc_root']
+    val, train = read_split(split_file(voc, 'val')), read_split(split_file(voc, 'train_aug'))
+    gt, gt_aug = os.path.join(voc, 'SegmentationClass'), os.path.join(voc, 'SegmentationClassAug')
     for r in (1, 2):
-        scores = json.load(open(demo['work'] / 'backbone_voc' / f'Round_{r}' / 'eval_val' / 'scores_crf.json'))
+        eval_dir = demo['work'] / 'backbone_voc' / f'Round_{r}' / 'eval_val'
+        scores = json.load(open(eval_dir / 'scores_crf.json'))
         assert scores['num_images'] == 4
-        for key in ('without CRF', 'with CRF'):
+        for key, folder in (('without CRF', 'pred'), ('with CRF', 'crf')):
             assert set(scores[key]) == {'Pixel Accuracy', 'Mean Accuracy', 'Frequency Weighted IoU', 'Mean IoU',
                                         'Class IoU'}
-            assert 0 <= scores[key]['Mean IoU'] <= 1
+            assert scores[key]['Mean IoU'] == pytest.approx(mean_iou(eval_dir / folder, gt, val, 21))
             assert list(scores[key]['Class IoU']) == list(VOC_CLASSES)
         masks = json.load(open(demo['work'] / 'pseudo_voc' / f'scores_masks_vgg16_Round{r}.json'))
-        assert masks['num_images'] == 6 and 0 <= masks['pseudo masks']['Mean IoU'] <= 1
+        assert masks['num_images'] == 6
+        assert masks['pseudo masks']['Mean IoU'] == pytest.approx(
+            mean_iou(demo['work'] / 'pseudo_voc' / f'vgg16_Round{r}', gt_aug, train, 21))
         assert np.asarray(masks['confusion']).shape == (21, 21)
     crf_dir = demo['work'] / 'backbone_voc' / 'Round_1' / 'eval_val' / 'crf'
     assert len(os.listdir(crf_dir)) == 4
     for masks in ('box', 'crf', 'ground_truth'):  # --compare_backbones: the same backbone on the other masks
-        scores = json.load(open(demo['work'] / 'backbone_voc' / masks / 'eval_val' / 'scores_crf.json'))
-        assert scores['num_images'] == 4 and 0 <= scores['with CRF']['Mean IoU'] <= 1
+        eval_dir = demo['work'] / 'backbone_voc' / masks / 'eval_val'
+        scores = json.load(open(eval_dir / 'scores_crf.json'))
+        assert scores['num_images'] == 4
+        assert scores['with CRF']['Mean IoU'] == pytest.approx(mean_iou(eval_dir / 'crf', gt, val, 21))
     trained_on = json.load(open(demo['work'] / 'backbone_voc' / 'ground_truth' / 'record.json'))
     assert trained_on['identity']['settings']['label_path_name'] == 'SegmentationClassAug'
 

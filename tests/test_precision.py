@@ -1,6 +1,7 @@
 """--amp auto: bf16 where the device multiplies bf16 natively, float32 elsewhere, and the reason logged."""
 import torch
 
+import main as train_backbone
 from utils.engine import precision as precision_module
 from utils.engine.precision import Precision, choose_amp
 
@@ -41,6 +42,8 @@ def test_cpu_bf16_units_asks_torch(monkeypatch):
 
 
 def test_bf16_training_step_keeps_float32_weights_and_loss():
+    """The backbone's loss (main.segmentation_loss) is taken in float32 from bf16 logits, and the weights stay
+    float32 through the scaled step."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 2, 1))
     bf16 = Precision('bf16', CPU, training=True)
@@ -49,7 +52,7 @@ def test_bf16_training_step_keeps_float32_weights_and_loss():
     with bf16.autocast():
         logits = model(bf16.prepare_input(torch.randn(2, 3, 8, 8)))
     assert logits.dtype == torch.bfloat16
-    loss = torch.nn.functional.cross_entropy(logits.float(), torch.zeros(2, 8, 8, dtype=torch.long))
+    loss = train_backbone.segmentation_loss(logits, torch.zeros(2, 8, 8, dtype=torch.long))
     before = model[0].weight.detach().clone()
     bf16.scaler.scale(loss).backward()
     bf16.scaler.step(optimizer)

@@ -20,7 +20,7 @@ from datasets.synthetic import make_voc_like
 from datasets.voc import read_split, split_file
 from models.backbones import BACKBONES, BackboneSpec, CRFParams, Schedule, build_backbone, register_backbone
 from models.lpg import LPGNet
-from tests.conftest import ROOT
+from tests.conftest import ROOT, mean_iou
 from utils.engine import layout
 from utils.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from utils.pseudo_masks.methods import mask_dir
@@ -63,7 +63,9 @@ def parse(script, *flags):
 
 
 def test_built_in_registries():
-    assert set(BACKBONES) == {'vgg16', 'resnet101'}
+    # The release's two backbones, each built with its checkpoint's head (a registered one may join them).
+    assert {'vgg16', 'resnet101'} <= set(BACKBONES)
+    assert build_backbone('resnet101', 21).base.aspp.c0.out_channels == 21
     assert get_dataset('voc').num_classes == 21 and get_dataset('coco').num_classes == 61
     assert get_dataset('coco').classes[:3] == ('background', 'truck', 'traffic light')  # COCO 8, 10 -> 1, 2
     assert build_backbone('vgg16', 61).fc8.out_channels == 61
@@ -88,8 +90,10 @@ def test_a_registered_backbone_trains_tests_and_generates(toy_backbone, voc_root
     results = test_backbone.main(parse(test_backbone, '--type', 'crf', '--root_path', voc_root, '--model_type', 'toy',
                                        '--model_path', final, '--test_size', 80, '--n_jobs', 1, '--cuda', 'false'))
     eval_dir = layout.eval_dir(final, 'val')
-    assert os.path.isfile(layout.scores_file(eval_dir, 'crf')) and 0 <= results['with CRF']['Mean IoU'] <= 1
     val_ids = read_split(split_file(voc_root, 'val'))
+    assert os.path.isfile(layout.scores_file(eval_dir, 'crf'))
+    assert results['with CRF']['Mean IoU'] == pytest.approx(
+        mean_iou(layout.eval_subdir(eval_dir, 'crf'), os.path.join(voc_root, 'SegmentationClass'), val_ids, 21))
     with np.load(os.path.join(layout.eval_subdir(eval_dir, 'logits'), f'{val_ids[0]}.npz')) as logits:
         assert tuple(logits['input_size']) == (80, 80) and logits['logits'].shape == (21, 40, 40)
     assert sorted(os.listdir(layout.eval_subdir(eval_dir, 'crf'))) == sorted(f'{i}.png' for i in val_ids)
