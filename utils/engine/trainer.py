@@ -42,7 +42,7 @@ class TrainingJob:
     dataset() -> the training set: problems(), drop(), num_images() for the data check, which names its images
     by the dataset's `what`. build() -> (the network, prepared for its precision and in train mode; its optimiser;
     its step), called after seeding: step(model, batches) -> the update's loss, detached: the trainer's loss
-    function (main.accumulated_step, trainLPG.train_step), which draws its batch(es) from the BatchStream and runs
+    function (main.train_step, trainLPG.train_step), which draws its batch(es) from the BatchStream and runs
     forward and (scaled) backward; model is the network, wrapped in DistributedDataParallel under torchrun.
     set_lr(optimizer, iteration): before each update."""
     completion: Completion
