@@ -17,7 +17,6 @@ labels any COCO-format mask dataset the same way (trainLPG.py --dataset custom r
 categories not excluded, by ascending id, become classes 1..N; OUT gets box/ and seg/ PNGs named after the
 image files, then boxes.json (see datasets/custom.py), then its record.
 """
-import argparse
 import os
 import sys
 
@@ -56,17 +55,22 @@ def labels_present(mask_dir):
 
 
 def completion(args):
-    """The labels' completion: made from the same annotations, their mask PNGs all still there (None without a
-    dataset to label). parse_coco and label_custom read the same records."""
+    """The labels' completion for these flags (None without a dataset to label): the one parse_coco or
+    label_custom checks and writes."""
     if args.annotations:
-        if not args.labels_dir:
-            return None
-        labels = CustomLabels(args.labels_dir)
-        return Completion(custom_record(args.annotations, labels, args.exclude_categories),
-                          labels_present(labels.mask_dir))
-    if not args.dataRoot:
-        return None
-    return Completion(parse_record(args.dataRoot, args.split), labels_present(seg60_dir(args.dataRoot, args.split)))
+        return custom_completion(args.annotations, CustomLabels(args.labels_dir), args.exclude_categories) \
+            if args.labels_dir else None
+    return coco_completion(args.dataRoot, args.split) if args.dataRoot else None
+
+
+def coco_completion(data_root, split):
+    """COCO-60's labels: made from the same instances json, their mask PNGs all still there."""
+    return Completion(parse_record(data_root, split), labels_present(seg60_dir(data_root, split)))
+
+
+def custom_completion(annotations, labels, exclude_categories):
+    """A custom auxiliary set's labels: made from the same annotations, their mask PNGs all still there."""
+    return Completion(custom_record(annotations, labels, exclude_categories), labels_present(labels.mask_dir))
 
 
 @releases_claims
@@ -120,7 +124,7 @@ def label_images(instances, class_of, name_of, box_dir, mask_dir, boxes_json, re
 
 def parse_coco(data_root, split='train2017', overwrite=False):
     """COCO-60: the release's labelling of COCO (see the module docstring). Returns the images with PNGs."""
-    done = completion(argparse.Namespace(annotations=None, dataRoot=data_root, split=split))
+    done = coco_completion(data_root, split)
     record, mask_dir = done.record, seg60_dir(data_root, split)
     if done.done():
         print(f'{mask_dir}: already parsed from the same {instances_path(data_root, split)}')
@@ -142,8 +146,7 @@ def label_custom(annotations, labels_dir, exclude_categories, overwrite=False):
     """Any COCO-format mask dataset as an auxiliary set: the categories not named in exclude_categories
     (names), by ascending id, become classes 1..N. Returns the CustomLabels."""
     labels = CustomLabels(labels_dir)
-    done = completion(argparse.Namespace(annotations=annotations, labels_dir=labels_dir,
-                                         exclude_categories=exclude_categories))
+    done = custom_completion(annotations, labels, exclude_categories)
     record = done.record
     if done.done():
         print(f'{labels.folder}: already labelled from the same {annotations}')
@@ -184,8 +187,6 @@ def main(args):
     print(f'wrote {bbox_annos_path(args.dataRoot, args.split)} and bbox60/seg60 PNGs for {written} images '
           f'under {args.dataRoot}')
 
-
-STEP = register_step(ScriptStep(os.path.join('utils', 'parseCOCO.py'), get_args_parser, completion))
 
 STEP = register_step(ScriptStep(os.path.join('utils', 'parseCOCO.py'), get_args_parser, completion))
 
