@@ -16,6 +16,7 @@ from typing import Callable, Optional, Protocol
 
 from utils.engine.errors import InputError
 from utils.engine.files import folder_in_root
+from utils.engine.registry import Registry
 
 from . import custom
 from .boxes import BoxItem
@@ -104,25 +105,20 @@ class DatasetSpec:
             raise InputError(f'--dataset {self.name} needs {" and ".join(missing)}')
 
 
-DATASETS: dict[str, DatasetSpec] = {}
+DATASETS = Registry('dataset', 'dataset')
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     """Add a dataset to the scripts' `--dataset` choices. Returns the spec."""
-    if spec.name in DATASETS:
-        raise InputError(f'a dataset named {spec.name!r} is already registered')
-    DATASETS[spec.name] = spec
-    return spec
+    return DATASETS.register(spec)
 
 
 def dataset_names() -> list[str]:
-    return list(DATASETS)
+    return DATASETS.names()
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise InputError(f'unknown dataset {name!r}: expected one of {dataset_names()}')
-    return DATASETS[name]
+    return DATASETS.entry(name)
 
 
 def add_source_args(parser: argparse.ArgumentParser, annotations_help: str) -> None:

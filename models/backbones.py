@@ -10,6 +10,7 @@ from typing import Callable, Optional
 from torch import nn
 
 from utils.engine.errors import InputError
+from utils.engine.registry import Registry
 
 from .deeplab_resnet import DeepLabV2ResNet101
 from .deeplab_vgg import DeepLabLargeFOV
@@ -150,26 +151,21 @@ def _resnet101_release_setup(model, lr, weight_decay):
                       keep=lambda name: not (_is_aspp(name) and name.endswith('weight')))
 
 
-BACKBONES = {}
+BACKBONES = Registry('backbone', 'model_type', ordered=True)
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add a backbone to every script's `--model_type` choices. Returns the spec."""
-    if spec.name in BACKBONES:
-        raise ValueError(f'a backbone named {spec.name!r} is already registered')
-    BACKBONES[spec.name] = spec
-    return spec
+    return BACKBONES.register(spec)
 
 
 def backbone_names() -> list:
-    return sorted(BACKBONES)
+    return BACKBONES.names()
 
 
 def get_backbone(name: str) -> BackboneSpec:
     """The registry entry of `--model_type name`."""
-    if name not in BACKBONES:
-        raise InputError(f'unknown model_type {name!r}: expected one of {backbone_names()}')
-    return BACKBONES[name]
+    return BACKBONES.entry(name)
 
 
 def build_backbone(name: str, num_classes: int) -> nn.Module:

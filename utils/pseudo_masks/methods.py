@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 from utils.engine.errors import FlagError
+from utils.engine.registry import Registry
 
 from .baselines import box_baseline, crf_baseline, generate_baseline, grabcut_baseline
 from .generator import generate_lpg, load_generator
@@ -94,25 +95,41 @@ class MethodSpec:
         return all(getattr(args, dest, None) for dest in self.required)
 
 
-METHODS: dict[str, MethodSpec] = {}
+# An unknown name is a flag's value that cannot work (--method, run_rounds.py --baselines).
+METHODS = Registry('pseudo-mask method', 'pseudo-mask method', unknown=FlagError)
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    if spec.name in METHODS:
-        raise ValueError(f'pseudo-mask method {spec.name!r} is already registered')
-    METHODS[spec.name] = spec
-    return spec
+    """Add a method to --method's choices and to the baselines. Returns the spec."""
+    return METHODS.register(spec)
 
 
 def get_method(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise FlagError(f'unknown pseudo-mask method {name!r} (expected one of {", ".join(METHODS)})')
-    return METHODS[name]
+    return METHODS.entry(name)
 
 
 def baseline_methods() -> list[MethodSpec]:
     """The methods compared beside the generator, in registration order."""
     return [spec for spec in METHODS.values() if spec.baseline]
+
+
+def default_baselines() -> list[str]:
+    """The baselines compared unless told otherwise: those that need no flag (a file) of their own."""
+    return [spec.name for spec in baseline_methods() if not spec.required]
+
+
+def chosen_baselines(names, args) -> list[MethodSpec]:
+    """The baselines `names` (a list of names), and each baseline that needs flags of its own when `args` gives
+    them (sam with --sam_checkpoint)."""
+    chosen = [get_method(name) for name in names]
+    return chosen + [spec for spec in baseline_methods() if spec.required and spec.available(args)
+                     and spec not in chosen]
+
+
+def baseline_files(args) -> dict:
+    """The baselines' own file flags in `args` ({dest: path}), to be made absolute by a script whose steps run
+    elsewhere."""
+    return {dest: getattr(args, dest, None) for spec in baseline_methods() for dest in spec.files}
 
 
 def name_list(specs) -> str:
