@@ -43,12 +43,17 @@ from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
 from utils.engine.runtime import run_script, str2bool
 from utils.evaluation.visualize import comparison_grid, stack
-from utils.pseudo_masks.methods import LPG, add_method_args, baseline_methods, get_method
+from utils.pseudo_masks.methods import (
+    LPG,
+    add_method_args,
+    baseline_methods,
+    chosen_baselines,
+    default_baselines,
+    get_method,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPREAD = os.path.join(HERE, 'benchmarks', 'demo_spread.json')
-# The baselines compared by default: those that need no flag (a file) of their own; one that does joins when given it.
-BASELINES = tuple(spec.name for spec in baseline_methods() if not spec.required)
 GROUND_TRUTH = 'ground truth'
 UNIFORM = 'uniform probabilities'
 MAX_IMAGES = 100_000  # the most images of each generated set
@@ -81,7 +86,7 @@ def get_args_parser():
     parser.add_argument('--cuda', default='false', help='the demo runs on the CPU by default')
     parser.add_argument('--threads', type=JOBS, default=2, help='CPU threads of every step (fixed: same results)')
     parser.add_argument('--seed', type=SEED, default=0, help='seed of the data and of every step')
-    parser.add_argument('--baselines', default=','.join(BASELINES),
+    parser.add_argument('--baselines', default=','.join(default_baselines()),
                         help='the baselines to compare (comma list); a baseline that needs a flag of its own (sam: '
                         '--sam_checkpoint) joins them when the flag is given')
     add_method_args(parser, baseline_methods())
@@ -109,19 +114,12 @@ def pipeline_flags(args, voc_root, coco_root, work):
         lpg_box_loss_weight=args.lpg_box_loss_weight, allow_empty=args.allow_empty,
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
-        workers=1, n_jobs=2, from_scratch='kaiming', baselines=with_available(args),
+        workers=1, n_jobs=2, from_scratch='kaiming',
+        baselines=','.join(spec.name for spec in chosen_baselines([m for m in args.baselines.split(',') if m], args)),
         **{dest: value for spec in baseline_methods() for dest, value in spec.settings(args).items()},
         threads=args.threads,
         deterministic=True, compare_backbones=True, uniform_ablation=True,
         overwrite=True)  # the demo's own folder: steps whose data or settings changed are redone
-
-
-def with_available(args):
-    """The baselines the demo runs: --baselines, and each baseline that needs flags of its own when they are given
-    (sam with --sam_checkpoint)."""
-    baselines = [method for method in args.baselines.split(',') if method]
-    return ','.join(baselines + [spec.name for spec in baseline_methods()
-                                 if spec.required and spec.available(args) and spec.name not in baselines])
 
 
 def overlap_variants(runner, run, voc_root):

@@ -58,7 +58,7 @@ from utils.engine.layout import RunLayout
 from utils.engine.precision import AMP_CHOICES
 from utils.engine.runtime import comma_list, run_script, str2bool, with_values
 from utils.parseCOCO import instances_path
-from utils.pseudo_masks.methods import BOX, add_method_args, baseline_methods, get_method, name_list
+from utils.pseudo_masks.methods import BOX, add_method_args, baseline_files, baseline_methods, get_method, name_list
 from utils.rounds import run_baseline, run_round, voc_backbone
 from utils.step_runner import Runner
 
@@ -200,8 +200,7 @@ def check_initialisations(args):
 def absolute_inputs(args):
     """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
     to where run_rounds.py was started must still name the same files there."""
-    names = ('voc_root_dir', 'coco_root_dir', 'voc_imagenet_init', 'coco_imagenet_init') + tuple(
-        dest for spec in baseline_methods() for dest in spec.files)
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_imagenet_init', 'coco_imagenet_init', *baseline_files(args))
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 
 

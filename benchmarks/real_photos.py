@@ -51,10 +51,17 @@ from utils.engine.flags import (  # noqa: E402
 )
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
 from utils.engine.runtime import add_device_args, run_script  # noqa: E402
-from utils.pseudo_masks.methods import LPG, METHODS, add_method_args, baseline_methods, get_method  # noqa: E402
+from utils.pseudo_masks.methods import (  # noqa: E402
+    LPG,
+    METHODS,
+    add_method_args,
+    baseline_files,
+    baseline_methods,
+    chosen_baselines,
+    default_baselines,
+    get_method,
+)
 
-# The baselines run by default: those that need no flag of their own (sam joins them with --sam_checkpoint).
-BASELINES = tuple(spec.name for spec in baseline_methods() if not spec.required)
 TITLES = dict(lpg_round1='LPG round 1', lpg_round2='LPG round 2')
 MODEL_TYPE = 'vgg16'  # only names the generator's output folder (and the round-2 backbones' architecture)
 
@@ -92,7 +99,7 @@ def get_args_parser():
     run = parser.add_argument_group('methods and running')
     run.add_argument('--test_size', type=TEST_SIZE, default=384,
                      help='images padded to this size for the generator (rounded up to a multiple of 128)')
-    run.add_argument('--baselines', default=','.join(BASELINES))
+    run.add_argument('--baselines', default=','.join(default_baselines()))
     add_method_args(run, baseline_methods())  # sam's --sam_checkpoint adds Segment Anything prompted with the boxes
     run.add_argument('--n_jobs', type=JOBS, default=2, help='parallel images of GrabCut and DenseCRF')
     run.add_argument('--threads', type=JOBS, help='CPU threads of every step (default: PyTorch\'s)')
@@ -176,8 +183,8 @@ def main(args):
     tic = time.time()
     check_flags(args)
     # The steps run in the project folder: paths given relative to where this was started must name the same files.
-    files = tuple(dest for spec in baseline_methods() for dest in spec.files)
-    for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'aux_backbone', 'target_backbone') + files:
+    for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'aux_backbone', 'target_backbone',
+                 *baseline_files(args)):
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     os.makedirs(args.out, exist_ok=True)
@@ -188,10 +195,7 @@ def main(args):
     runner = Runner(SimpleNamespace(**vars(args), work_dir=args.out, launcher=None, nproc_per_node=None,
                                     overwrite=True, from_scratch=None))
     methods = {}
-    baselines = [get_method(m) for m in args.baselines.split(',') if m]
-    baselines += [spec for spec in baseline_methods() if spec.required and spec.available(args)
-                  and spec not in baselines]
-    for method in baselines:
+    for method in chosen_baselines([m for m in args.baselines.split(',') if m], args):
         methods[method.name] = sides.masks(runner, method.name, os.path.join(args.out, 'masks'), method=method.name,
                                            n_jobs=args.n_jobs, **method.settings(args))
     every, points = curve_iterations(args)
