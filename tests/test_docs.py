@@ -1,5 +1,6 @@
 """The documentation's links: every relative link in README.md, docs/*.md and benchmarks/*.md points at a file
-that exists (and, with an `#anchor`, at a heading of that file), and every page in docs/ is linked from README.md.
+that exists (and, with an `#anchor`, at a heading of that file), every page in docs/ is linked from README.md, and
+no page names a file outside the repository, which its users do not have.
 """
 import re
 import unicodedata
@@ -87,9 +88,37 @@ def test_links_resolve(page):
     assert not broken, 'broken links:\n' + '\n'.join(broken)
 
 
-def test_no_page_cites_shared():
-    cites = [str(page.relative_to(ROOT)) for page in PAGES if '../shared/' in page.read_text(encoding='utf-8')]
-    assert not cites, f'these pages cite ../shared/, which users do not have: {cites}'
+# A path written relative to a page's folder (`../benchmarks/x.json`), in prose or in code.
+UPWARD = re.compile(r'(?<![\w./-])((?:\.\./)+[\w./-]*)')
+
+
+def outside_paths(page, root=ROOT):
+    """The `../` paths to a file or folder (`../notes/`, `../DESIGN.md`) that a page names and that leave the
+    repository or name nothing in it: files its readers, who have the repository only, do not have. A bare
+    `../name` is an example of a name (an id that would leave its folder), not a path to a document."""
+    found = []
+    for target in UPWARD.findall(page.read_text(encoding='utf-8')):
+        rest = target.lstrip('./')
+        if not ('/' in rest or '.' in rest):
+            continue
+        resolved = (page.parent / target.rstrip('.')).resolve()
+        if not resolved.is_relative_to(root) or not resolved.exists():
+            found.append(target)
+    return found
+
+
+def test_the_outside_path_check_finds_a_path_outside(tmp_path):
+    docs = tmp_path / 'docs'
+    docs.mkdir()
+    (tmp_path / 'benchmarks').mkdir()
+    page = docs / 'example.md'
+    page.write_text('see ../../notes/DESIGN.md, ../missing/x.json, ../benchmarks/ and an id like ../x\n')
+    assert outside_paths(page, root=tmp_path) == ['../../notes/DESIGN.md', '../missing/x.json']
+
+
+def test_no_page_names_a_file_outside_the_repository():
+    cites = {str(page.relative_to(ROOT)): outside_paths(page) for page in PAGES if outside_paths(page)}
+    assert not cites, f'these pages name files outside the repository, which its users do not have: {cites}'
 
 
 def test_every_doc_is_linked_from_readme():
