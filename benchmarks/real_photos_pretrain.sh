@@ -44,6 +44,15 @@ python utils/parseCOCO.py --annotations $R/coco/annotations/instances_train2017.
 train shapes1500 shapes1000 1500 0 && score shapes1500
 train real1500 real 1500 0 shapes1500 && score real1500
 train more1500 real 1500 1 real1500 && score more1500
-# 1000 on the shapes, then 2500 real in one schedule.
+# 1000 on the shapes, then 2500 real in one schedule, with seeds 0 and 1.
 train shapes1000 shapes1000 1000 0
 train real2500 real 2500 0 shapes1000 && score real2500
+train shapes1000_seed1 shapes1000 1000 1
+train real2500_seed1 real 2500 1 shapes1000_seed1 && score real2500_seed1
+# 1000 on the shapes, then 2500 real in two schedules of 1250 (the lr restarted once).
+train real1250 real 1250 0 shapes1000 && score real1250
+train restart1250 real 1250 1 real1250 && score restart1250
+# 1000 iterations on 3000 generated images instead of 1000, then 2500 real (seed 0).
+generate 3000
+train shapes3000 shapes3000 1000 0
+train real2500_shapes3000 real 2500 0 shapes3000 && score real2500_shapes3000
