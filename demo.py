@@ -41,7 +41,7 @@ from utils.engine.flags import ITERATIONS, JOBS, POSITIVE, SEED, ScriptParser, c
 from utils.engine.layout import RunLayout
 from utils.engine.loss_curve import curves_figure, save_figure
 from utils.engine.precision import Precision
-from utils.engine.runtime import run_script, str2bool
+from utils.engine.runtime import comma_list, run_script, str2bool
 from utils.evaluation.visualize import comparison_grid, stack
 from utils.pseudo_masks.methods import (
     LPG,
@@ -115,7 +115,7 @@ def pipeline_flags(args, voc_root, coco_root, work):
         backbone_iterations=args.backbone_iterations, backbone_batch_size=8, backbone_crop_size=97, backbone_lr=3e-3,
         backbone_warmup_iterations=50, voc_test_size=128, coco_test_size=128, eval_test_size=128, cuda=args.cuda,
         workers=1, n_jobs=2, from_scratch='kaiming',
-        baselines=','.join(spec.name for spec in chosen_baselines([m for m in args.baselines.split(',') if m], args)),
+        baselines=','.join(spec.name for spec in chosen_baselines(comma_list(args.baselines), args)),
         **{dest: value for spec in baseline_methods() for dest, value in spec.settings(args).items()},
         threads=args.threads,
         deterministic=True, compare_backbones=True, uniform_ablation=True,

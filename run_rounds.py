@@ -200,7 +200,7 @@ def check_initialisations(args):
 def absolute_inputs(args):
     """A copy of args whose input paths are absolute: the steps run in the project folder, and paths given relative
     to where run_rounds.py was started must still name the same files there."""
-    names = ('voc_root_dir', 'coco_root_dir', 'voc_imagenet_init', 'coco_imagenet_init', *baseline_files(args))
+    names = ('voc_root_dir', 'coco_root_dir', 'voc_imagenet_init', 'coco_imagenet_init', *baseline_files())
     return with_values(args, **{name: os.path.abspath(getattr(args, name)) for name in names if getattr(args, name)})
 
 

@@ -50,7 +50,7 @@ from utils.engine.flags import (  # noqa: E402
     count,
 )
 from utils.engine.precision import add_amp_arg, cpu_description  # noqa: E402
-from utils.engine.runtime import add_device_args, run_script  # noqa: E402
+from utils.engine.runtime import add_device_args, comma_list, run_script  # noqa: E402
 from utils.pseudo_masks.methods import (  # noqa: E402
     LPG,
     METHODS,
@@ -184,7 +184,7 @@ def main(args):
     check_flags(args)
     # The steps run in the project folder: paths given relative to where this was started must name the same files.
     for name in ('out', 'aux', 'target', 'coco_json', 'image_dir', 'aux_backbone', 'target_backbone',
-                 *baseline_files(args)):
+                 *baseline_files()):
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
     os.makedirs(args.out, exist_ok=True)
@@ -195,7 +195,7 @@ def main(args):
     runner = Runner(SimpleNamespace(**vars(args), work_dir=args.out, launcher=None, nproc_per_node=None,
                                     overwrite=True, from_scratch=None))
     methods = {}
-    for method in chosen_baselines([m for m in args.baselines.split(',') if m], args):
+    for method in chosen_baselines(comma_list(args.baselines), args):
         methods[method.name] = sides.masks(runner, method.name, os.path.join(args.out, 'masks'), method=method.name,
                                            n_jobs=args.n_jobs, **method.settings(args))
     every, points = curve_iterations(args)

@@ -126,10 +126,9 @@ def chosen_baselines(names, args) -> list[MethodSpec]:
                      and spec not in chosen]
 
 
-def baseline_files(args) -> dict:
-    """The baselines' own file flags in `args` ({dest: path}), to be made absolute by a script whose steps run
-    elsewhere."""
-    return {dest: getattr(args, dest, None) for spec in baseline_methods() for dest in spec.files}
+def baseline_files() -> list[str]:
+    """The dests of the baselines' own file flags, to be made absolute by a script whose steps run elsewhere."""
+    return [dest for spec in baseline_methods() for dest in spec.files]
 
 
 def name_list(specs) -> str:
