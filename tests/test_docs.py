@@ -93,7 +93,7 @@ UPWARD = re.compile(r'(?<![\w./-])((?:\.\./)+[\w./-]*)')
 
 
 def outside_paths(page, root=ROOT):
-    """The `../` paths to a file or folder (`../notes/`, `../DESIGN.md`) that a page names and that leave the
+    """The `../` paths to a file or folder (`../notes/`, `../spec.md`) that a page names and that leave the
     repository or name nothing in it: files its readers, who have the repository only, do not have. A bare
     `../name` is an example of a name (an id that would leave its folder), not a path to a document."""
     found = []
@@ -112,8 +112,8 @@ def test_the_outside_path_check_finds_a_path_outside(tmp_path):
     docs.mkdir()
     (tmp_path / 'benchmarks').mkdir()
     page = docs / 'example.md'
-    page.write_text('see ../../notes/DESIGN.md, ../missing/x.json, ../benchmarks/ and an id like ../x\n')
-    assert outside_paths(page, root=tmp_path) == ['../../notes/DESIGN.md', '../missing/x.json']
+    page.write_text('see ../../notes/spec.md, ../missing/x.json, ../benchmarks/ and an id like ../x\n')
+    assert outside_paths(page, root=tmp_path) == ['../../notes/spec.md', '../missing/x.json']
 
 
 def test_no_page_names_a_file_outside_the_repository():
